@@ -1,0 +1,79 @@
+//! The one public error type, identical on both targets.
+
+use crate::protocol::{HandshakeError, ProtocolError};
+
+/// Everything that can go wrong, on either target.
+///
+/// Every variant exists on both targets (even where only one backend produces it), so a
+/// `match` compiles everywhere.
+///
+/// ```
+/// let e = unisock::Error::InvalidUrl("http://x".into());
+/// assert_eq!(e.to_string(), "WebSocket URLs must have a 'ws' or 'wss' scheme - http://x");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be parsed or its scheme is not `ws`/`wss`.
+    #[error("WebSocket URLs must have a 'ws' or 'wss' scheme - {0}")]
+    InvalidUrl(String),
+    /// The opening handshake failed (either role). [`HandshakeError::status`] gives the HTTP status.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The peer broke RFC 6455; the connection was closed with the matching close code.
+    #[error("protocol violation: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A network error (DNS, connection refused, reset, ...).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS setup or certificate verification failed.
+    #[error("TLS error: {0}")]
+    Tls(String),
+    /// `send_*`/`close` called before `open`/`upgrade` completed.
+    #[error("WebSocket has not been opened / upgraded")]
+    NotOpen,
+    /// `open`/`upgrade` called on a socket that is already connected.
+    #[error("WebSocket is already connected; create a new one")]
+    AlreadyConnected,
+    /// `send_*` called after the socket started closing or closed: the message was not sent.
+    #[error("WebSocket is closing or closed; the message was not sent")]
+    Closed,
+    /// Sending would queue more bytes than the configured cap.
+    #[error("send queue full: {buffered} bytes already queued, the cap is {cap}")]
+    Capacity {
+        /// Bytes queued when the send was refused.
+        buffered: usize,
+        /// The configured cap.
+        cap: usize,
+    },
+    /// `close` was given a code that may not be sent (valid: 1000-1003, 1007-1014, 3000-4999).
+    #[error("invalid close code {0}: use 1000-1003, 1007-1014 or 3000-4999")]
+    InvalidCloseCode(u16),
+    /// `close` was given a reason over 123 bytes of UTF-8.
+    #[error("close reason is {0} bytes; at most 123 are allowed")]
+    ReasonTooLong(usize),
+    /// An event handler panicked; the socket was closed with 1011.
+    #[error("event handler panicked: {0}")]
+    HandlerPanicked(String),
+    /// A timeout expired (handshake, close handshake, read).
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// An error raised by the browser's WebSocket.
+    #[error("browser WebSocket error: {0}")]
+    Js(String),
+    /// The operation does not exist on this target (e.g. `upgrade` in the browser).
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_stays_small() {
+        let size = std::mem::size_of::<super::Error>();
+        assert!(size <= 48, "Error is {size} bytes");
+    }
+}

@@ -1,0 +1,76 @@
+//! # unisock
+//!
+//! One W3C-shaped [`WebSocket`] type that works as a client **and** a server natively
+//! (on Tokio) and as a client in the browser (on `wasm32-unknown-unknown`, wrapping
+//! `web_sys::WebSocket`). The same application code compiles for both targets: the
+//! backend is picked at compile time, never with `cfg` in your code.
+//!
+//! ## A client (native or browser)
+//! ```no_run
+//! # async fn run() -> Result<(), unisock::Error> {
+//! use unisock::{MsgEvent, WebSocket};
+//!
+//! let ws = WebSocket::new();
+//! ws.on_message(|msg: MsgEvent| println!("got {msg}"));
+//! ws.on_close(|ev| println!("closed: {ev}"));
+//! ws.open("ws://127.0.0.1:8069/ws", &[]).await?;
+//! ws.send_text("Hello!")?;
+//! ws.read().await; // the event loop natively; returns at once in the browser
+//! # Ok(()) }
+//! ```
+//!
+//! ## A server (native)
+//! ```no_run
+//! # #[cfg(not(target_arch = "wasm32"))]
+//! # async fn run() -> Result<(), unisock::Error> {
+//! use unisock::{MsgEvent, WebSocket};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+//! loop {
+//!     let (tcp, _) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let ws = WebSocket::new();
+//!         let echo = ws.clone();
+//!         ws.on_message(move |msg| {
+//!             let _ = match msg {
+//!                 MsgEvent::Text(t) => echo.send_text(&t),
+//!                 MsgEvent::Binary(b) => echo.send_binary(&b),
+//!             };
+//!         });
+//!         if ws.upgrade(tcp).await.is_ok() {
+//!             ws.read().await;
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! ## Targets
+//! - native (any non-wasm target): Tokio, client and server.
+//! - `wasm32-unknown-unknown`: the browser's WebSocket, client only. Other wasm targets
+//!   (WASI, emscripten) are refused at compile time.
+
+cfg_if::cfg_if! {
+    if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
+        mod web;
+        use web as backend;
+    } else if #[cfg(target_arch = "wasm32")] {
+        compile_error!("unisock's browser backend needs wasm32-unknown-unknown; WASI and emscripten are not supported");
+    } else {
+        mod native;
+        use native as backend;
+    }
+}
+
+mod config;
+mod error;
+mod event;
+pub mod protocol;
+mod send_sync;
+mod socket;
+
+pub use config::Limits;
+pub use error::{Error, Result};
+pub use event::{CloseEvent, MsgEvent, ReadyState};
+pub use send_sync::{WasmNotSend, WasmNotSendSync, WasmNotSync};
+pub use socket::WebSocket;

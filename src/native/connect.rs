@@ -1,0 +1,63 @@
+//! Client side: TCP connect and the opening handshake over the stream.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{rng, BoxIo};
+use crate::protocol::handshake;
+use crate::{Error, Result};
+
+/// A connected client stream after a successful handshake.
+pub(super) struct Connected {
+    pub(super) stream: BoxIo,
+    /// Bytes read past the response head: the start of the WebSocket stream.
+    pub(super) leftover: Vec<u8>,
+    pub(super) protocol: Option<String>,
+}
+
+/// Connects to `url` (`ws://`; `wss://` is refused until TLS lands) and shakes hands.
+pub(super) async fn connect(url: &url::Url, protocols: &[&str]) -> Result<Connected> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| Error::InvalidUrl(url.to_string()))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| Error::InvalidUrl(url.to_string()))?;
+    if url.scheme() == "wss" {
+        return Err(Error::Tls("wss:// is not supported yet".into()));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    handshake_over(Box::new(tcp), url, protocols).await
+}
+
+/// Runs the client handshake over an already connected stream.
+async fn handshake_over(mut stream: BoxIo, url: &url::Url, protocols: &[&str]) -> Result<Connected> {
+    let mut random = [0u8; 16];
+    rng::fill(&mut random);
+    let key = handshake::generate_key(random);
+    let request = handshake::client_request(url, &key, protocols, None, &[])?;
+    stream.write_all(&request).await?;
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the server closed the connection during the handshake",
+            )));
+        }
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        if let Some((response, head_len)) = handshake::parse_response(&buf)? {
+            let protocol = handshake::validate_response(&response, &key, protocols)?;
+            let leftover = buf.split_off(head_len.min(buf.len()));
+            return Ok(Connected {
+                stream,
+                leftover,
+                protocol,
+            });
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The read loop (run by `read()`) and the writer task of one connection.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::time::Instant;
+
+use super::{lock, BoxIo, Reader, Socket};
+use crate::protocol::{CloseCode, ConnectionState, Event, Role};
+use crate::{CloseEvent, Error, ReadyState};
+
+/// Size of the reusable read buffer of a connection that is being read.
+const READ_BUFFER: usize = 16 * 1024;
+/// How long to wait for the peer's half of the closing handshake (and, as a client, for the
+/// server to end TCP afterwards).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+const ABNORMAL: &str = "Abnormal Closure: No close control frame received";
+
+/// Drains the connection's output to the stream until the connection is over.
+pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Role) {
+    let shared = &sock.0;
+    loop {
+        let (out, queued, ended, failed) = {
+            let mut guard = lock(&shared.proto);
+            let Some(proto) = guard.as_mut() else { break };
+            let out = proto.conn.take_data_to_send();
+            let queued = std::mem::take(&mut proto.queued);
+            let failed = proto.conn.state() == ConnectionState::Failed;
+            let ended = proto.conn.is_closed() || failed || shared.reader_done.load(Ordering::Acquire);
+            (out, queued, ended, failed)
+        };
+        if out.is_empty() {
+            if ended {
+                // RFC 6455 §7.1.1: the server ends TCP first; a failed connection is dropped.
+                if role == Role::Server || failed {
+                    let _ = wr.shutdown().await;
+                }
+                break;
+            }
+            shared.wake_writer.notified().await;
+            continue;
+        }
+        if let Err(e) = wr.write_all(&out).await {
+            tracing::debug!(id = %shared.id, "write failed: {e}");
+            shared.reader_done.store(true, Ordering::Release);
+            shared.wake_reader.notify_one();
+            break;
+        }
+        shared.buffered.fetch_sub(queued, Ordering::AcqRel);
+    }
+}
+
+/// What the read loop does after a batch of events.
+#[derive(PartialEq, Eq)]
+enum Next {
+    Continue,
+    Stop,
+}
+
+/// Runs the event loop: reads, feeds the protocol core, calls the handlers, until closed.
+pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
+    let shared = &sock.0;
+    let mut ended = EndState::default();
+
+    let on_open = lock(&shared.handlers).on_open.clone();
+    if let Some(h) = on_open {
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| h())) {
+            ended.handler_panicked(sock, panic);
+        }
+    }
+
+    let leftover = std::mem::take(&mut reader.leftover);
+    let mut next = if leftover.is_empty() {
+        Next::Continue
+    } else {
+        process(sock, &leftover, &mut ended)
+    };
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut deadline: Option<Instant> = None;
+    while next == Next::Continue {
+        if shared.reader_done.load(Ordering::Acquire) {
+            // The writer failed: the connection is gone.
+            ended.close.get_or_insert_with(|| abnormal("the connection failed while writing"));
+            break;
+        }
+        if deadline.is_none() && closing(sock) {
+            deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        }
+        tokio::select! {
+            read = reader.rd.read(&mut buf) => match read {
+                Ok(0) => {
+                    ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
+                    next = Next::Stop;
+                }
+                Ok(n) => next = process(sock, buf.get(..n).unwrap_or_default(), &mut ended),
+                Err(e) => {
+                    ended.close.get_or_insert_with(|| abnormal(&format!("Abnormal Closure: {e}")));
+                    next = Next::Stop;
+                }
+            },
+            () = shared.wake_reader.notified() => {}
+            () = sleep_until(deadline) => {
+                ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: the peer did not complete the closing handshake in time"));
+                next = Next::Stop;
+            }
+        }
+    }
+    finish(sock, ended);
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether we are waiting for the end of a closing handshake.
+fn closing(sock: &Socket) -> bool {
+    lock(&sock.0.proto)
+        .as_ref()
+        .is_some_and(|p| p.conn.state() != ConnectionState::Open)
+}
+
+fn abnormal(reason: &str) -> CloseEvent {
+    CloseEvent {
+        code: 1006,
+        reason: reason.to_string(),
+        was_clean: false,
+    }
+}
+
+/// How the connection ended, collected while it runs.
+#[derive(Default)]
+struct EndState {
+    close: Option<CloseEvent>,
+    error: Option<Error>,
+}
+
+impl EndState {
+    /// A handler panicked: close with 1011 and report the panic through `on_error`.
+    fn handler_panicked(&mut self, sock: &Socket, panic: Box<dyn std::any::Any + Send>) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        tracing::warn!(id = %sock.0.id, "event handler panicked: {what}");
+        let mut reason = format!("Internal Error: {what}");
+        truncate_utf8(&mut reason, 123);
+        let _ = sock.close(CloseCode::INTERNAL_ERROR, &reason);
+        self.error.get_or_insert(Error::HandlerPanicked(what));
+    }
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+/// Feeds bytes to the protocol core and dispatches the resulting events.
+fn process(sock: &Socket, data: &[u8], ended: &mut EndState) -> Next {
+    let shared = &sock.0;
+    let mut events = Vec::new();
+    let wake = {
+        let mut guard = lock(&shared.proto);
+        let Some(proto) = guard.as_mut() else { return Next::Stop };
+        proto.conn.receive_data(data);
+        while let Some(ev) = proto.conn.next_event() {
+            events.push(ev);
+        }
+        proto.conn.has_data_to_send()
+    };
+    if wake {
+        shared.wake_writer.notify_one();
+    }
+    let mut next = Next::Continue;
+    for ev in events {
+        match ev {
+            Event::Message(msg) => {
+                let handler = lock(&shared.handlers).on_message.clone();
+                if let Some(h) = handler {
+                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| h(msg))) {
+                        ended.handler_panicked(sock, panic);
+                    }
+                }
+            }
+            Event::Ping(_) | Event::Pong(_) => {}
+            Event::Close { code, reason } => {
+                sock.set_state(ReadyState::Closing);
+                ended.close = Some(CloseEvent {
+                    code: code.map_or(1005, |c| c.as_u16()),
+                    reason,
+                    was_clean: true,
+                });
+                // The server ends TCP after the handshake; the client waits for it to.
+                if lock(&shared.proto).as_ref().map(|p| p.conn.role()) == Some(Role::Server) {
+                    next = Next::Stop;
+                }
+            }
+            Event::Error(err) => {
+                tracing::debug!(id = %shared.id, "failing the connection: {err}");
+                sock.set_state(ReadyState::Closing);
+                ended.close = Some(CloseEvent {
+                    code: err.close_code().as_u16(),
+                    reason: err.to_string(),
+                    was_clean: false,
+                });
+                next = Next::Stop;
+            }
+        }
+    }
+    next
+}
+
+/// Ends the connection: stop the writer, report the close (then any handler error), and
+/// drop the handlers so closures that hold a clone of the socket do not keep it alive.
+fn finish(sock: &Socket, ended: EndState) {
+    let shared = &sock.0;
+    shared.reader_done.store(true, Ordering::Release);
+    shared.wake_writer.notify_one();
+    sock.set_state(ReadyState::Closed);
+    let handlers = std::mem::take(&mut *lock(&shared.handlers));
+    let close = ended.close.unwrap_or_else(|| abnormal(ABNORMAL));
+    if let Some(h) = handlers.on_close {
+        if catch_unwind(AssertUnwindSafe(|| h(close))).is_err() {
+            tracing::warn!(id = %shared.id, "Err in on_close() handler");
+        }
+    }
+    if let (Some(err), Some(h)) = (ended.error, handlers.on_error) {
+        if catch_unwind(AssertUnwindSafe(|| h(err))).is_err() {
+            tracing::warn!(id = %shared.id, "Err in on_error() handler");
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! The native backend: a thin Tokio driver around the sans-io [`crate::protocol::Connection`].
+//!
+//! Contract: `Socket` implements every method that `socket.rs` forwards to, with the same
+//! signatures as `web::Socket`. One writer task per connection owns the write half and
+//! drains the connection's output (coalescing everything queued into one write); the
+//! caller of `read()` owns the read half and dispatches events to the handlers.
+
+mod connect;
+mod driver;
+mod rng;
+mod upgrade;
+
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio::sync::Notify;
+
+use crate::protocol::{CloseCode, Connection, ConnectionState, ProtocolError, Role};
+use crate::{CloseEvent, Error, Limits, MsgEvent, ReadyState, Result};
+
+/// A byte stream a server socket can be upgraded over: natively any Tokio
+/// `AsyncRead + AsyncWrite` (a `TcpStream`, a TLS stream, ...).
+pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
+
+type BoxIo = Box<dyn Transport>;
+
+type OpenFn = Arc<dyn Fn() + Send + Sync>;
+type MessageFn = Arc<dyn Fn(MsgEvent) + Send + Sync>;
+type CloseFn = Arc<dyn Fn(CloseEvent) + Send + Sync>;
+type ErrorFn = Arc<dyn Fn(Error) + Send + Sync>;
+
+/// The largest number of payload bytes that may wait in the send queue (64 MiB).
+const DEFAULT_SEND_QUEUE_CAP: usize = 64 << 20;
+
+#[derive(Default)]
+struct Handlers {
+    on_open: Option<OpenFn>,
+    on_message: Option<MessageFn>,
+    on_close: Option<CloseFn>,
+    on_error: Option<ErrorFn>,
+}
+
+/// The protocol state, shared by senders, the reader and the writer task. Never held across `.await`.
+struct Proto {
+    conn: Connection,
+    /// Payload bytes queued in `conn`'s output since the writer last took it.
+    queued: usize,
+}
+
+/// The read half, waiting for `read()` to take it.
+struct Reader {
+    rd: ReadHalf<BoxIo>,
+    leftover: Vec<u8>,
+}
+
+struct Shared {
+    id: String,
+    state: AtomicU8,
+    buffered: AtomicUsize,
+    send_cap: usize,
+    limits: Limits,
+    url: Mutex<Option<String>>,
+    protocol: Mutex<String>,
+    allowed_origins: Mutex<Option<Vec<String>>>,
+    handlers: Mutex<Handlers>,
+    proto: Mutex<Option<Proto>>,
+    reader: Mutex<Option<Reader>>,
+    /// Set when the read loop has ended: the writer flushes what is left and stops.
+    reader_done: std::sync::atomic::AtomicBool,
+    wake_writer: Notify,
+    wake_reader: Notify,
+}
+
+/// Locks a mutex, ignoring poisoning: handlers run outside every lock, so a poisoned lock
+/// can only come from a panic inside this crate's short critical sections.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn next_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("unisock:{:04}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The native socket: a cheap handle to the shared state.
+#[derive(Clone)]
+pub(crate) struct Socket(Arc<Shared>);
+
+impl Socket {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Shared {
+            id: next_id(),
+            state: AtomicU8::new(ReadyState::Connecting as u8),
+            buffered: AtomicUsize::new(0),
+            send_cap: DEFAULT_SEND_QUEUE_CAP,
+            limits: Limits::default(),
+            url: Mutex::new(None),
+            protocol: Mutex::new(String::new()),
+            allowed_origins: Mutex::new(None),
+            handlers: Mutex::new(Handlers::default()),
+            proto: Mutex::new(None),
+            reader: Mutex::new(None),
+            reader_done: std::sync::atomic::AtomicBool::new(false),
+            wake_writer: Notify::new(),
+            wake_reader: Notify::new(),
+        }))
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    pub(crate) fn url(&self) -> Option<String> {
+        lock(&self.0.url).clone()
+    }
+
+    pub(crate) fn ready_state(&self) -> ReadyState {
+        ReadyState::from_u16(u16::from(self.0.state.load(Ordering::Acquire)))
+            .unwrap_or(ReadyState::Closed)
+    }
+
+    fn set_state(&self, state: ReadyState) {
+        self.0.state.store(state as u8, Ordering::Release);
+    }
+
+    pub(crate) fn buffered_amount(&self) -> usize {
+        self.0.buffered.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn protocol(&self) -> String {
+        lock(&self.0.protocol).clone()
+    }
+
+    pub(crate) fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
+        *lock(&self.0.allowed_origins) = origins;
+    }
+
+    pub(crate) fn allowed_origins(&self) -> Option<Vec<String>> {
+        lock(&self.0.allowed_origins).clone()
+    }
+
+    pub(crate) fn set_on_open(&self, f: Box<dyn Fn() + Send + Sync>) {
+        lock(&self.0.handlers).on_open = Some(Arc::from(f));
+    }
+
+    pub(crate) fn set_on_message(&self, f: Box<dyn Fn(MsgEvent) + Send + Sync>) {
+        lock(&self.0.handlers).on_message = Some(Arc::from(f));
+    }
+
+    pub(crate) fn set_on_close(&self, f: Box<dyn Fn(CloseEvent) + Send + Sync>) {
+        lock(&self.0.handlers).on_close = Some(Arc::from(f));
+    }
+
+    pub(crate) fn set_on_error(&self, f: Box<dyn Fn(Error) + Send + Sync>) {
+        lock(&self.0.handlers).on_error = Some(Arc::from(f));
+    }
+
+    pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
+        if self.ready_state() != ReadyState::Connecting || lock(&self.0.proto).is_some() {
+            return Err(Error::AlreadyConnected);
+        }
+        let connected = connect::connect(&url, protocols).await?;
+        *lock(&self.0.protocol) = connected.protocol.unwrap_or_default();
+        self.attach(connected.stream, connected.leftover, Role::Client, url.to_string());
+        Ok(())
+    }
+
+    pub(crate) async fn upgrade<S: Transport>(&self, stream: S) -> Result<()> {
+        if self.ready_state() != ReadyState::Connecting || lock(&self.0.proto).is_some() {
+            return Err(Error::AlreadyConnected);
+        }
+        let origins = self.allowed_origins();
+        let upgraded = upgrade::upgrade(Box::new(stream), origins.as_deref()).await?;
+        self.attach(upgraded.stream, upgraded.leftover, Role::Server, upgraded.target);
+        Ok(())
+    }
+
+    /// Installs the protocol state and starts the writer task once the handshake is done.
+    fn attach(&self, stream: BoxIo, leftover: Vec<u8>, role: Role, url: String) {
+        let mut conn = Connection::new(role, self.0.limits);
+        if role == Role::Client {
+            conn.set_mask_source(Box::new(rng::mask_key));
+        }
+        *lock(&self.0.url) = Some(url);
+        *lock(&self.0.proto) = Some(Proto { conn, queued: 0 });
+        let (rd, wr) = tokio::io::split(stream);
+        *lock(&self.0.reader) = Some(Reader { rd, leftover });
+        self.set_state(ReadyState::Open);
+        tokio::spawn(driver::write_loop(self.clone(), wr, role));
+    }
+
+    pub(crate) async fn read(&self) {
+        let Some(reader) = lock(&self.0.reader).take() else {
+            return;
+        };
+        driver::read_loop(self, reader).await;
+    }
+
+    /// Queues one message of `len` payload bytes, encoded by `encode`.
+    fn send_with(
+        &self,
+        len: usize,
+        encode: impl FnOnce(&mut Connection) -> std::result::Result<(), ProtocolError>,
+    ) -> Result<()> {
+        let mut guard = lock(&self.0.proto);
+        let Some(proto) = guard.as_mut() else {
+            return Err(Error::NotOpen);
+        };
+        if proto.conn.state() != ConnectionState::Open {
+            return Err(Error::Closed);
+        }
+        let buffered = self.0.buffered.load(Ordering::Acquire);
+        if buffered.saturating_add(len) > self.0.send_cap {
+            return Err(Error::Capacity {
+                buffered,
+                cap: self.0.send_cap,
+            });
+        }
+        encode(&mut proto.conn)?;
+        proto.queued += len;
+        self.0.buffered.fetch_add(len, Ordering::AcqRel);
+        drop(guard);
+        self.0.wake_writer.notify_one();
+        Ok(())
+    }
+
+    pub(crate) fn send_text(&self, text: &str) -> Result<()> {
+        self.send_with(text.len(), |c| c.send_text(text))
+    }
+
+    pub(crate) fn send_binary(&self, data: &[u8]) -> Result<()> {
+        self.send_with(data.len(), |c| c.send_binary(data))
+    }
+
+    /// Sends a close frame unless one was already sent or the connection ended; a no-op then.
+    pub(crate) fn close(&self, code: CloseCode, reason: &str) -> Result<()> {
+        let mut guard = lock(&self.0.proto);
+        let Some(proto) = guard.as_mut() else {
+            return Err(Error::NotOpen);
+        };
+        if proto.conn.state() != ConnectionState::Open {
+            return Ok(());
+        }
+        proto.conn.send_close(Some(code), reason)?;
+        drop(guard);
+        if self.ready_state() < ReadyState::Closing {
+            self.set_state(ReadyState::Closing);
+        }
+        self.0.wake_writer.notify_one();
+        self.0.wake_reader.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+//! `WasmNotSend` / `WasmNotSync`: handler bounds written once for both targets (wgpu's pattern).
+//!
+//! Natively the handlers run on Tokio worker threads, so they must be `Send + Sync`. In the
+//! browser everything runs on one thread and JS values are `!Send`, so nothing is required.
+
+cfg_if::cfg_if! {
+    if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
+        /// Requires `Send` natively and nothing in the browser.
+        pub trait WasmNotSend {}
+        impl<T: ?Sized> WasmNotSend for T {}
+        /// Requires `Sync` natively and nothing in the browser.
+        pub trait WasmNotSync {}
+        impl<T: ?Sized> WasmNotSync for T {}
+    } else {
+        /// Requires `Send` natively and nothing in the browser.
+        pub trait WasmNotSend: Send {}
+        impl<T: ?Sized + Send> WasmNotSend for T {}
+        /// Requires `Sync` natively and nothing in the browser.
+        pub trait WasmNotSync: Sync {}
+        impl<T: ?Sized + Sync> WasmNotSync for T {}
+    }
+}
+
+/// `Send + Sync` natively, nothing in the browser: the bound on every event handler.
+pub trait WasmNotSendSync: WasmNotSend + WasmNotSync {}
+impl<T: ?Sized + WasmNotSend + WasmNotSync> WasmNotSendSync for T {}

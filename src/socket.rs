@@ -1,0 +1,265 @@
+//! The public [`WebSocket`] facade: the one documented impl block, the contract every
+//! backend (`native/`, `web/`) implements. Each method forwards to `backend::Socket`.
+
+use crate::backend;
+use crate::protocol::CloseCode;
+use crate::{CloseEvent, Error, MsgEvent, ReadyState, Result, WasmNotSendSync};
+
+/// Parses a client URL; only `ws` and `wss` with a host are accepted (both targets).
+fn parse_ws_url(url: &str) -> Result<url::Url> {
+    match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "ws" | "wss") && u.host_str().is_some() => Ok(u),
+        _ => Err(Error::InvalidUrl(url.to_string())),
+    }
+}
+
+/// A WebSocket connection, W3C-shaped; the same type natively (Tokio) and in the browser.
+///
+/// A `WebSocket` is a cheap handle: clones share one connection, and (natively) it is
+/// `Send + Sync`, so any task can send or close while another runs [`WebSocket::read`].
+///
+/// ```
+/// let ws = unisock::WebSocket::new();
+/// assert_eq!(ws.ready_state(), unisock::ReadyState::Connecting);
+/// assert!(ws.send_text("too early").is_err());
+/// ```
+#[derive(Clone)]
+pub struct WebSocket {
+    inner: backend::Socket,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("id", &self.id())
+            .field("url", &self.url())
+            .field("ready_state", &self.ready_state())
+            .finish()
+    }
+}
+
+impl Default for WebSocket {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WebSocket {
+    /// Creates an unconnected socket; connect it with [`WebSocket::open`] (client) or
+    /// [`WebSocket::upgrade`] (server). Handlers may be set before or after.
+    ///
+    /// ```
+    /// let a = unisock::WebSocket::new();
+    /// let b = unisock::WebSocket::new();
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn new() -> Self {
+        Self {
+            inner: backend::Socket::new(),
+        }
+    }
+
+    /// A process-unique id (`unisock:0001`, ...), assigned at construction; the key in the registry.
+    ///
+    /// ```
+    /// assert!(unisock::WebSocket::new().id().starts_with("unisock:"));
+    /// ```
+    pub fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    /// The URL: the `ws(s)://` URL given to `open` (client), or the request target (server).
+    /// `None` before the socket was opened or upgraded.
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSocket::new().url(), None);
+    /// ```
+    pub fn url(&self) -> Option<String> {
+        self.inner.url()
+    }
+
+    /// The connection state.
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSocket::new().ready_state(), unisock::ReadyState::Connecting);
+    /// ```
+    pub fn ready_state(&self) -> ReadyState {
+        self.inner.ready_state()
+    }
+
+    /// Payload bytes queued by `send_*` that were not yet written to the network (framing not counted).
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSocket::new().buffered_amount(), 0);
+    /// ```
+    pub fn buffered_amount(&self) -> usize {
+        self.inner.buffered_amount()
+    }
+
+    /// The subprotocol the server selected, or `""` when none.
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSocket::new().protocol(), "");
+    /// ```
+    pub fn protocol(&self) -> String {
+        self.inner.protocol()
+    }
+
+    /// The `Origin` globs a server socket accepts in [`WebSocket::upgrade`] (`*` any run,
+    /// `?` one character, all else literal, whole-string match). `None` (the default)
+    /// accepts every origin. Ignored by clients.
+    ///
+    /// ```
+    /// let ws = unisock::WebSocket::new();
+    /// ws.set_allowed_origins(Some(vec!["http://localhost:8069".into(), "http://example.*".into()]));
+    /// assert_eq!(ws.allowed_origins().unwrap().len(), 2);
+    /// ```
+    pub fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
+        self.inner.set_allowed_origins(origins)
+    }
+
+    /// The `Origin` globs set with [`WebSocket::set_allowed_origins`].
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSocket::new().allowed_origins(), None);
+    /// ```
+    pub fn allowed_origins(&self) -> Option<Vec<String>> {
+        self.inner.allowed_origins()
+    }
+
+    /// Called when the connection is open: natively when [`WebSocket::read`] starts, in the
+    /// browser on its `open` event.
+    ///
+    /// ```
+    /// unisock::WebSocket::new().on_open(|| println!("open for business!"));
+    /// ```
+    pub fn on_open(&self, f: impl Fn() + WasmNotSendSync + 'static) {
+        self.inner.set_on_open(Box::new(f))
+    }
+
+    /// Called once per whole message received.
+    ///
+    /// ```
+    /// unisock::WebSocket::new().on_message(|m| println!("{m}"));
+    /// ```
+    pub fn on_message(&self, f: impl Fn(MsgEvent) + WasmNotSendSync + 'static) {
+        self.inner.set_on_message(Box::new(f))
+    }
+
+    /// Called once when the connection has closed, for any reason.
+    ///
+    /// ```
+    /// unisock::WebSocket::new().on_close(|e| println!("{e}"));
+    /// ```
+    pub fn on_close(&self, f: impl Fn(CloseEvent) + WasmNotSendSync + 'static) {
+        self.inner.set_on_close(Box::new(f))
+    }
+
+    /// Called when an error occurs that the other handlers do not report (a panicking
+    /// handler natively; the browser's `error` event).
+    ///
+    /// ```
+    /// unisock::WebSocket::new().on_error(|e| eprintln!("{e}"));
+    /// ```
+    pub fn on_error(&self, f: impl Fn(Error) + WasmNotSendSync + 'static) {
+        self.inner.set_on_error(Box::new(f))
+    }
+
+    /// Connects to a `ws://` or `wss://` URL, offering `protocols` (may be empty), and
+    /// resolves once the opening handshake completed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for a bad URL or scheme, [`Error::Io`] when the connection
+    /// fails, [`Error::Handshake`] when the server's answer is not a valid upgrade,
+    /// [`Error::Tls`] for TLS failures. **Browser:** [`Error::Js`] when the browser reports
+    /// an error or close before the connection opened.
+    ///
+    /// ```no_run
+    /// # async fn run() -> unisock::Result<()> {
+    /// let ws = unisock::WebSocket::new();
+    /// ws.open("ws://127.0.0.1:8069/ws", &["chat"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(&self, url: &str, protocols: &[&str]) -> Result<()> {
+        let url = parse_ws_url(url)?;
+        self.inner.open(url, protocols).await
+    }
+
+    /// Runs the event loop until the connection is closed, calling the handlers.
+    /// Calling it again (or on an unconnected socket) returns at once.
+    ///
+    /// **Browser:** returns at once; the browser runs the event loop.
+    ///
+    /// ```no_run
+    /// # async fn run(ws: unisock::WebSocket) {
+    /// ws.read().await;
+    /// # }
+    /// ```
+    pub async fn read(&self) {
+        self.inner.read().await
+    }
+
+    /// Queues a text message without blocking.
+    ///
+    /// # Errors
+    /// [`Error::NotOpen`] before `open`/`upgrade`, [`Error::Closed`] once closing or closed,
+    /// [`Error::Capacity`] when the send queue is full.
+    ///
+    /// ```
+    /// assert!(matches!(unisock::WebSocket::new().send_text("x"), Err(unisock::Error::NotOpen)));
+    /// ```
+    pub fn send_text(&self, text: &str) -> Result<()> {
+        self.inner.send_text(text)
+    }
+
+    /// Queues a binary message without blocking.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send_text`].
+    ///
+    /// ```
+    /// assert!(unisock::WebSocket::new().send_binary(&[1, 2, 3]).is_err());
+    /// ```
+    pub fn send_binary(&self, data: &[u8]) -> Result<()> {
+        self.inner.send_binary(data)
+    }
+
+    /// Starts the closing handshake with `code` and `reason`. A second call is a no-op.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCloseCode`] unless `code` is 1000-1003, 1007-1014 or 3000-4999
+    /// (**Browser:** only 1000 and 3000-4999), [`Error::ReasonTooLong`] over 123 bytes,
+    /// [`Error::NotOpen`] before `open`/`upgrade`.
+    ///
+    /// ```
+    /// let ws = unisock::WebSocket::new();
+    /// assert!(matches!(ws.close(1005, ""), Err(unisock::Error::InvalidCloseCode(1005))));
+    /// ```
+    pub fn close(&self, code: u16, reason: &str) -> Result<()> {
+        let code = CloseCode::try_from(code).map_err(|_| Error::InvalidCloseCode(code))?;
+        if reason.len() > 123 {
+            return Err(Error::ReasonTooLong(reason.len()));
+        }
+        self.inner.close(code, reason)
+    }
+
+    /// Server side: reads and validates the HTTP upgrade request from `stream`, checks the
+    /// `Origin` against [`WebSocket::allowed_origins`], and answers 101 (or 400/403/426 and
+    /// an error).
+    ///
+    /// # Errors
+    /// [`Error::Handshake`] for a bad request (the error response was already sent),
+    /// [`Error::Io`] on network errors. **Browser:** always [`Error::Unsupported`].
+    ///
+    /// ```no_run
+    /// # #[cfg(not(target_arch = "wasm32"))]
+    /// # async fn run(tcp: tokio::net::TcpStream) -> unisock::Result<()> {
+    /// let ws = unisock::WebSocket::new();
+    /// ws.upgrade(tcp).await?;
+    /// ws.read().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn upgrade<S: backend::Transport>(&self, stream: S) -> Result<()> {
+        self.inner.upgrade(stream).await
+    }
+}
