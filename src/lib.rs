@@ -59,6 +59,12 @@ cfg_if::cfg_if! {
     } else {
         mod native;
         use native as backend;
+        mod registry;
+        pub mod server;
+        pub use native::ext::WebSocketExt;
+        pub use registry::{serve, WebSockets};
+        /// The rustls version unisock's `wss://` support uses, for [`WebSocketExt::set_tls_config`].
+        pub use rustls;
     }
 }
 
@@ -73,4 +79,5 @@ pub use config::Limits;
 pub use error::{Error, Result};
 pub use event::{CloseEvent, MsgEvent, ReadyState};
 pub use send_sync::{WasmNotSend, WasmNotSendSync, WasmNotSync};
+pub use backend::Transport;
 pub use socket::WebSocket;

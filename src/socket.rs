@@ -23,9 +23,49 @@ fn parse_ws_url(url: &str) -> Result<url::Url> {
 /// assert_eq!(ws.ready_state(), unisock::ReadyState::Connecting);
 /// assert!(ws.send_text("too early").is_err());
 /// ```
-#[derive(Clone)]
 pub struct WebSocket {
-    inner: backend::Socket,
+    pub(crate) inner: backend::Socket,
+    /// This handle's subscription when it is used as a `Stream`; clones start without one.
+    messages: Option<backend::Messages>,
+}
+
+impl Clone for WebSocket {
+    fn clone(&self) -> Self {
+        Self::from_backend(self.inner.clone())
+    }
+}
+
+/// `WebSocket` is a stream of incoming messages, the Rust-idiomatic alternative to
+/// [`WebSocket::on_message`]: polling it also runs the event loop natively (as
+/// [`WebSocket::read`] does), and it ends when the connection closes. While a handle is
+/// used as a stream, messages go to the stream, not to `on_message`.
+///
+/// ```no_run
+/// # async fn run() -> unisock::Result<()> {
+/// use futures_util::StreamExt;
+///
+/// let mut ws = unisock::WebSocket::new();
+/// ws.open("ws://127.0.0.1:8069/ws", &[]).await?;
+/// ws.send_text("hi")?;
+/// while let Some(msg) = ws.next().await {
+///     println!("{msg}");
+/// }
+/// println!("closed: {}", ws.closed().await);
+/// # Ok(()) }
+/// ```
+impl futures_core::Stream for WebSocket {
+    type Item = MsgEvent;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<MsgEvent>> {
+        let this = self.get_mut();
+        let inner = &this.inner;
+        this.messages
+            .get_or_insert_with(|| inner.subscribe())
+            .poll_next(cx)
+    }
 }
 
 impl std::fmt::Debug for WebSocket {
@@ -54,8 +94,13 @@ impl WebSocket {
     /// assert_ne!(a.id(), b.id());
     /// ```
     pub fn new() -> Self {
+        Self::from_backend(backend::Socket::new())
+    }
+
+    pub(crate) fn from_backend(inner: backend::Socket) -> Self {
         Self {
-            inner: backend::Socket::new(),
+            inner,
+            messages: None,
         }
     }
 
@@ -197,6 +242,37 @@ impl WebSocket {
     /// ```
     pub async fn read(&self) {
         self.inner.read().await
+    }
+
+    /// Resolves with the [`CloseEvent`] once the connection has closed (at once if it
+    /// already has). Natively the close is only seen while the event loop runs
+    /// ([`WebSocket::read`], or polling the socket as a `Stream`).
+    ///
+    /// ```no_run
+    /// # async fn run(ws: unisock::WebSocket) {
+    /// let ev = ws.closed().await;
+    /// println!("closed with {}: {}", ev.code, ev.reason);
+    /// # }
+    /// ```
+    pub async fn closed(&self) -> CloseEvent {
+        self.inner.closed().await
+    }
+
+    /// Waits until every queued message was handed to the network
+    /// ([`WebSocket::buffered_amount`] is 0).
+    ///
+    /// # Errors
+    /// [`Error::NotOpen`] before `open`/`upgrade`; [`Error::Closed`] if the connection ended
+    /// with messages still queued.
+    ///
+    /// ```no_run
+    /// # async fn run(ws: unisock::WebSocket) -> unisock::Result<()> {
+    /// ws.send_text("important")?;
+    /// ws.flush().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush(&self) -> Result<()> {
+        self.inner.flush().await
     }
 
     /// Queues a text message without blocking.

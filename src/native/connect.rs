@@ -15,21 +15,27 @@ pub(super) struct Connected {
     pub(super) protocol: Option<String>,
 }
 
-/// Connects to `url` (`ws://`; `wss://` is refused until TLS lands) and shakes hands.
-pub(super) async fn connect(url: &url::Url, protocols: &[&str]) -> Result<Connected> {
+/// Connects to `url` (`ws://` over TCP, `wss://` over TLS) and shakes hands.
+pub(super) async fn connect(
+    url: &url::Url,
+    protocols: &[&str],
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<Connected> {
     let host = url
         .host_str()
         .ok_or_else(|| Error::InvalidUrl(url.to_string()))?;
     let port = url
         .port_or_known_default()
         .ok_or_else(|| Error::InvalidUrl(url.to_string()))?;
-    if url.scheme() == "wss" {
-        return Err(Error::Tls("wss:// is not supported yet".into()));
-    }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let tcp = TcpStream::connect((host, port)).await?;
     tcp.set_nodelay(true)?;
-    handshake_over(Box::new(tcp), url, protocols).await
+    let stream: BoxIo = if url.scheme() == "wss" {
+        super::tls::connect(tcp, host, tls).await?
+    } else {
+        Box::new(tcp)
+    };
+    handshake_over(stream, url, protocols).await
 }
 
 /// Runs the client handshake over an already connected stream.

@@ -50,7 +50,10 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
             break;
         }
         shared.buffered.fetch_sub(queued, Ordering::AcqRel);
+        shared.written.notify_waiters();
     }
+    shared.writer_done.store(true, Ordering::Release);
+    shared.written.notify_waiters();
 }
 
 /// What the read loop does after a batch of events.
@@ -80,6 +83,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
     };
     let mut buf = vec![0u8; READ_BUFFER];
     let mut deadline: Option<Instant> = None;
+    let read_timeout = *lock(&shared.read_timeout);
     while next == Next::Continue {
         if shared.reader_done.load(Ordering::Acquire) {
             // The writer failed: the connection is gone.
@@ -89,6 +93,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
         if deadline.is_none() && closing(sock) {
             deadline = Some(Instant::now() + CLOSE_TIMEOUT);
         }
+        let idle_deadline = read_timeout.map(|t| Instant::now() + t);
         tokio::select! {
             read = reader.rd.read(&mut buf) => match read {
                 Ok(0) => {
@@ -104,6 +109,12 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
             () = shared.wake_reader.notified() => {}
             () = sleep_until(deadline) => {
                 ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: the peer did not complete the closing handshake in time"));
+                next = Next::Stop;
+            }
+            () = sleep_until(idle_deadline) => {
+                tracing::debug!(id = %shared.id, "read timed out");
+                let _ = sock.close(CloseCode::GOING_AWAY, "read timed out");
+                ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: nothing was received within the read timeout"));
                 next = Next::Stop;
             }
         }
@@ -186,6 +197,13 @@ fn process(sock: &Socket, data: &[u8], ended: &mut EndState) -> Next {
     for ev in events {
         match ev {
             Event::Message(msg) => {
+                let msg = match &*lock(&shared.stream_tx) {
+                    Some(tx) => match tx.send(msg) {
+                        Ok(()) => continue,
+                        Err(back) => back.0,
+                    },
+                    None => msg,
+                };
                 let handler = lock(&shared.handlers).on_message.clone();
                 if let Some(h) = handler {
                     if let Err(panic) = catch_unwind(AssertUnwindSafe(|| h(msg))) {
@@ -230,6 +248,9 @@ fn finish(sock: &Socket, ended: EndState) {
     sock.set_state(ReadyState::Closed);
     let handlers = std::mem::take(&mut *lock(&shared.handlers));
     let close = ended.close.unwrap_or_else(|| abnormal(ABNORMAL));
+    *lock(&shared.close_event) = Some(close.clone());
+    lock(&shared.stream_tx).take();
+    shared.closed_notify.notify_waiters();
     if let Some(h) = handlers.on_close {
         if catch_unwind(AssertUnwindSafe(|| h(close))).is_err() {
             tracing::warn!(id = %shared.id, "Err in on_close() handler");

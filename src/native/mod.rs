@@ -7,8 +7,14 @@
 
 mod connect;
 mod driver;
+mod messages;
+pub(crate) mod ext;
 mod rng;
+mod tls;
 mod upgrade;
+
+pub(crate) use messages::Messages;
+pub(crate) use upgrade::{encode_response, read_request_timed, validate as validate_request};
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,7 +30,7 @@ use crate::{CloseEvent, Error, Limits, MsgEvent, ReadyState, Result};
 pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 
-type BoxIo = Box<dyn Transport>;
+pub(crate) type BoxIo = Box<dyn Transport>;
 
 type OpenFn = Arc<dyn Fn() + Send + Sync>;
 type MessageFn = Arc<dyn Fn(MsgEvent) + Send + Sync>;
@@ -59,8 +65,10 @@ struct Shared {
     id: String,
     state: AtomicU8,
     buffered: AtomicUsize,
-    send_cap: usize,
-    limits: Limits,
+    send_cap: AtomicUsize,
+    limits: Mutex<Limits>,
+    read_timeout: Mutex<Option<std::time::Duration>>,
+    tls: Mutex<Option<Arc<tokio_rustls::rustls::ClientConfig>>>,
     url: Mutex<Option<String>>,
     protocol: Mutex<String>,
     allowed_origins: Mutex<Option<Vec<String>>>,
@@ -69,8 +77,17 @@ struct Shared {
     reader: Mutex<Option<Reader>>,
     /// Set when the read loop has ended: the writer flushes what is left and stops.
     reader_done: std::sync::atomic::AtomicBool,
+    /// Set when the writer task has ended.
+    writer_done: std::sync::atomic::AtomicBool,
     wake_writer: Notify,
     wake_reader: Notify,
+    /// Notified after each write (flush waits on it).
+    written: Notify,
+    /// The close event, once the connection has closed; `closed` waits on `closed_notify`.
+    close_event: Mutex<Option<CloseEvent>>,
+    closed_notify: Notify,
+    /// Where messages go while a handle is used as a `Stream`.
+    stream_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<MsgEvent>>>,
 }
 
 /// Locks a mutex, ignoring poisoning: handlers run outside every lock, so a poisoned lock
@@ -94,8 +111,10 @@ impl Socket {
             id: next_id(),
             state: AtomicU8::new(ReadyState::Connecting as u8),
             buffered: AtomicUsize::new(0),
-            send_cap: DEFAULT_SEND_QUEUE_CAP,
-            limits: Limits::default(),
+            send_cap: AtomicUsize::new(DEFAULT_SEND_QUEUE_CAP),
+            limits: Mutex::new(Limits::default()),
+            read_timeout: Mutex::new(None),
+            tls: Mutex::new(None),
             url: Mutex::new(None),
             protocol: Mutex::new(String::new()),
             allowed_origins: Mutex::new(None),
@@ -103,8 +122,13 @@ impl Socket {
             proto: Mutex::new(None),
             reader: Mutex::new(None),
             reader_done: std::sync::atomic::AtomicBool::new(false),
+            writer_done: std::sync::atomic::AtomicBool::new(false),
             wake_writer: Notify::new(),
             wake_reader: Notify::new(),
+            written: Notify::new(),
+            close_event: Mutex::new(None),
+            closed_notify: Notify::new(),
+            stream_tx: Mutex::new(None),
         }))
     }
 
@@ -158,32 +182,50 @@ impl Socket {
     }
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
+        self.check_unconnected()?;
+        let tls = lock(&self.0.tls).clone();
+        let connected = connect::connect(&url, protocols, tls).await?;
+        self.attach(
+            connected.stream,
+            connected.leftover,
+            Role::Client,
+            url.to_string(),
+            connected.protocol,
+        );
+        Ok(())
+    }
+
+    /// `open`/`upgrade` work once per socket.
+    pub(crate) fn check_unconnected(&self) -> Result<()> {
         if self.ready_state() != ReadyState::Connecting || lock(&self.0.proto).is_some() {
             return Err(Error::AlreadyConnected);
         }
-        let connected = connect::connect(&url, protocols).await?;
-        *lock(&self.0.protocol) = connected.protocol.unwrap_or_default();
-        self.attach(connected.stream, connected.leftover, Role::Client, url.to_string());
         Ok(())
     }
 
     pub(crate) async fn upgrade<S: Transport>(&self, stream: S) -> Result<()> {
-        if self.ready_state() != ReadyState::Connecting || lock(&self.0.proto).is_some() {
-            return Err(Error::AlreadyConnected);
-        }
-        let origins = self.allowed_origins();
-        let upgraded = upgrade::upgrade(Box::new(stream), origins.as_deref()).await?;
-        self.attach(upgraded.stream, upgraded.leftover, Role::Server, upgraded.target);
+        use crate::WebSocketExt;
+        let ws = crate::WebSocket::from_backend(self.clone());
+        ws.upgrade_pending(stream).await?.commit().await?;
         Ok(())
     }
 
     /// Installs the protocol state and starts the writer task once the handshake is done.
-    fn attach(&self, stream: BoxIo, leftover: Vec<u8>, role: Role, url: String) {
-        let mut conn = Connection::new(role, self.0.limits);
+    pub(crate) fn attach(
+        &self,
+        stream: BoxIo,
+        leftover: Vec<u8>,
+        role: Role,
+        url: String,
+        protocol: Option<String>,
+    ) {
+        let limits = *lock(&self.0.limits);
+        let mut conn = Connection::new(role, limits);
         if role == Role::Client {
             conn.set_mask_source(Box::new(rng::mask_key));
         }
         *lock(&self.0.url) = Some(url);
+        *lock(&self.0.protocol) = protocol.unwrap_or_default();
         *lock(&self.0.proto) = Some(Proto { conn, queued: 0 });
         let (rd, wr) = tokio::io::split(stream);
         *lock(&self.0.reader) = Some(Reader { rd, leftover });
@@ -198,8 +240,43 @@ impl Socket {
         driver::read_loop(self, reader).await;
     }
 
+    pub(crate) async fn closed(&self) -> CloseEvent {
+        loop {
+            let notified = self.0.closed_notify.notified();
+            if let Some(ev) = lock(&self.0.close_event).clone() {
+                return ev;
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) async fn flush(&self) -> Result<()> {
+        if lock(&self.0.proto).is_none() {
+            return Err(Error::NotOpen);
+        }
+        loop {
+            let written = self.0.written.notified();
+            if self.buffered_amount() == 0 {
+                return Ok(());
+            }
+            if self.0.reader_done.load(Ordering::Acquire) && self.0.writer_done.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            written.await;
+        }
+    }
+
+    /// Routes this socket's messages into a new stream (replacing an earlier one).
+    pub(crate) fn subscribe(&self) -> Messages {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        if lock(&self.0.close_event).is_none() {
+            *lock(&self.0.stream_tx) = Some(tx);
+        }
+        Messages::new(self.clone(), rx)
+    }
+
     /// Queues one message of `len` payload bytes, encoded by `encode`.
-    fn send_with(
+    pub(crate) fn send_with(
         &self,
         len: usize,
         encode: impl FnOnce(&mut Connection) -> std::result::Result<(), ProtocolError>,
@@ -212,11 +289,9 @@ impl Socket {
             return Err(Error::Closed);
         }
         let buffered = self.0.buffered.load(Ordering::Acquire);
-        if buffered.saturating_add(len) > self.0.send_cap {
-            return Err(Error::Capacity {
-                buffered,
-                cap: self.0.send_cap,
-            });
+        let cap = self.0.send_cap.load(Ordering::Acquire);
+        if buffered.saturating_add(len) > cap {
+            return Err(Error::Capacity { buffered, cap });
         }
         encode(&mut proto.conn)?;
         proto.queued += len;
@@ -252,4 +327,12 @@ impl Socket {
         self.0.wake_reader.notify_one();
         Ok(())
     }
+}
+
+/// Natively, handles cross tasks and threads.
+#[allow(dead_code, reason = "a compile-time check only")]
+fn _assert_impls() {
+    fn send_sync<T: Send + Sync + Clone + 'static>() {}
+    send_sync::<crate::WebSocket>();
+    send_sync::<crate::WebSockets>();
 }

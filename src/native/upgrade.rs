@@ -1,45 +1,94 @@
-//! Server side: read the HTTP upgrade request from a raw stream, validate it, answer.
+//! Server side: read the HTTP upgrade request from a raw stream, validate it, and prepare
+//! the 101 response (sent by [`crate::server::PendingUpgrade::commit`]).
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::BoxIo;
-use crate::protocol::handshake;
+use crate::protocol::handshake::{self, HandshakeError};
 use crate::{Error, Result};
 
 /// How long a client may take to send its whole request head (slowloris guard).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// An upgraded server stream.
-pub(super) struct Upgraded {
-    pub(super) stream: BoxIo,
-    pub(super) leftover: Vec<u8>,
-    /// The request target (path and query).
-    pub(super) target: String,
+/// A validated request, its prepared 101 response, and the stream.
+pub(crate) struct Validated {
+    pub(crate) request: http::Request<()>,
+    pub(crate) response: http::Response<()>,
+    pub(crate) stream: BoxIo,
+    pub(crate) leftover: Vec<u8>,
 }
 
-/// Reads and validates the request and writes the 101 (or the error response).
-pub(super) async fn upgrade(mut stream: BoxIo, allowed_origins: Option<&[String]>) -> Result<Upgraded> {
-    let (request, leftover) = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_request(&mut stream))
+/// Reads the request head from `stream` and validates it; on failure the error response
+/// (400/403/426/431) is sent and the stream closed.
+pub(crate) async fn read_and_validate(
+    mut stream: BoxIo,
+    allowed_origins: Option<&[String]>,
+) -> Result<Validated> {
+    let (request, leftover) = read_request_timed(&mut stream).await?;
+    validate(request, stream, leftover, allowed_origins).await
+}
+
+/// Reads a request head, within the handshake timeout; a malformed or oversized head is
+/// answered (400/431) and refused.
+pub(crate) async fn read_request_timed(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)> {
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, read_request(stream))
         .await
-        .map_err(|_| Error::Timeout("the client did not finish its upgrade request in time"))??;
+        .map_err(|_| Error::Timeout("the client did not finish its upgrade request in time"))?
+}
+
+/// Validates an already-parsed request; on failure the error response is sent.
+pub(crate) async fn validate(
+    request: http::Request<()>,
+    mut stream: BoxIo,
+    leftover: Vec<u8>,
+    allowed_origins: Option<&[String]>,
+) -> Result<Validated> {
     match handshake::validate_request(&request, allowed_origins) {
-        Ok(accept) => {
-            stream
-                .write_all(&handshake::response_101(&accept.accept, None, &[]))
-                .await?;
-            Ok(Upgraded {
-                stream,
-                leftover,
-                target: request.uri().to_string(),
-            })
-        }
+        Ok(accept) => Ok(Validated {
+            response: response_101(&accept.accept),
+            request,
+            stream,
+            leftover,
+        }),
         Err(e) => {
             reject(&mut stream, &e).await;
             Err(e.into())
         }
     }
+}
+
+/// The 101 Switching Protocols response for an accept key.
+pub(crate) fn response_101(accept: &str) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    if let Ok(value) = http::HeaderValue::from_str(accept) {
+        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
+}
+
+/// Serialises a response head (status line, headers, blank line).
+pub(crate) fn encode_response(response: &http::Response<()>) -> Vec<u8> {
+    let status = response.status();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 async fn read_request(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)> {
@@ -69,7 +118,7 @@ async fn read_request(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)
 }
 
 /// Best effort: answer with the error's status and close.
-async fn reject(stream: &mut BoxIo, err: &handshake::HandshakeError) {
+async fn reject(stream: &mut BoxIo, err: &HandshakeError) {
     tracing::warn!("WebSocket upgrade refused: {err}");
     let _ = stream.write_all(&handshake::error_response(err)).await;
     let _ = stream.shutdown().await;

@@ -8,7 +8,9 @@
 mod convert;
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -64,8 +66,36 @@ struct Pending {
     reject: Option<js_sys::Function>,
 }
 
+/// Messages waiting for a handle that is used as a `Stream`.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<MsgEvent>,
+    waker: Option<Waker>,
+    ended: bool,
+}
+
+/// A subscription to a socket's messages.
+pub(crate) struct Messages(Rc<RefCell<Queue>>);
+
+impl Messages {
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<MsgEvent>> {
+        let mut queue = self.0.borrow_mut();
+        if let Some(msg) = queue.items.pop_front() {
+            return Poll::Ready(Some(msg));
+        }
+        if queue.ended {
+            return Poll::Ready(None);
+        }
+        queue.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
 struct Inner {
     id: String,
+    stream: RefCell<Option<Rc<RefCell<Queue>>>>,
+    close_event: RefCell<Option<CloseEvent>>,
+    close_wakers: RefCell<Vec<Waker>>,
     ws: RefCell<Option<web_sys::WebSocket>>,
     url: RefCell<Option<String>>,
     allowed_origins: RefCell<Option<Vec<String>>>,
@@ -97,6 +127,9 @@ impl Socket {
         });
         Self(Rc::new(Inner {
             id: format!("unisock:{n:04}"),
+            stream: RefCell::new(None),
+            close_event: RefCell::new(None),
+            close_wakers: RefCell::new(Vec::new()),
             ws: RefCell::new(None),
             url: RefCell::new(None),
             allowed_origins: RefCell::new(None),
@@ -238,10 +271,56 @@ impl Socket {
     }
 
     fn handle_message(&self, ev: &MessageEvent) {
+        let Some(msg) = convert::message(ev) else { return };
+        if let Some(queue) = self.0.stream.borrow().as_ref() {
+            let mut queue = queue.borrow_mut();
+            queue.items.push_back(msg);
+            if let Some(waker) = queue.waker.take() {
+                waker.wake();
+            }
+            return;
+        }
         let handler = self.0.handlers.borrow().on_message.clone();
-        if let (Some(h), Some(msg)) = (handler, convert::message(ev)) {
+        if let Some(h) = handler {
             h(msg);
         }
+    }
+
+    pub(crate) fn subscribe(&self) -> Messages {
+        let queue = Rc::new(RefCell::new(Queue {
+            ended: self.0.close_event.borrow().is_some(),
+            ..Queue::default()
+        }));
+        *self.0.stream.borrow_mut() = Some(queue.clone());
+        Messages(queue)
+    }
+
+    pub(crate) async fn closed(&self) -> CloseEvent {
+        std::future::poll_fn(|cx| match self.0.close_event.borrow().clone() {
+            Some(ev) => Poll::Ready(ev),
+            None => {
+                self.0.close_wakers.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    pub(crate) async fn flush(&self) -> Result<()> {
+        let ws = self.0.ws.borrow().clone().ok_or(Error::NotOpen)?;
+        while ws.buffered_amount() > 0 {
+            if ws.ready_state() >= web_sys::WebSocket::CLOSING {
+                return Err(Error::Closed);
+            }
+            // The browser has no "drained" event: look again on the next timer tick.
+            let tick = js_sys::Promise::new(&mut |resolve, _| {
+                if let Some(window) = web_sys::window() {
+                    let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 5);
+                }
+            });
+            let _ = wasm_bindgen_futures::JsFuture::from(tick).await;
+        }
+        Ok(())
     }
 
     fn handle_error(&self) {
@@ -263,6 +342,17 @@ impl Socket {
             let msg = format!("the connection failed before it opened ({event})");
             let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&msg));
         } else {
+            *self.0.close_event.borrow_mut() = Some(event.clone());
+            for waker in self.0.close_wakers.borrow_mut().drain(..) {
+                waker.wake();
+            }
+            if let Some(queue) = self.0.stream.borrow_mut().take() {
+                let mut queue = queue.borrow_mut();
+                queue.ended = true;
+                if let Some(waker) = queue.waker.take() {
+                    waker.wake();
+                }
+            }
             let handlers = std::mem::take(&mut *self.0.handlers.borrow_mut());
             if let Some(h) = handlers.on_close {
                 h(event);

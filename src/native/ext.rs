@@ -1,0 +1,160 @@
+//! [`WebSocketExt`]: what only the native backend can do (pings, limits, timeouts, server
+//! upgrades with an editable response). The browser exposes none of these.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::{lock, upgrade, Transport};
+use crate::protocol::Role;
+use crate::server::PendingUpgrade;
+use crate::{Limits, Result, WebSocket};
+
+/// Native-only extras of [`WebSocket`]; `use unisock::WebSocketExt` to call them.
+///
+/// ```
+/// use unisock::{Limits, WebSocket, WebSocketExt};
+/// let ws = WebSocket::new();
+/// ws.set_limits(Limits::default().max_message_size(1 << 20));
+/// ws.set_send_queue_cap(4 << 20);
+/// ws.set_read_timeout(Some(std::time::Duration::from_secs(300)));
+/// assert!(ws.ping(b"are you there?").is_err()); // not open yet
+/// ```
+pub trait WebSocketExt {
+    /// Sends a ping with `data` (at most 125 bytes); the peer's pong is consumed silently.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send_text`], and [`crate::Error::Protocol`] for a payload over 125 bytes.
+    fn ping(&self, data: &[u8]) -> Result<()>;
+
+    /// Sets the size limits for incoming frames and messages. Takes effect at the next
+    /// `open`/`upgrade`.
+    fn set_limits(&self, limits: Limits);
+
+    /// Caps the payload bytes waiting in the send queue (default 64 MiB); a send beyond it
+    /// fails with [`crate::Error::Capacity`] instead of growing memory.
+    fn set_send_queue_cap(&self, bytes: usize);
+
+    /// Closes the connection when nothing arrives from the peer for this long (`None`, the
+    /// default for a bare socket, waits forever).
+    fn set_read_timeout(&self, timeout: Option<Duration>);
+
+    /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
+    /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
+    fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>);
+
+    /// Server side, uncommitted: reads and validates the upgrade request from `stream`, and
+    /// returns the pending 101 response for the caller to edit and commit.
+    ///
+    /// # Errors
+    /// As [`WebSocket::upgrade`].
+    fn upgrade_pending<S: Transport>(
+        &self,
+        stream: S,
+    ) -> impl Future<Output = Result<PendingUpgrade>> + Send;
+
+    /// Server side, for a request a framework already parsed: validates `request` and
+    /// returns the pending 101 response; `stream` is the connection, positioned just after
+    /// the request head.
+    ///
+    /// # Errors
+    /// As [`WebSocket::upgrade`].
+    fn upgrade_request<S: Transport>(
+        &self,
+        request: http::Request<()>,
+        stream: S,
+    ) -> impl Future<Output = Result<PendingUpgrade>> + Send;
+
+    /// Starts the socket over a stream whose 101 response a framework already sent
+    /// (e.g. hyper's upgraded connection).
+    ///
+    /// # Errors
+    /// [`crate::Error::AlreadyConnected`] if the socket was already opened or upgraded.
+    fn attach_upgraded<S: Transport>(
+        &self,
+        stream: S,
+        request: &http::Request<()>,
+        protocol: Option<&str>,
+    ) -> Result<()>;
+}
+
+impl WebSocketExt for WebSocket {
+    fn ping(&self, data: &[u8]) -> Result<()> {
+        self.inner.send_with(0, |c| c.send_ping(data))
+    }
+
+    fn set_limits(&self, limits: Limits) {
+        *lock(&self.inner.0.limits) = limits;
+    }
+
+    fn set_send_queue_cap(&self, bytes: usize) {
+        self.inner
+            .0
+            .send_cap
+            .store(bytes, std::sync::atomic::Ordering::Release);
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) {
+        *lock(&self.inner.0.read_timeout) = timeout;
+    }
+
+    fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {
+        *lock(&self.inner.0.tls) = Some(config);
+    }
+
+    fn upgrade_pending<S: Transport>(
+        &self,
+        stream: S,
+    ) -> impl Future<Output = Result<PendingUpgrade>> + Send {
+        let ws = self.clone();
+        async move {
+            ws.inner.check_unconnected()?;
+            let origins = ws.allowed_origins();
+            let v = upgrade::read_and_validate(Box::new(stream), origins.as_deref()).await?;
+            Ok(PendingUpgrade {
+                ws,
+                request: v.request,
+                response: v.response,
+                stream: v.stream,
+                leftover: v.leftover,
+            })
+        }
+    }
+
+    fn upgrade_request<S: Transport>(
+        &self,
+        request: http::Request<()>,
+        stream: S,
+    ) -> impl Future<Output = Result<PendingUpgrade>> + Send {
+        let ws = self.clone();
+        async move {
+            ws.inner.check_unconnected()?;
+            let origins = ws.allowed_origins();
+            let v = upgrade::validate(request, Box::new(stream), Vec::new(), origins.as_deref())
+                .await?;
+            Ok(PendingUpgrade {
+                ws,
+                request: v.request,
+                response: v.response,
+                stream: v.stream,
+                leftover: v.leftover,
+            })
+        }
+    }
+
+    fn attach_upgraded<S: Transport>(
+        &self,
+        stream: S,
+        request: &http::Request<()>,
+        protocol: Option<&str>,
+    ) -> Result<()> {
+        self.inner.check_unconnected()?;
+        self.inner.attach(
+            Box::new(stream),
+            Vec::new(),
+            Role::Server,
+            request.uri().to_string(),
+            protocol.map(str::to_string),
+        );
+        Ok(())
+    }
+}

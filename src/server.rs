@@ -1,0 +1,148 @@
+//! Server-side integration (native): upgrades whose 101 response the caller can still
+//! edit before it is sent.
+
+use tokio::io::AsyncWriteExt;
+
+use crate::backend::BoxIo;
+use crate::protocol::Role;
+use crate::{Result, WebSocket};
+
+/// A validated upgrade request whose `101 Switching Protocols` response has not been sent
+/// yet: add headers (a subprotocol, cookies) with [`PendingUpgrade::response_mut`], then
+/// [`PendingUpgrade::commit`]. This is the original's `upgrade(req, res, commit = false)`.
+///
+/// ```no_run
+/// # async fn run(tcp: tokio::net::TcpStream) -> unisock::Result<()> {
+/// use unisock::{WebSocket, WebSocketExt};
+///
+/// let ws = WebSocket::new();
+/// let mut pending = ws.upgrade_pending(tcp).await?;
+/// let offered = pending.offered_protocols();
+/// if offered.iter().any(|p| p == "chat") {
+///     pending.set_protocol("chat");
+/// }
+/// pending.response_mut().headers_mut().insert("set-cookie", "session=1".parse().unwrap());
+/// let ws = pending.commit().await?;
+/// ws.read().await;
+/// # Ok(()) }
+/// ```
+pub struct PendingUpgrade {
+    pub(crate) ws: WebSocket,
+    pub(crate) request: http::Request<()>,
+    pub(crate) response: http::Response<()>,
+    pub(crate) stream: BoxIo,
+    pub(crate) leftover: Vec<u8>,
+}
+
+impl std::fmt::Debug for PendingUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingUpgrade")
+            .field("id", &self.ws.id())
+            .field("request", &self.request)
+            .field("response", &self.response)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingUpgrade {
+    /// The client's upgrade request.
+    pub fn request(&self) -> &http::Request<()> {
+        &self.request
+    }
+
+    /// The 101 response about to be sent; add headers here.
+    pub fn response_mut(&mut self) -> &mut http::Response<()> {
+        &mut self.response
+    }
+
+    /// The socket being upgraded.
+    pub fn websocket(&self) -> &WebSocket {
+        &self.ws
+    }
+
+    /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in order.
+    pub fn offered_protocols(&self) -> Vec<String> {
+        offered_protocols(&self.request)
+    }
+
+    /// Selects a subprotocol: sets `Sec-WebSocket-Protocol` on the response.
+    pub fn set_protocol(&mut self, protocol: &str) {
+        if let Ok(value) = http::HeaderValue::from_str(protocol) {
+            self.response
+                .headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+        }
+    }
+
+    /// Sends the 101 response and starts the socket; then call [`WebSocket::read`].
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] when the response cannot be written.
+    pub async fn commit(self) -> Result<WebSocket> {
+        let PendingUpgrade {
+            ws,
+            request,
+            response,
+            mut stream,
+            leftover,
+        } = self;
+        stream
+            .write_all(&crate::native::encode_response(&response))
+            .await?;
+        let protocol = response
+            .headers()
+            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        ws.inner
+            .attach(stream, leftover, Role::Server, request.uri().to_string(), protocol);
+        Ok(ws)
+    }
+}
+
+/// The `Sec-WebSocket-Protocol` values of a request, split on commas, in order.
+pub(crate) fn offered_protocols(request: &http::Request<()>) -> Vec<String> {
+    request
+        .headers()
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Reads one request from `tcp`, asks `handler` for a socket, and services it.
+pub(crate) async fn route<F>(
+    registry: &crate::WebSockets,
+    tcp: tokio::net::TcpStream,
+    handler: &F,
+) -> Result<()>
+where
+    F: Fn(&http::Request<()>) -> Option<WebSocket>,
+{
+    let mut stream: BoxIo = Box::new(tcp);
+    let (request, leftover) = crate::native::read_request_timed(&mut stream).await?;
+    let Some(ws) = handler(&request) else {
+        let body = "no WebSocket here";
+        let head = format!(
+            "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.shutdown().await?;
+        return Ok(());
+    };
+    ws.inner.check_unconnected()?;
+    let origins = ws.allowed_origins();
+    let v = crate::native::validate_request(request, stream, leftover, origins.as_deref()).await?;
+    let pending = PendingUpgrade {
+        ws,
+        request: v.request,
+        response: v.response,
+        stream: v.stream,
+        leftover: v.leftover,
+    };
+    registry.service_pending(pending).await
+}

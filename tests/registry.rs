@@ -1,0 +1,92 @@
+//! The WebSockets registry: register on upgrade, removal on close (the original leaked),
+//! get, broadcast, shutdown with 1001.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use common::{record, with_timeout};
+use tokio::net::TcpListener;
+use unisock::{MsgEvent, WebSocket, WebSockets};
+
+/// Serves `sockets` on a free port with an echo-less handler; returns the ws:// base URL.
+async fn serve(sockets: &WebSockets) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = sockets.clone();
+    tokio::spawn(async move {
+        registry
+            .serve(listener, |req| (req.uri().path() == "/ws").then(WebSocket::new))
+            .await
+    });
+    format!("ws://{addr}/ws")
+}
+
+/// Opens a client and runs its loop in the background.
+async fn client(url: &str) -> (WebSocket, common::Events) {
+    let ws = WebSocket::new();
+    let events = record(&ws);
+    with_timeout(ws.open(url, &[])).await.unwrap();
+    tokio::spawn({
+        let ws = ws.clone();
+        async move { ws.read().await }
+    });
+    (ws, events)
+}
+
+/// Waits until the registry holds `n` sockets (each step is event-driven by the server).
+async fn until_len(sockets: &WebSockets, n: usize) {
+    with_timeout(async {
+        while sockets.len() != n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_client_and_closed_sockets_are_removed() {
+    let sockets = WebSockets::new();
+    let url = serve(&sockets).await;
+    let (a, mut a_events) = client(&url).await;
+    let (_b, mut b_events) = client(&url).await;
+    until_len(&sockets, 2).await;
+
+    assert_eq!(sockets.broadcast_text("to all", None), 2);
+    assert_eq!(with_timeout(a_events.messages.recv()).await, Some(MsgEvent::Text("to all".into())));
+    assert_eq!(with_timeout(b_events.messages.recv()).await, Some(MsgEvent::Text("to all".into())));
+
+    let ids = sockets.ids();
+    let first = ids[0].as_str();
+    assert!(sockets.get(first).is_some());
+    assert_eq!(sockets.broadcast_binary(&[7, 7], Some(&[first, "unisock:nope"])), 1);
+
+    a.close(1000, "leaving").unwrap();
+    assert!(with_timeout(a_events.closes.recv()).await.unwrap().was_clean);
+    until_len(&sockets, 1).await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_everyone_with_1001_and_empties_the_registry() {
+    let sockets = WebSockets::new();
+    let url = serve(&sockets).await;
+    let (_a, mut a_events) = client(&url).await;
+    let (_b, mut b_events) = client(&url).await;
+    until_len(&sockets, 2).await;
+
+    assert_eq!(with_timeout(sockets.shutdown()).await, 2);
+    assert!(sockets.is_empty());
+    for events in [&mut a_events, &mut b_events] {
+        let close = with_timeout(events.closes.recv()).await.unwrap();
+        assert_eq!(close.code, 1001);
+        assert_eq!(close.reason, "Server shutting down...");
+        assert!(close.was_clean);
+    }
+}
+
+#[tokio::test]
+async fn a_route_that_returns_none_is_a_404() {
+    let sockets = WebSockets::new();
+    let url = serve(&sockets).await.replace("/ws", "/nothing");
+    let err = with_timeout(WebSocket::new().open(&url, &[])).await.unwrap_err();
+    assert!(err.to_string().contains("404"), "{err}");
+}
