@@ -76,8 +76,8 @@ start_echo_server() {
 
 test_native() {
   log "native tests"
-  cargo test --all-targets
-  cargo test --doc
+  cargo test --all-targets --all-features
+  cargo test --doc --all-features
 }
 
 test_browser() {
@@ -91,7 +91,7 @@ test_browser() {
 lint() {
   log "fmt + clippy (native and wasm32)"
   cargo fmt --check
-  cargo clippy --all-targets -- -D warnings
+  cargo clippy --all-targets --all-features -- -D warnings
   cargo clippy --target "$WASM" --lib --tests --example demo_page -- -D warnings
 }
 

@@ -59,6 +59,8 @@ cfg_if::cfg_if! {
     } else {
         mod native;
         use native as backend;
+        #[cfg(feature = "axum")]
+        pub mod axum;
         mod registry;
         pub mod server;
         pub use native::ext::WebSocketExt;

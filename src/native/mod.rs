@@ -14,7 +14,7 @@ mod tls;
 mod upgrade;
 
 pub(crate) use messages::Messages;
-pub(crate) use upgrade::{encode_response, read_request_timed, validate as validate_request};
+pub(crate) use upgrade::{encode_response, response_101, read_request_timed, validate as validate_request};
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -1,0 +1,131 @@
+//! axum integration (feature `axum`): a handler takes [`WebSocketUpgrade`] and returns the
+//! configured [`WebSocket`]; unisock validates the request, answers 101, and runs the
+//! socket in a [`WebSockets`] registry.
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use unisock::axum::WebSocketUpgrade;
+//! use unisock::{MsgEvent, WebSocket, WebSockets};
+//!
+//! async fn ws(upgrade: WebSocketUpgrade, sockets: axum::extract::State<WebSockets>) -> axum::response::Response {
+//!     let ws = WebSocket::new();
+//!     let echo = ws.clone();
+//!     ws.on_message(move |msg| {
+//!         if let MsgEvent::Text(t) = msg {
+//!             let _ = echo.send_text(&t);
+//!         }
+//!     });
+//!     upgrade.accept(ws, &sockets)
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let app = Router::new().route("/ws", get(ws)).with_state(WebSockets::new());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+use axum::extract::FromRequestParts;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+
+use crate::protocol::handshake;
+use crate::{WebSocket, WebSocketExt, WebSockets};
+
+/// The extractor: an HTTP request that asks to become a WebSocket.
+pub struct WebSocketUpgrade {
+    request: http::Request<()>,
+    on_upgrade: Option<OnUpgrade>,
+}
+
+impl std::fmt::Debug for WebSocketUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocketUpgrade")
+            .field("request", &self.request)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let on_upgrade = parts.extensions.remove::<OnUpgrade>();
+        let mut request = http::Request::new(());
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = parts.uri.clone();
+        *request.version_mut() = parts.version;
+        *request.headers_mut() = parts.headers.clone();
+        Ok(Self {
+            request,
+            on_upgrade,
+        })
+    }
+}
+
+impl WebSocketUpgrade {
+    /// The request's offered subprotocols, in order.
+    pub fn offered_protocols(&self) -> Vec<String> {
+        crate::server::offered_protocols(&self.request)
+    }
+
+    /// The upgrade request.
+    pub fn request(&self) -> &http::Request<()> {
+        &self.request
+    }
+
+    /// Validates the request against `ws`'s allowed origins and answers: 101 and the socket
+    /// runs in `sockets` (registered until it closes, with the registry's read timeout), or
+    /// the error status (400/403/426) with the reason.
+    pub fn accept(self, ws: WebSocket, sockets: &WebSockets) -> Response {
+        self.accept_with_protocol(ws, sockets, None)
+    }
+
+    /// As [`WebSocketUpgrade::accept`], selecting a subprotocol for the 101 response.
+    pub fn accept_with_protocol(
+        self,
+        ws: WebSocket,
+        sockets: &WebSockets,
+        protocol: Option<&str>,
+    ) -> Response {
+        let origins = ws.allowed_origins();
+        let accept = match handshake::validate_request(&self.request, origins.as_deref()) {
+            Ok(accept) => accept,
+            Err(e) => {
+                tracing::warn!("WebSocket upgrade refused: {e}");
+                return (e.status(), e.to_string()).into_response();
+            }
+        };
+        let Some(on_upgrade) = self.on_upgrade else {
+            return (
+                http::StatusCode::UPGRADE_REQUIRED,
+                "this connection cannot be upgraded (HTTP/1.1 is needed)",
+            )
+                .into_response();
+        };
+        let mut response = crate::native::response_101(&accept.accept);
+        if let Some(p) = protocol.and_then(|p| http::HeaderValue::from_str(p).ok()) {
+            response
+                .headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
+        }
+        ws.set_read_timeout(sockets.read_timeout());
+        let sockets = sockets.clone();
+        let request = self.request;
+        let protocol = protocol.map(str::to_string);
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let io = TokioIo::new(upgraded);
+                    if ws.attach_upgraded(io, &request, protocol.as_deref()).is_ok() {
+                        sockets.run(ws).await;
+                    }
+                }
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        response.map(|()| axum::body::Body::empty())
+    }
+}
