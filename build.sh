@@ -84,7 +84,8 @@ test_browser() {
   log "browser tests (headless Chromium)"
   start_echo_server
   echo "echo server: $ECHO_URL"
-  UNISOCK_TEST_SERVER="$ECHO_URL" CHROMEDRIVER=/usr/bin/chromedriver \
+  UNISOCK_TEST_SERVER="$ECHO_URL" UNISOCK_TEST_CLOSED="ws://127.0.0.1:$(free_port)/" \
+    CHROMEDRIVER=/usr/bin/chromedriver \
     cargo test --target "$WASM" --tests
 }
 

@@ -44,3 +44,81 @@ async fn text_echo_from_a_unisock_server() {
     assert_eq!(reply.await, MsgEvent::Text("Hello from Chromium ✓".into()));
     ws.close(1000, "bye").unwrap();
 }
+
+/// The server's base URL with another path.
+fn server_path(path: &str) -> String {
+    format!("{}{path}", server().trim_end_matches('/'))
+}
+
+#[wasm_bindgen_test]
+async fn binary_echo_of_one_mebibyte_is_byte_exact() {
+    let ws = WebSocket::new();
+    ws.open(server(), &[]).await.unwrap();
+    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let reply = next_message(&ws);
+    ws.send_binary(&data).unwrap();
+    assert_eq!(reply.await, MsgEvent::Binary(data));
+    ws.close(1000, "").unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn close_with_4000_and_a_reason_is_seen_clean() {
+    let ws = WebSocket::new();
+    ws.open(server(), &[]).await.unwrap();
+    ws.close(4000, "done here").unwrap();
+    let ev = ws.closed().await;
+    assert_eq!(ev.code, 4000);
+    assert_eq!(ev.reason, "done here");
+    assert!(ev.was_clean);
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+}
+
+#[wasm_bindgen_test]
+async fn invalid_close_codes_are_errors_not_exceptions() {
+    let ws = WebSocket::new();
+    ws.open(server(), &[]).await.unwrap();
+    assert!(matches!(ws.close(1005, ""), Err(unisock::Error::InvalidCloseCode(1005))));
+    assert!(matches!(ws.close(1001, ""), Err(unisock::Error::InvalidCloseCode(1001))));
+    assert!(matches!(ws.close(1000, &"x".repeat(124)), Err(unisock::Error::ReasonTooLong(124))));
+    ws.close(1000, "").unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_server_that_drops_tcp_gives_an_unclean_close() {
+    let ws = WebSocket::new();
+    ws.open(&server_path("/drop"), &[]).await.unwrap();
+    let ev = ws.closed().await;
+    assert!(!ev.was_clean, "{ev}");
+    assert_eq!(ev.code, 1006);
+}
+
+#[wasm_bindgen_test]
+async fn open_to_a_closed_port_fails() {
+    let ws = WebSocket::new();
+    // build.sh names a loopback port that nothing listens on.
+    let closed = option_env!("UNISOCK_TEST_CLOSED").unwrap_or("ws://127.0.0.1:1/");
+    let err = ws.open(closed, &[]).await.unwrap_err();
+    assert!(matches!(err, unisock::Error::Js(_)), "{err}");
+}
+
+#[wasm_bindgen_test]
+async fn the_subprotocol_is_negotiated() {
+    let ws = WebSocket::new();
+    ws.open(server(), &["chat.v2", "chat.v1"]).await.unwrap();
+    assert_eq!(ws.protocol(), "chat.v2");
+    ws.close(1000, "").unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn the_same_stream_api_as_native() {
+    use futures_util::StreamExt;
+    let mut ws = WebSocket::new();
+    ws.open(server(), &[]).await.unwrap();
+    ws.send_text("one").unwrap();
+    ws.send_text("two").unwrap();
+    assert_eq!(ws.next().await, Some(MsgEvent::Text("one".into())));
+    assert_eq!(ws.next().await, Some(MsgEvent::Text("two".into())));
+    ws.close(1000, "").unwrap();
+    assert_eq!(ws.next().await, None);
+}
