@@ -59,3 +59,92 @@ pub fn record(ws: &WebSocket) -> Events {
     });
     Events { messages, closes }
 }
+
+/// A raw TCP client that completed the opening handshake with a server at `addr`.
+pub async fn raw_client(addr: SocketAddr, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // Read the response head byte by byte so no frame byte is consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        let n = with_timeout(tcp.read(&mut b)).await.unwrap();
+        assert_eq!(n, 1, "server closed during the handshake: {}", String::from_utf8_lossy(&head));
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    tcp
+}
+
+/// A masked client frame (FIN set) with `opcode` and `payload`.
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
+}
+
+/// Reads one unmasked server frame: (opcode, payload). `None` at EOF.
+pub async fn read_server_frame(tcp: &mut tokio::net::TcpStream) -> Option<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 2];
+    with_timeout(tcp.read_exact(&mut head)).await.ok()?;
+    assert_eq!(head[1] & 0x80, 0, "server frames are never masked");
+    let len = match head[1] & 0x7F {
+        126 => {
+            let mut b = [0u8; 2];
+            tcp.read_exact(&mut b).await.ok()?;
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            tcp.read_exact(&mut b).await.ok()?;
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    with_timeout(tcp.read_exact(&mut payload)).await.ok()?;
+    Some((head[0] & 0x0F, payload))
+}
+
+/// A unisock server on a free port; `setup` configures each accepted socket before the
+/// upgrade. Returns the address and a channel of each socket's close event.
+pub async fn spawn_server(
+    setup: impl Fn(&WebSocket) + Send + Sync + 'static,
+) -> (SocketAddr, mpsc::UnboundedReceiver<CloseEvent>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let setup = std::sync::Arc::new(setup);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (setup, tx) = (setup.clone(), tx.clone());
+            tokio::spawn(async move {
+                let ws = WebSocket::new();
+                setup(&ws);
+                if ws.upgrade(tcp).await.is_ok() {
+                    ws.read().await;
+                    let _ = tx.send(ws.closed().await);
+                }
+            });
+        }
+    });
+    (addr, rx)
+}

@@ -1,0 +1,277 @@
+//! Every member of the native API and every row of the original's error-routing table
+//! (reference §3.6), over real sockets on 127.0.0.1, with the original's bugs fixed.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{
+    client_frame, raw_client, read_server_frame, record, spawn_echo_server, spawn_server,
+    with_timeout,
+};
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use unisock::{Error, MsgEvent, ReadyState, WebSocket, WebSocketExt};
+
+/// Opens a client to `addr` and runs its loop in the background.
+async fn open_client(addr: std::net::SocketAddr) -> (WebSocket, common::Events) {
+    let ws = WebSocket::new();
+    let events = record(&ws);
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
+    tokio::spawn({
+        let ws = ws.clone();
+        async move { ws.read().await }
+    });
+    (ws, events)
+}
+
+#[tokio::test]
+async fn sending_before_open_is_an_error_that_says_so() {
+    let ws = WebSocket::new();
+    assert!(matches!(ws.send_text("x"), Err(Error::NotOpen)));
+    assert!(matches!(ws.send_binary(b"x"), Err(Error::NotOpen)));
+    assert!(matches!(ws.close(1000, ""), Err(Error::NotOpen)));
+    assert_eq!(ws.buffered_amount(), 0, "nothing was queued");
+    assert_eq!(ws.url(), None);
+}
+
+#[tokio::test]
+async fn a_non_101_answer_fails_open_with_a_handshake_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = tcp.read(&mut buf).await;
+        let _ = tcp
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    });
+    let err = with_timeout(WebSocket::new().open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Handshake(_)), "{err}");
+    assert!(err.to_string().contains("101"), "{err}");
+}
+
+#[tokio::test]
+async fn non_ascii_text_round_trips() {
+    let addr = spawn_echo_server().await;
+    let (ws, mut events) = open_client(addr).await;
+    let text = "héllo wörld — 你好 — 🦀";
+    ws.send_text(text).unwrap();
+    assert_eq!(with_timeout(events.messages.recv()).await, Some(MsgEvent::Text(text.into())));
+}
+
+#[tokio::test]
+async fn eight_tasks_sending_concurrently_never_interleave() {
+    let addr = spawn_echo_server().await;
+    let (ws, mut events) = open_client(addr).await;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let ws = ws.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let body = format!("{t}:{i}:") + &"x".repeat(i * 37 % 3000);
+                ws.send_text(&body).unwrap();
+                if i % 50 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut next = [0usize; 8];
+    for _ in 0..1600 {
+        let msg = with_timeout(events.messages.recv()).await.unwrap();
+        let text = msg.txt().unwrap().to_string();
+        let mut parts = text.splitn(3, ':');
+        let t: usize = parts.next().unwrap().parse().unwrap();
+        let i: usize = parts.next().unwrap().parse().unwrap();
+        assert_eq!(parts.next().unwrap(), "x".repeat(i * 37 % 3000));
+        assert_eq!(i, next[t], "task {t}'s messages arrive in order");
+        next[t] += 1;
+    }
+    assert_eq!(next, [200; 8]);
+}
+
+#[tokio::test]
+async fn close_inside_a_handler_ends_the_loop_with_one_close_frame() {
+    let (addr, mut server_closes) = spawn_server(|ws| {
+        let me = ws.clone();
+        ws.on_message(move |_| {
+            me.close(4001, "enough").unwrap();
+            me.close(4002, "twice is a no-op").unwrap();
+        });
+    })
+    .await;
+    let mut tcp = raw_client(addr, "/").await;
+    tcp.write_all(&client_frame(1, b"hi")).await.unwrap();
+    let (op, payload) = read_server_frame(&mut tcp).await.unwrap();
+    assert_eq!(op, 8);
+    assert_eq!(&payload[..2], &4001u16.to_be_bytes());
+    assert_eq!(&payload[2..], b"enough");
+    tcp.write_all(&client_frame(8, &payload)).await.unwrap();
+    // Then the server ends TCP: no second close frame.
+    assert_eq!(read_server_frame(&mut tcp).await, None);
+    let ev = with_timeout(server_closes.recv()).await.unwrap();
+    assert!(ev.was_clean);
+    assert_eq!(ev.code, 4001);
+}
+
+#[tokio::test]
+async fn a_panicking_handler_closes_with_1011_then_reaches_on_error() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let (addr, mut server_closes) = spawn_server(move |ws| {
+        ws.on_message(|_| panic!("Boobies"));
+        let o = seen.clone();
+        ws.on_close(move |e| o.lock().unwrap().push(format!("close {}", e.code)));
+        let o = seen.clone();
+        ws.on_error(move |e| o.lock().unwrap().push(format!("error {e}")));
+    })
+    .await;
+    let mut tcp = raw_client(addr, "/").await;
+    tcp.write_all(&client_frame(1, b"boom")).await.unwrap();
+    let (op, payload) = read_server_frame(&mut tcp).await.unwrap();
+    assert_eq!(op, 8);
+    assert_eq!(&payload[..2], &1011u16.to_be_bytes());
+    assert!(String::from_utf8_lossy(&payload[2..]).contains("Boobies"));
+    tcp.write_all(&client_frame(8, &payload[..2])).await.unwrap();
+    let ev = with_timeout(server_closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1011);
+    let order = order.lock().unwrap().clone();
+    assert_eq!(order.len(), 2, "{order:?}");
+    assert_eq!(order[0], "close 1011");
+    assert!(order[1].starts_with("error event handler panicked: Boobies"), "{order:?}");
+}
+
+#[tokio::test]
+async fn a_panic_in_on_close_is_contained() {
+    let (addr, mut server_closes) = spawn_server(|ws| ws.on_close(|_| panic!("in on_close"))).await;
+    let mut tcp = raw_client(addr, "/").await;
+    tcp.write_all(&client_frame(8, &1000u16.to_be_bytes())).await.unwrap();
+    let ev = with_timeout(server_closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1000);
+}
+
+#[tokio::test]
+async fn an_unmasked_client_frame_is_a_protocol_error_1002() {
+    let (addr, mut server_closes) = spawn_server(|ws| {
+        ws.on_message(|m| panic!("no message may arrive: {m}"));
+    })
+    .await;
+    let mut tcp = raw_client(addr, "/").await;
+    tcp.write_all(&[0x81, 0x02, b'h', b'i']).await.unwrap();
+    let (op, payload) = read_server_frame(&mut tcp).await.unwrap();
+    assert_eq!(op, 8);
+    assert_eq!(&payload[..2], &1002u16.to_be_bytes());
+    let ev = with_timeout(server_closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1002);
+    assert!(!ev.was_clean);
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_closed_with_1007() {
+    let (addr, mut server_closes) = spawn_server(|_| {}).await;
+    let mut tcp = raw_client(addr, "/").await;
+    tcp.write_all(&client_frame(1, &[0xce, 0xba, 0xff, 0x41])).await.unwrap();
+    let (op, payload) = read_server_frame(&mut tcp).await.unwrap();
+    assert_eq!(op, 8);
+    assert_eq!(&payload[..2], &1007u16.to_be_bytes());
+    assert_eq!(with_timeout(server_closes.recv()).await.unwrap().code, 1007);
+}
+
+#[tokio::test]
+async fn ping_is_answered_with_the_same_payload() {
+    let (addr, _closes) = spawn_server(|_| {}).await;
+    let mut tcp = raw_client(addr, "/").await;
+    tcp.write_all(&client_frame(9, b"are you there?")).await.unwrap();
+    assert_eq!(read_server_frame(&mut tcp).await, Some((10, b"are you there?".to_vec())));
+}
+
+#[tokio::test]
+async fn a_vanished_peer_gives_an_unclean_1006() {
+    let (addr, mut server_closes) = spawn_server(|_| {}).await;
+    let tcp = raw_client(addr, "/").await;
+    drop(tcp);
+    let ev = with_timeout(server_closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1006);
+    assert!(!ev.was_clean);
+}
+
+#[tokio::test]
+async fn a_silent_peer_hits_the_read_timeout() {
+    let (addr, mut server_closes) =
+        spawn_server(|ws| ws.set_read_timeout(Some(Duration::from_millis(200)))).await;
+    let mut tcp = raw_client(addr, "/").await;
+    let (op, payload) = read_server_frame(&mut tcp).await.unwrap();
+    assert_eq!((op, &payload[..2]), (8, &1001u16.to_be_bytes()[..]));
+    let ev = with_timeout(server_closes.recv()).await.unwrap();
+    assert!(!ev.was_clean);
+    assert!(ev.reason.contains("read timeout"), "{ev}");
+}
+
+#[tokio::test]
+async fn buffered_amount_flush_and_the_send_queue_cap() {
+    let addr = spawn_echo_server().await;
+    let (ws, mut events) = open_client(addr).await;
+    ws.set_send_queue_cap(1000);
+    assert!(matches!(ws.send_binary(&[0; 1001]), Err(Error::Capacity { cap: 1000, .. })));
+    ws.send_binary(&[1; 600]).unwrap();
+    with_timeout(ws.flush()).await.unwrap();
+    assert_eq!(ws.buffered_amount(), 0);
+    assert_eq!(with_timeout(events.messages.recv()).await, Some(MsgEvent::Binary(vec![1; 600])));
+}
+
+#[tokio::test]
+async fn ping_from_the_api_and_handlers_set_after_open() {
+    let addr = spawn_echo_server().await;
+    let ws = WebSocket::new();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
+    ws.ping(b"p").unwrap();
+    assert!(matches!(ws.ping(&[0; 126]), Err(Error::Protocol(_))));
+    let opened = Arc::new(AtomicUsize::new(0));
+    let o = opened.clone();
+    ws.on_open(move || {
+        o.fetch_add(1, Ordering::SeqCst);
+    });
+    let mut events = record(&ws);
+    tokio::spawn({
+        let ws = ws.clone();
+        async move { ws.read().await }
+    });
+    ws.send_text("after").unwrap();
+    assert_eq!(with_timeout(events.messages.recv()).await, Some(MsgEvent::Text("after".into())));
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    assert_eq!(ws.ready_state(), ReadyState::Open);
+}
+
+#[tokio::test]
+async fn the_stream_api_reads_messages_and_the_close() {
+    let addr = spawn_echo_server().await;
+    let mut ws = WebSocket::new();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
+    ws.send_text("one").unwrap();
+    ws.send_binary(&[2]).unwrap();
+    assert_eq!(with_timeout(ws.next()).await, Some(MsgEvent::Text("one".into())));
+    assert_eq!(with_timeout(ws.next()).await, Some(MsgEvent::Binary(vec![2])));
+    ws.close(1000, "bye").unwrap();
+    assert_eq!(with_timeout(ws.next()).await, None);
+    let ev = with_timeout(ws.closed()).await;
+    assert_eq!((ev.code, ev.reason.as_str(), ev.was_clean), (1000, "bye", true));
+}
+
+#[tokio::test]
+async fn open_twice_is_refused() {
+    let addr = spawn_echo_server().await;
+    let ws = WebSocket::new();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
+    let err = with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap_err();
+    assert!(matches!(err, Error::AlreadyConnected));
+}
