@@ -12,7 +12,9 @@ const AGENT: &str = "unisock";
 
 #[tokio::main]
 async fn main() -> Result<(), unisock::Error> {
-    let base = std::env::args().nth(1).unwrap_or_else(|| "ws://127.0.0.1:9001".into());
+    let base = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "ws://127.0.0.1:9001".into());
     let count = case_count(&base).await?;
     println!("{count} cases");
     for case in 1..=count {
@@ -24,13 +26,17 @@ async fn main() -> Result<(), unisock::Error> {
                 MsgEvent::Binary(b) => echo.send_binary(&b),
             };
         });
-        match ws.open(&format!("{base}/runCase?case={case}&agent={AGENT}"), &[]).await {
+        match ws
+            .open(&format!("{base}/runCase?case={case}&agent={AGENT}"), &[])
+            .await
+        {
             Ok(()) => ws.read().await,
             Err(e) => eprintln!("case {case}: {e}"),
         }
     }
     let ws = WebSocket::new();
-    ws.open(&format!("{base}/updateReports?agent={AGENT}"), &[]).await?;
+    ws.open(&format!("{base}/updateReports?agent={AGENT}"), &[])
+        .await?;
     ws.read().await;
     println!("reports updated");
     Ok(())

@@ -10,7 +10,9 @@ use unisock::{MsgEvent, WebSocket};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8069".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8069".into());
     let root = PathBuf::from(std::env::args().nth(2).unwrap_or_else(|| "www".into()));
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("demo on http://{}/", listener.local_addr()?);
@@ -48,7 +50,11 @@ async fn serve(mut tcp: TcpStream, root: &Path) -> std::io::Result<()> {
     // Read (and ignore) the rest of the request head before answering.
     let mut buf = vec![0u8; 8192];
     let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await?;
-    let rel = path.split('?').next().unwrap_or("/").trim_start_matches('/');
+    let rel = path
+        .split('?')
+        .next()
+        .unwrap_or("/")
+        .trim_start_matches('/');
     let rel = if rel.is_empty() { "index.html" } else { rel };
     let file = root.join(rel);
     let safe = !rel.split('/').any(|part| part == "..");

@@ -14,7 +14,9 @@ use unisock::{MsgEvent, WebSocket, WebSocketExt};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     loop {

@@ -119,7 +119,10 @@ impl WebSocketUpgrade {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    if ws.attach_upgraded(io, &request, protocol.as_deref()).is_ok() {
+                    if ws
+                        .attach_upgraded(io, &request, protocol.as_deref())
+                        .is_ok()
+                    {
                         sockets.run(ws).await;
                     }
                 }

@@ -17,9 +17,10 @@ pub enum Error {
     /// The URL could not be parsed or its scheme is not `ws`/`wss`.
     #[error("WebSocket URLs must have a 'ws' or 'wss' scheme - {0}")]
     InvalidUrl(String),
-    /// The opening handshake failed (either role). [`HandshakeError::status`] gives the HTTP status.
+    /// The opening handshake failed (either role). [`HandshakeError::status`] gives the HTTP
+    /// status. Boxed to keep `Error` small.
     #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
+    Handshake(Box<HandshakeError>),
     /// The peer broke RFC 6455; the connection was closed with the matching close code.
     #[error("protocol violation: {0}")]
     Protocol(#[from] ProtocolError),
@@ -66,6 +67,12 @@ pub enum Error {
     Unsupported(&'static str),
 }
 
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(Box::new(e))
+    }
+}
+
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -74,6 +81,6 @@ mod tests {
     #[test]
     fn error_stays_small() {
         let size = std::mem::size_of::<super::Error>();
-        assert!(size <= 48, "Error is {size} bytes");
+        assert!(size <= 40, "Error is {size} bytes");
     }
 }

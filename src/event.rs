@@ -102,7 +102,11 @@ pub struct CloseEvent {
 
 impl fmt::Display for CloseEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.was_clean { "Clean close" } else { "Unclean close" })?;
+        f.write_str(if self.was_clean {
+            "Clean close"
+        } else {
+            "Unclean close"
+        })?;
         write!(f, " - {}", self.code)?;
         let reason = self.reason.trim();
         // Browsers stringify a missing reason as "null" (the original suppressed it too).

@@ -77,9 +77,9 @@ pub mod protocol;
 mod send_sync;
 mod socket;
 
+pub use backend::Transport;
 pub use config::Limits;
 pub use error::{Error, Result};
 pub use event::{CloseEvent, MsgEvent, ReadyState};
 pub use send_sync::{WasmNotSend, WasmNotSendSync, WasmNotSync};
-pub use backend::Transport;
 pub use socket::WebSocket;

@@ -55,7 +55,9 @@ pub struct WebSockets(Arc<Inner>);
 
 impl std::fmt::Debug for WebSockets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebSockets").field("len", &self.len()).finish()
+        f.debug_struct("WebSockets")
+            .field("len", &self.len())
+            .finish()
     }
 }
 
@@ -219,7 +221,10 @@ impl WebSockets {
                 emptied.await;
             }
         };
-        if tokio::time::timeout(SHUTDOWN_DEADLINE, wait_empty).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_DEADLINE, wait_empty)
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown: {} sockets did not close in time", self.len());
         }
         sockets.len()
@@ -308,11 +313,17 @@ impl WebSockets {
     }
 
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, WebSocket>> {
-        self.0.sockets.read().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .sockets
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn write_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, WebSocket>> {
-        self.0.sockets.write().unwrap_or_else(PoisonError::into_inner)
+        self.0
+            .sockets
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

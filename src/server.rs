@@ -94,8 +94,13 @@ impl PendingUpgrade {
             .get(http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        ws.inner
-            .attach(stream, leftover, Role::Server, request.uri().to_string(), protocol);
+        ws.inner.attach(
+            stream,
+            leftover,
+            Role::Server,
+            request.uri().to_string(),
+            protocol,
+        );
         Ok(ws)
     }
 }

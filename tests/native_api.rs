@@ -20,7 +20,9 @@ use unisock::{Error, MsgEvent, ReadyState, WebSocket, WebSocketExt};
 async fn open_client(addr: std::net::SocketAddr) -> (WebSocket, common::Events) {
     let ws = WebSocket::new();
     let events = record(&ws);
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
     tokio::spawn({
         let ws = ws.clone();
         async move { ws.read().await }
@@ -63,7 +65,10 @@ async fn non_ascii_text_round_trips() {
     let (ws, mut events) = open_client(addr).await;
     let text = "héllo wörld — 你好 — 🦀";
     ws.send_text(text).unwrap();
-    assert_eq!(with_timeout(events.messages.recv()).await, Some(MsgEvent::Text(text.into())));
+    assert_eq!(
+        with_timeout(events.messages.recv()).await,
+        Some(MsgEvent::Text(text.into()))
+    );
 }
 
 #[tokio::test]
@@ -142,20 +147,27 @@ async fn a_panicking_handler_closes_with_1011_then_reaches_on_error() {
     assert_eq!(op, 8);
     assert_eq!(&payload[..2], &1011u16.to_be_bytes());
     assert!(String::from_utf8_lossy(&payload[2..]).contains("Boobies"));
-    tcp.write_all(&client_frame(8, &payload[..2])).await.unwrap();
+    tcp.write_all(&client_frame(8, &payload[..2]))
+        .await
+        .unwrap();
     let ev = with_timeout(server_closes.recv()).await.unwrap();
     assert_eq!(ev.code, 1011);
     let order = order.lock().unwrap().clone();
     assert_eq!(order.len(), 2, "{order:?}");
     assert_eq!(order[0], "close 1011");
-    assert!(order[1].starts_with("error event handler panicked: Boobies"), "{order:?}");
+    assert!(
+        order[1].starts_with("error event handler panicked: Boobies"),
+        "{order:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_panic_in_on_close_is_contained() {
     let (addr, mut server_closes) = spawn_server(|ws| ws.on_close(|_| panic!("in on_close"))).await;
     let mut tcp = raw_client(addr, "/").await;
-    tcp.write_all(&client_frame(8, &1000u16.to_be_bytes())).await.unwrap();
+    tcp.write_all(&client_frame(8, &1000u16.to_be_bytes()))
+        .await
+        .unwrap();
     let ev = with_timeout(server_closes.recv()).await.unwrap();
     assert_eq!(ev.code, 1000);
 }
@@ -180,7 +192,9 @@ async fn an_unmasked_client_frame_is_a_protocol_error_1002() {
 async fn invalid_utf8_is_closed_with_1007() {
     let (addr, mut server_closes) = spawn_server(|_| {}).await;
     let mut tcp = raw_client(addr, "/").await;
-    tcp.write_all(&client_frame(1, &[0xce, 0xba, 0xff, 0x41])).await.unwrap();
+    tcp.write_all(&client_frame(1, &[0xce, 0xba, 0xff, 0x41]))
+        .await
+        .unwrap();
     let (op, payload) = read_server_frame(&mut tcp).await.unwrap();
     assert_eq!(op, 8);
     assert_eq!(&payload[..2], &1007u16.to_be_bytes());
@@ -191,8 +205,13 @@ async fn invalid_utf8_is_closed_with_1007() {
 async fn ping_is_answered_with_the_same_payload() {
     let (addr, _closes) = spawn_server(|_| {}).await;
     let mut tcp = raw_client(addr, "/").await;
-    tcp.write_all(&client_frame(9, b"are you there?")).await.unwrap();
-    assert_eq!(read_server_frame(&mut tcp).await, Some((10, b"are you there?".to_vec())));
+    tcp.write_all(&client_frame(9, b"are you there?"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_server_frame(&mut tcp).await,
+        Some((10, b"are you there?".to_vec()))
+    );
 }
 
 #[tokio::test]
@@ -222,18 +241,26 @@ async fn buffered_amount_flush_and_the_send_queue_cap() {
     let addr = spawn_echo_server().await;
     let (ws, mut events) = open_client(addr).await;
     ws.set_send_queue_cap(1000);
-    assert!(matches!(ws.send_binary(&[0; 1001]), Err(Error::Capacity { cap: 1000, .. })));
+    assert!(matches!(
+        ws.send_binary(&[0; 1001]),
+        Err(Error::Capacity { cap: 1000, .. })
+    ));
     ws.send_binary(&[1; 600]).unwrap();
     with_timeout(ws.flush()).await.unwrap();
     assert_eq!(ws.buffered_amount(), 0);
-    assert_eq!(with_timeout(events.messages.recv()).await, Some(MsgEvent::Binary(vec![1; 600])));
+    assert_eq!(
+        with_timeout(events.messages.recv()).await,
+        Some(MsgEvent::Binary(vec![1; 600]))
+    );
 }
 
 #[tokio::test]
 async fn ping_from_the_api_and_handlers_set_after_open() {
     let addr = spawn_echo_server().await;
     let ws = WebSocket::new();
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
     ws.ping(b"p").unwrap();
     assert!(matches!(ws.ping(&[0; 126]), Err(Error::Protocol(_))));
     let opened = Arc::new(AtomicUsize::new(0));
@@ -247,7 +274,10 @@ async fn ping_from_the_api_and_handlers_set_after_open() {
         async move { ws.read().await }
     });
     ws.send_text("after").unwrap();
-    assert_eq!(with_timeout(events.messages.recv()).await, Some(MsgEvent::Text("after".into())));
+    assert_eq!(
+        with_timeout(events.messages.recv()).await,
+        Some(MsgEvent::Text("after".into()))
+    );
     assert_eq!(opened.load(Ordering::SeqCst), 1);
     assert_eq!(ws.ready_state(), ReadyState::Open);
 }
@@ -256,22 +286,37 @@ async fn ping_from_the_api_and_handlers_set_after_open() {
 async fn the_stream_api_reads_messages_and_the_close() {
     let addr = spawn_echo_server().await;
     let mut ws = WebSocket::new();
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
     ws.send_text("one").unwrap();
     ws.send_binary(&[2]).unwrap();
-    assert_eq!(with_timeout(ws.next()).await, Some(MsgEvent::Text("one".into())));
-    assert_eq!(with_timeout(ws.next()).await, Some(MsgEvent::Binary(vec![2])));
+    assert_eq!(
+        with_timeout(ws.next()).await,
+        Some(MsgEvent::Text("one".into()))
+    );
+    assert_eq!(
+        with_timeout(ws.next()).await,
+        Some(MsgEvent::Binary(vec![2]))
+    );
     ws.close(1000, "bye").unwrap();
     assert_eq!(with_timeout(ws.next()).await, None);
     let ev = with_timeout(ws.closed()).await;
-    assert_eq!((ev.code, ev.reason.as_str(), ev.was_clean), (1000, "bye", true));
+    assert_eq!(
+        (ev.code, ev.reason.as_str(), ev.was_clean),
+        (1000, "bye", true)
+    );
 }
 
 #[tokio::test]
 async fn open_twice_is_refused() {
     let addr = spawn_echo_server().await;
     let ws = WebSocket::new();
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap();
-    let err = with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await.unwrap_err();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
+    let err = with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::AlreadyConnected));
 }

@@ -15,7 +15,10 @@ async fn text_round_trip_over_tcp() {
         .await
         .unwrap();
     assert_eq!(ws.ready_state(), ReadyState::Open);
-    assert_eq!(ws.url().as_deref(), Some(format!("ws://{addr}/echo").as_str()));
+    assert_eq!(
+        ws.url().as_deref(),
+        Some(format!("ws://{addr}/echo").as_str())
+    );
 
     let reader = tokio::spawn({
         let ws = ws.clone();

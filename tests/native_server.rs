@@ -10,7 +10,12 @@ use tokio::net::{TcpListener, TcpStream};
 use unisock::{Error, MsgEvent, WebSocket, WebSocketExt};
 
 /// A server that upgrades one connection with `ws` and reports the result.
-async fn one_upgrade(ws: WebSocket) -> (std::net::SocketAddr, tokio::task::JoinHandle<unisock::Result<()>>) {
+async fn one_upgrade(
+    ws: WebSocket,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<unisock::Result<()>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -38,12 +43,21 @@ async fn a_raw_client_gets_the_101_with_the_accept_key() {
     let ws = WebSocket::new();
     let (addr, _task) = one_upgrade(ws.clone()).await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(format!("{GOOD_HEAD}\r\n").as_bytes()).await.unwrap();
+    tcp.write_all(format!("{GOOD_HEAD}\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 1024];
     let n = with_timeout(tcp.read(&mut buf)).await.unwrap();
     let head = String::from_utf8_lossy(&buf[..n]);
-    assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("sec-websocket-accept: 2/qvz8hucx3k4cxvmrjwgd42aoe="), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: 2/qvz8hucx3k4cxvmrjwgd42aoe="),
+        "{head}"
+    );
     assert_eq!(ws.url().as_deref(), Some("/chat?room=1"));
 }
 
@@ -53,7 +67,12 @@ async fn a_wrong_version_is_answered_426_with_the_supported_version() {
     let head = GOOD_HEAD.replace("Version: 13", "Version: 12");
     let response = raw_request(addr, &format!("{head}\r\n")).await;
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
-    assert!(response.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("sec-websocket-version: 13"),
+        "{response}"
+    );
     let err = with_timeout(task).await.unwrap().unwrap_err();
     assert!(matches!(err, Error::Handshake(_)), "{err}");
 }
@@ -81,7 +100,10 @@ async fn an_origin_not_allowed_is_answered_403() {
 #[tokio::test]
 async fn an_allowed_origin_glob_is_upgraded() {
     let ws = WebSocket::new();
-    ws.set_allowed_origins(Some(vec!["http://localhost:8069".into(), "http://example.*".into()]));
+    ws.set_allowed_origins(Some(vec![
+        "http://localhost:8069".into(),
+        "http://example.*".into(),
+    ]));
     let (addr, _task) = one_upgrade(ws).await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(format!("{GOOD_HEAD}Origin: http://example.com\r\n\r\n").as_bytes())
@@ -127,7 +149,10 @@ async fn uncommitted_upgrade_selects_a_subprotocol_and_adds_headers() {
         async move { client.read().await }
     });
     client.send_text("sub").unwrap();
-    assert_eq!(with_timeout(events.messages.recv()).await, Some(MsgEvent::Text("sub".into())));
+    assert_eq!(
+        with_timeout(events.messages.recv()).await,
+        Some(MsgEvent::Text("sub".into()))
+    );
     client.close(1000, "").unwrap();
     let close = with_timeout(events.closes.recv()).await.unwrap();
     assert!(close.was_clean);

@@ -15,7 +15,9 @@ async fn serve(sockets: &WebSockets) -> String {
     let registry = sockets.clone();
     tokio::spawn(async move {
         registry
-            .serve(listener, |req| (req.uri().path() == "/ws").then(WebSocket::new))
+            .serve(listener, |req| {
+                (req.uri().path() == "/ws").then(WebSocket::new)
+            })
             .await
     });
     format!("ws://{addr}/ws")
@@ -52,16 +54,30 @@ async fn broadcast_reaches_every_client_and_closed_sockets_are_removed() {
     until_len(&sockets, 2).await;
 
     assert_eq!(sockets.broadcast_text("to all", None), 2);
-    assert_eq!(with_timeout(a_events.messages.recv()).await, Some(MsgEvent::Text("to all".into())));
-    assert_eq!(with_timeout(b_events.messages.recv()).await, Some(MsgEvent::Text("to all".into())));
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        Some(MsgEvent::Text("to all".into()))
+    );
+    assert_eq!(
+        with_timeout(b_events.messages.recv()).await,
+        Some(MsgEvent::Text("to all".into()))
+    );
 
     let ids = sockets.ids();
     let first = ids[0].as_str();
     assert!(sockets.get(first).is_some());
-    assert_eq!(sockets.broadcast_binary(&[7, 7], Some(&[first, "unisock:nope"])), 1);
+    assert_eq!(
+        sockets.broadcast_binary(&[7, 7], Some(&[first, "unisock:nope"])),
+        1
+    );
 
     a.close(1000, "leaving").unwrap();
-    assert!(with_timeout(a_events.closes.recv()).await.unwrap().was_clean);
+    assert!(
+        with_timeout(a_events.closes.recv())
+            .await
+            .unwrap()
+            .was_clean
+    );
     until_len(&sockets, 1).await;
 }
 
@@ -87,6 +103,8 @@ async fn shutdown_closes_everyone_with_1001_and_empties_the_registry() {
 async fn a_route_that_returns_none_is_a_404() {
     let sockets = WebSockets::new();
     let url = serve(&sockets).await.replace("/ws", "/nothing");
-    let err = with_timeout(WebSocket::new().open(&url, &[])).await.unwrap_err();
+    let err = with_timeout(WebSocket::new().open(&url, &[]))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
 }

@@ -14,7 +14,9 @@ wasm_bindgen_test_configure!(run_in_browser);
 fn server() -> &'static str {
     match option_env!("UNISOCK_TEST_SERVER") {
         Some(url) => url,
-        None => panic!("UNISOCK_TEST_SERVER is not set: run the browser tests through ./build.sh test"),
+        None => {
+            panic!("UNISOCK_TEST_SERVER is not set: run the browser tests through ./build.sh test")
+        }
     }
 }
 
@@ -54,7 +56,9 @@ fn server_path(path: &str) -> String {
 async fn binary_echo_of_one_mebibyte_is_byte_exact() {
     let ws = WebSocket::new();
     ws.open(server(), &[]).await.unwrap();
-    let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let reply = next_message(&ws);
     ws.send_binary(&data).unwrap();
     assert_eq!(reply.await, MsgEvent::Binary(data));
@@ -78,9 +82,18 @@ async fn close_with_4000_and_a_reason_is_seen_clean() {
 async fn invalid_close_codes_are_errors_not_exceptions() {
     let ws = WebSocket::new();
     ws.open(server(), &[]).await.unwrap();
-    assert!(matches!(ws.close(1005, ""), Err(unisock::Error::InvalidCloseCode(1005))));
-    assert!(matches!(ws.close(1001, ""), Err(unisock::Error::InvalidCloseCode(1001))));
-    assert!(matches!(ws.close(1000, &"x".repeat(124)), Err(unisock::Error::ReasonTooLong(124))));
+    assert!(matches!(
+        ws.close(1005, ""),
+        Err(unisock::Error::InvalidCloseCode(1005))
+    ));
+    assert!(matches!(
+        ws.close(1001, ""),
+        Err(unisock::Error::InvalidCloseCode(1001))
+    ));
+    assert!(matches!(
+        ws.close(1000, &"x".repeat(124)),
+        Err(unisock::Error::ReasonTooLong(124))
+    ));
     ws.close(1000, "").unwrap();
 }
 

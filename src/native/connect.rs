@@ -39,7 +39,11 @@ pub(super) async fn connect(
 }
 
 /// Runs the client handshake over an already connected stream.
-async fn handshake_over(mut stream: BoxIo, url: &url::Url, protocols: &[&str]) -> Result<Connected> {
+async fn handshake_over(
+    mut stream: BoxIo,
+    url: &url::Url,
+    protocols: &[&str],
+) -> Result<Connected> {
     let mut random = [0u8; 16];
     rng::fill(&mut random);
     let key = handshake::generate_key(random);

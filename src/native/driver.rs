@@ -29,7 +29,8 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
             let out = proto.conn.take_data_to_send();
             let queued = std::mem::take(&mut proto.queued);
             let failed = proto.conn.state() == ConnectionState::Failed;
-            let ended = proto.conn.is_closed() || failed || shared.reader_done.load(Ordering::Acquire);
+            let ended =
+                proto.conn.is_closed() || failed || shared.reader_done.load(Ordering::Acquire);
             (out, queued, ended, failed)
         };
         if out.is_empty() {
@@ -87,7 +88,9 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
     while next == Next::Continue {
         if shared.reader_done.load(Ordering::Acquire) {
             // The writer failed: the connection is gone.
-            ended.close.get_or_insert_with(|| abnormal("the connection failed while writing"));
+            ended
+                .close
+                .get_or_insert_with(|| abnormal("the connection failed while writing"));
             break;
         }
         if deadline.is_none() && closing(sock) {
@@ -183,7 +186,9 @@ fn process(sock: &Socket, data: &[u8], ended: &mut EndState) -> Next {
     let mut events = Vec::new();
     let wake = {
         let mut guard = lock(&shared.proto);
-        let Some(proto) = guard.as_mut() else { return Next::Stop };
+        let Some(proto) = guard.as_mut() else {
+            return Next::Stop;
+        };
         proto.conn.receive_data(data);
         while let Some(ev) = proto.conn.next_event() {
             events.push(ev);

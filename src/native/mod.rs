@@ -7,14 +7,16 @@
 
 mod connect;
 mod driver;
-mod messages;
 pub(crate) mod ext;
+mod messages;
 mod rng;
 mod tls;
 mod upgrade;
 
 pub(crate) use messages::Messages;
-pub(crate) use upgrade::{encode_response, response_101, read_request_timed, validate as validate_request};
+#[cfg(feature = "axum")]
+pub(crate) use upgrade::response_101;
+pub(crate) use upgrade::{encode_response, read_request_timed, validate as validate_request};
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -259,7 +261,9 @@ impl Socket {
             if self.buffered_amount() == 0 {
                 return Ok(());
             }
-            if self.0.reader_done.load(Ordering::Acquire) && self.0.writer_done.load(Ordering::Acquire) {
+            if self.0.reader_done.load(Ordering::Acquire)
+                && self.0.writer_done.load(Ordering::Acquire)
+            {
                 return Err(Error::Closed);
             }
             written.await;

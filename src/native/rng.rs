@@ -41,7 +41,8 @@ pub(crate) fn mask_key() -> [u8; 4] {
 mod tests {
     #[test]
     fn keys_differ() {
-        let keys: std::collections::HashSet<[u8; 4]> = (0..1000).map(|_| super::mask_key()).collect();
+        let keys: std::collections::HashSet<[u8; 4]> =
+            (0..1000).map(|_| super::mask_key()).collect();
         assert!(keys.len() > 990, "only {} distinct keys", keys.len());
     }
 }

@@ -64,8 +64,14 @@ pub(crate) fn response_101(accept: &str) -> http::Response<()> {
     let mut response = http::Response::new(());
     *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    headers.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
-    headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
     if let Ok(value) = http::HeaderValue::from_str(accept) {
         headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, value);
     }

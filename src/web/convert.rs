@@ -8,7 +8,11 @@ use crate::{CloseEvent, Error, MsgEvent};
 pub(super) fn js_error(value: JsValue) -> Error {
     let text = value
         .as_string()
-        .or_else(|| value.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+        .or_else(|| {
+            value
+                .dyn_ref::<js_sys::Error>()
+                .map(|e| String::from(e.message()))
+        })
         .unwrap_or_else(|| format!("{value:?}"));
     Error::Js(text)
 }

@@ -271,7 +271,9 @@ impl Socket {
     }
 
     fn handle_message(&self, ev: &MessageEvent) {
-        let Some(msg) = convert::message(ev) else { return };
+        let Some(msg) = convert::message(ev) else {
+            return;
+        };
         if let Some(queue) = self.0.stream.borrow().as_ref() {
             let mut queue = queue.borrow_mut();
             queue.items.push_back(msg);
@@ -315,7 +317,8 @@ impl Socket {
             // The browser has no "drained" event: look again on the next timer tick.
             let tick = js_sys::Promise::new(&mut |resolve, _| {
                 if let Some(window) = web_sys::window() {
-                    let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 5);
+                    let _ =
+                        window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 5);
                 }
             });
             let _ = wasm_bindgen_futures::JsFuture::from(tick).await;
@@ -403,7 +406,9 @@ impl Socket {
     }
 
     pub(crate) async fn upgrade<S: Transport>(&self, _stream: S) -> Result<()> {
-        Err(Error::Unsupported("only server side WebSockets may be upgraded; the browser has none"))
+        Err(Error::Unsupported(
+            "only server side WebSockets may be upgraded; the browser has none",
+        ))
     }
 }
 

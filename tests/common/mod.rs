@@ -1,6 +1,10 @@
 //! Helpers for the native integration tests: servers on 127.0.0.1:0, and a timeout so a
 //! broken test fails instead of hanging.
-#![allow(dead_code, unreachable_pub, reason = "each test file uses a different subset")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    reason = "each test file uses a different subset"
+)]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -73,10 +77,19 @@ pub async fn raw_client(addr: SocketAddr, path: &str) -> tokio::net::TcpStream {
     while !head.ends_with(b"\r\n\r\n") {
         let mut b = [0u8; 1];
         let n = with_timeout(tcp.read(&mut b)).await.unwrap();
-        assert_eq!(n, 1, "server closed during the handshake: {}", String::from_utf8_lossy(&head));
+        assert_eq!(
+            n,
+            1,
+            "server closed during the handshake: {}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(b[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     tcp
 }
 

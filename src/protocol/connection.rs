@@ -1,0 +1,1284 @@
+//! [`Connection`]: the RFC 6455 state machine for one side of an open WebSocket.
+//!
+//! Bytes from the peer go in through [`Connection::receive_data`]; what they mean comes
+//! out of [`Connection::next_event`]; bytes for the peer collect in
+//! [`Connection::data_to_send`]. No I/O, no clocks, no threads.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::mem;
+
+use super::close::{self, CloseCode};
+use super::error::ProtocolError;
+use super::frame::{FrameHeader, Opcode, MAX_CONTROL_PAYLOAD};
+use super::mask::apply_mask;
+use super::message::MessageBuffer;
+use crate::{Limits, MsgEvent};
+
+/// Which end of the connection this is; it decides who masks (RFC 6455 §5.1).
+///
+/// ```
+/// use unisock::protocol::{Connection, Role};
+/// let conn = Connection::new(Role::Client, unisock::Limits::default());
+/// assert_eq!(conn.role(), Role::Client);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Opened the connection; masks every frame it sends, expects unmasked frames.
+    Client,
+    /// Accepted the connection; sends unmasked frames, expects masked frames.
+    Server,
+}
+
+/// Where the connection is in the closing handshake (RFC 6455 §7).
+///
+/// ```
+/// use unisock::protocol::{CloseCode, Connection, ConnectionState, Role};
+/// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+/// assert_eq!(conn.state(), ConnectionState::Open);
+/// conn.send_close(Some(CloseCode::NORMAL_CLOSURE), "bye").unwrap();
+/// assert_eq!(conn.state(), ConnectionState::CloseSent);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionState {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's; incoming messages are still delivered,
+    /// nothing but the close may be sent.
+    CloseSent,
+    /// The peer's close frame arrived and ours is not queued yet. Transient: receiving a
+    /// close while open queues the echo at once, so `receive_data` never leaves this state.
+    CloseReceived,
+    /// Both close frames were exchanged (ours may still be in [`Connection::data_to_send`]):
+    /// the driver flushes, then ends TCP.
+    Closed,
+    /// We failed the connection after a protocol error: a close frame is queued, the driver
+    /// should flush it and drop TCP. Further input is ignored.
+    Failed,
+}
+
+/// What the peer did, in order.
+///
+/// ```
+/// use unisock::protocol::{Connection, Event, Role};
+/// let mut conn = Connection::new(Role::Client, unisock::Limits::default());
+/// conn.receive_data(&[0x89, 0x02, b'h', b'i']);
+/// assert_eq!(conn.next_event(), Some(Event::Ping(b"hi".to_vec())));
+/// assert!(conn.has_data_to_send()); // the pong
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A whole message, reassembled from its fragments.
+    Message(MsgEvent),
+    /// A ping; the pong with the same payload has been queued already (unless we had
+    /// sent a close).
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// The peer's close frame. If we had not sent a close, the echo (the same code, or an
+    /// empty payload when there was none) has been queued.
+    Close {
+        /// The peer's code; `None` when its close frame had no payload.
+        code: Option<CloseCode>,
+        /// The peer's reason (may be empty).
+        reason: String,
+    },
+    /// The peer broke the protocol. The connection is failed: a close frame with
+    /// [`ProtocolError::close_code`] has been queued and further input is ignored.
+    Error(ProtocolError),
+}
+
+/// The frame whose payload is being received.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    header: FrameHeader,
+    /// Payload bytes of this frame received so far.
+    received: u64,
+}
+
+impl InFrame {
+    fn remaining(&self) -> u64 {
+        self.header.payload_len - self.received
+    }
+}
+
+/// Where client mask keys come from.
+enum MaskSource {
+    /// A xorshift generator with a fixed seed: predictable, for tests only.
+    Builtin(u32),
+    /// The driver's generator (a CSPRNG natively).
+    Custom(Box<dyn FnMut() -> [u8; 4] + Send>),
+}
+
+impl MaskSource {
+    fn next_key(&mut self) -> [u8; 4] {
+        match self {
+            Self::Builtin(x) => {
+                *x ^= *x << 13;
+                *x ^= *x >> 17;
+                *x ^= *x << 5;
+                x.to_ne_bytes()
+            }
+            Self::Custom(f) => f(),
+        }
+    }
+}
+
+/// One end of an open WebSocket connection, without I/O (sans-io).
+///
+/// The driver feeds it the bytes it reads, takes the events it produces and writes the
+/// bytes it queues:
+///
+/// ```
+/// use unisock::protocol::{Connection, Event, Role};
+/// use unisock::{Limits, MsgEvent};
+///
+/// let mut server = Connection::new(Role::Server, Limits::default());
+/// // RFC 6455 §5.7: a masked "Hello", arriving in two reads.
+/// server.receive_data(&[0x81, 0x85, 0x37, 0xfa]);
+/// assert_eq!(server.next_event(), None);
+/// server.receive_data(&[0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]);
+/// assert_eq!(server.next_event(), Some(Event::Message(MsgEvent::Text("Hello".into()))));
+///
+/// server.send_binary(&[1, 2, 3]).unwrap();
+/// assert_eq!(server.data_to_send(), &[0x82, 0x03, 1, 2, 3]);
+/// server.consume(5);
+/// assert!(!server.has_data_to_send());
+/// ```
+pub struct Connection {
+    role: Role,
+    limits: Limits,
+    state: ConnectionState,
+    /// The start of a header split across `receive_data` calls.
+    header_buf: [u8; FrameHeader::MAX_LEN],
+    header_len: usize,
+    /// The frame whose payload is arriving, if a header has been read.
+    frame: Option<InFrame>,
+    /// The data message being received.
+    message: MessageBuffer,
+    /// The payload of the control frame being received.
+    control: [u8; MAX_CONTROL_PAYLOAD],
+    events: VecDeque<Event>,
+    /// Encoded frames not yet written.
+    out: Vec<u8>,
+    mask_source: MaskSource,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("limits", &self.limits)
+            .field("pending_events", &self.events.len())
+            .field("data_to_send", &self.out.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// A connection whose opening handshake has completed, in the given role.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, ConnectionState, Role};
+    /// let conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// assert_eq!(conn.state(), ConnectionState::Open);
+    /// ```
+    #[must_use]
+    pub fn new(role: Role, limits: crate::Limits) -> Self {
+        Self {
+            role,
+            limits,
+            state: ConnectionState::Open,
+            header_buf: [0; FrameHeader::MAX_LEN],
+            header_len: 0,
+            frame: None,
+            message: MessageBuffer::default(),
+            control: [0; MAX_CONTROL_PAYLOAD],
+            events: VecDeque::new(),
+            out: Vec::new(),
+            mask_source: MaskSource::Builtin(0x9E37_79B9),
+        }
+    }
+
+    /// Client role: where mask keys come from. The native driver passes a CSPRNG-backed
+    /// closure.
+    ///
+    /// Until this is called a client draws keys from a simple xorshift generator with a
+    /// fixed seed: predictable, so **not for production** (fine for tests). A server never
+    /// masks and never calls it.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut client = Connection::new(Role::Client, unisock::Limits::default());
+    /// client.set_mask_source(Box::new(|| [1, 2, 3, 4]));
+    /// client.send_binary(&[1, 2, 3, 4]).unwrap();
+    /// assert_eq!(client.data_to_send(), &[0x82, 0x84, 1, 2, 3, 4, 0, 0, 0, 0]);
+    /// ```
+    pub fn set_mask_source(&mut self, f: Box<dyn FnMut() -> [u8; 4] + Send>) {
+        self.mask_source = MaskSource::Custom(f);
+    }
+
+    /// This end's role.
+    #[must_use]
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the closing handshake stands.
+    #[must_use]
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// Feeds bytes read from the peer. Never fails: what they mean (messages, control
+    /// frames, a protocol error) comes out of [`Connection::next_event`].
+    ///
+    /// Frames are parsed as they stream in, so any split works, down to one byte at a
+    /// time; payload bytes go straight into the message being received and are unmasked
+    /// there. A frame or message over the [`Limits`] is refused from its header, before
+    /// its payload arrives. After a protocol error, or once the peer's close frame has
+    /// arrived, further input is ignored.
+    ///
+    /// ```
+    /// use unisock::protocol::{CloseCode, Connection, Event, ProtocolError, Role};
+    /// let mut client = Connection::new(Role::Client, unisock::Limits::default());
+    /// client.receive_data(&[0xc1, 0x00]); // RSV1 set, no extension negotiated
+    /// assert_eq!(client.next_event(), Some(Event::Error(ProtocolError::ReservedBitsSet)));
+    /// assert!(client.is_closed()); // a 1002 close frame is queued
+    /// ```
+    pub fn receive_data(&mut self, data: &[u8]) {
+        let mut input = data;
+        while self.is_reading() {
+            match self.frame {
+                None => match self.read_header(&mut input) {
+                    Ok(Some(header)) => self.begin_frame(header),
+                    Ok(None) => break,
+                    Err(err) => self.fail(err),
+                },
+                Some(frame) => {
+                    if input.is_empty() {
+                        break;
+                    }
+                    let take = usize::try_from(frame.remaining())
+                        .map_or(input.len(), |rest| rest.min(input.len()));
+                    let (chunk, rest) = input.split_at(take);
+                    input = rest;
+                    self.receive_payload(frame, chunk);
+                }
+            }
+        }
+    }
+
+    /// The next event, in the order the peer caused them.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Queues a text message (one frame).
+    ///
+    /// # Errors
+    /// [`ProtocolError::SendAfterClose`] once a close frame has been sent.
+    pub fn send_text(&mut self, text: &str) -> Result<(), ProtocolError> {
+        self.check_can_send()?;
+        self.write_frame(Opcode::Text, text.as_bytes());
+        Ok(())
+    }
+
+    /// Queues a binary message (one frame).
+    ///
+    /// # Errors
+    /// [`ProtocolError::SendAfterClose`] once a close frame has been sent.
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        self.check_can_send()?;
+        self.write_frame(Opcode::Binary, data);
+        Ok(())
+    }
+
+    /// Queues a ping.
+    ///
+    /// # Errors
+    /// [`ProtocolError::SendAfterClose`] once a close frame has been sent;
+    /// [`ProtocolError::ControlFrameTooLong`] for more than 125 bytes.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, ProtocolError, Role};
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// assert_eq!(conn.send_ping(&[0; 126]), Err(ProtocolError::ControlFrameTooLong(126)));
+    /// ```
+    pub fn send_ping(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        self.send_control(Opcode::Ping, data)
+    }
+
+    /// Queues an unsolicited pong (pings are answered automatically).
+    ///
+    /// # Errors
+    /// [`ProtocolError::SendAfterClose`] once a close frame has been sent;
+    /// [`ProtocolError::ControlFrameTooLong`] for more than 125 bytes.
+    pub fn send_pong(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
+        self.send_control(Opcode::Pong, data)
+    }
+
+    /// Starts the closing handshake (or answers the peer's close, if the driver does that
+    /// itself): queues a close frame with `code` and `reason`; `None` sends an empty
+    /// payload. Does nothing once a close frame has been sent.
+    ///
+    /// # Errors
+    /// [`ProtocolError::InvalidCloseCode`] for a code that may not be sent (see
+    /// [`CloseCode::is_sendable`]), [`ProtocolError::CloseReasonTooLong`] for a reason
+    /// over 123 bytes, [`ProtocolError::CloseReasonWithoutCode`] for a reason with no code.
+    ///
+    /// ```
+    /// use unisock::protocol::{CloseCode, Connection, ProtocolError, Role};
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// let bad = CloseCode::new_reported(1005);
+    /// assert_eq!(conn.send_close(bad, ""), Err(ProtocolError::InvalidCloseCode(1005)));
+    /// conn.send_close(Some(CloseCode::NORMAL_CLOSURE), "").unwrap();
+    /// assert_eq!(conn.data_to_send(), &[0x88, 0x02, 0x03, 0xe8]);
+    /// ```
+    pub fn send_close(
+        &mut self,
+        code: Option<CloseCode>,
+        reason: &str,
+    ) -> Result<(), ProtocolError> {
+        if !matches!(
+            self.state,
+            ConnectionState::Open | ConnectionState::CloseReceived
+        ) {
+            return Ok(());
+        }
+        let mut payload = [0; MAX_CONTROL_PAYLOAD];
+        let len = close::encode_payload(code, reason, &mut payload)?;
+        self.write_frame(Opcode::Close, payload.get(..len).unwrap_or_default());
+        self.state = match self.state {
+            ConnectionState::CloseReceived => ConnectionState::Closed,
+            _ => ConnectionState::CloseSent,
+        };
+        Ok(())
+    }
+
+    /// The encoded frames waiting to be written to the peer.
+    #[must_use]
+    pub fn data_to_send(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Marks the first `n` bytes of [`Connection::data_to_send`] as written.
+    pub fn consume(&mut self, n: usize) {
+        if n >= self.out.len() {
+            self.out.clear();
+        } else {
+            self.out.drain(..n);
+        }
+    }
+
+    /// Takes all the bytes waiting to be written, leaving the queue empty.
+    pub fn take_data_to_send(&mut self) -> Vec<u8> {
+        mem::take(&mut self.out)
+    }
+
+    /// Swaps the bytes waiting to be written with `buf`, after clearing `buf`: a writer
+    /// that hands its written buffer back this way keeps both allocations in use.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// let mut buf = Vec::with_capacity(1024);
+    /// conn.send_text("hi").unwrap();
+    /// conn.swap_data_to_send(&mut buf);
+    /// assert_eq!(buf, [0x81, 0x02, b'h', b'i']);
+    /// assert!(!conn.has_data_to_send());
+    /// ```
+    pub fn swap_data_to_send(&mut self, buf: &mut Vec<u8>) {
+        buf.clear();
+        mem::swap(&mut self.out, buf);
+    }
+
+    /// Whether any bytes wait to be written.
+    #[must_use]
+    pub fn has_data_to_send(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Whether the connection is over: both close frames exchanged, or failed. The
+    /// driver flushes [`Connection::data_to_send`] and then ends TCP.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self.state,
+            ConnectionState::Closed | ConnectionState::Failed
+        )
+    }
+
+    /// Whether input is still parsed: not after the peer's close or a failure.
+    fn is_reading(&self) -> bool {
+        matches!(
+            self.state,
+            ConnectionState::Open | ConnectionState::CloseSent
+        )
+    }
+
+    /// Reads a frame header from the front of `input`, advancing it. A header split
+    /// across calls is gathered in `header_buf`; a whole one is parsed in place.
+    fn read_header(&mut self, input: &mut &[u8]) -> Result<Option<FrameHeader>, ProtocolError> {
+        let have = self.header_len;
+        if have == 0 {
+            if let Some((header, len)) = FrameHeader::decode(input)? {
+                *input = input.get(len..).unwrap_or_default();
+                return Ok(Some(header));
+            }
+        }
+        let take = input.len().min(FrameHeader::MAX_LEN - have);
+        let (head, rest) = input.split_at(take);
+        if let Some(dst) = self.header_buf.get_mut(have..have + take) {
+            dst.copy_from_slice(head);
+        }
+        let gathered = self.header_buf.get(..have + take).unwrap_or_default();
+        match FrameHeader::decode(gathered)? {
+            Some((header, len)) => {
+                self.header_len = 0;
+                *input = input.get(len.saturating_sub(have)..).unwrap_or_default();
+                Ok(Some(header))
+            }
+            None => {
+                self.header_len = have + take;
+                *input = rest;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Checks a new frame against the role, the extensions (none yet), the fragmentation
+    /// rules and the limits, then starts receiving its payload.
+    fn begin_frame(&mut self, header: FrameHeader) {
+        if let Err(err) = self.check_frame(&header) {
+            self.fail(err);
+            return;
+        }
+        let frame = InFrame {
+            header,
+            received: 0,
+        };
+        if header.payload_len == 0 {
+            self.end_frame(frame);
+        } else {
+            self.frame = Some(frame);
+        }
+    }
+
+    fn check_frame(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
+        if header.rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
+        match (self.role, header.mask) {
+            (Role::Server, None) => return Err(ProtocolError::UnmaskedClientFrame),
+            (Role::Client, Some(_)) => return Err(ProtocolError::MaskedServerFrame),
+            _ => {}
+        }
+        let max = self.limits.max_frame_size;
+        if header.payload_len > u64::try_from(max).unwrap_or(u64::MAX) {
+            return Err(ProtocolError::FrameTooLarge {
+                size: header.payload_len,
+                max,
+            });
+        }
+        if !header.opcode.is_control() {
+            self.message
+                .begin_frame(header, self.limits.max_message_size)?;
+        }
+        Ok(())
+    }
+
+    /// Takes in the next piece of the current frame's payload (at most what remains).
+    fn receive_payload(&mut self, mut frame: InFrame, chunk: &[u8]) {
+        // The mask repeats every 4 bytes, so the offset only matters modulo 4.
+        let offset = (frame.received % 4) as usize;
+        let received = frame.received;
+        frame.received += chunk.len() as u64;
+        let frame_done = frame.remaining() == 0;
+        let header = frame.header;
+        if header.opcode.is_control() {
+            let start = usize::try_from(received).unwrap_or(usize::MAX);
+            let dst = start
+                .checked_add(chunk.len())
+                .and_then(|end| self.control.get_mut(start..end));
+            if let Some(dst) = dst {
+                dst.copy_from_slice(chunk);
+                if let Some(key) = header.mask {
+                    apply_mask(dst, key, offset);
+                }
+            }
+        } else if let Err(err) =
+            self.message
+                .append(chunk, header.mask, offset, header.fin && frame_done)
+        {
+            self.fail(err);
+            return;
+        }
+        if frame_done {
+            self.frame = None;
+            self.end_frame(frame);
+        } else {
+            self.frame = Some(frame);
+        }
+    }
+
+    /// Acts on a frame whose payload has fully arrived.
+    fn end_frame(&mut self, frame: InFrame) {
+        self.frame = None;
+        let header = frame.header;
+        let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+        let control = self.control.get(..len).unwrap_or_default();
+        match header.opcode {
+            Opcode::Continuation | Opcode::Text | Opcode::Binary => {
+                if header.fin {
+                    match self.message.finish() {
+                        Ok(msg) => self.events.push_back(Event::Message(msg)),
+                        Err(err) => self.fail(err),
+                    }
+                }
+            }
+            Opcode::Ping => {
+                let payload = control.to_vec();
+                if self.state == ConnectionState::Open {
+                    self.write_frame(Opcode::Pong, &payload);
+                }
+                self.events.push_back(Event::Ping(payload));
+            }
+            Opcode::Pong => {
+                let payload = control.to_vec();
+                self.events.push_back(Event::Pong(payload));
+            }
+            Opcode::Close => match close::parse_payload(control) {
+                Ok((code, reason)) => {
+                    let reason = reason.to_owned();
+                    self.receive_close(code, reason);
+                }
+                Err(err) => self.fail(err),
+            },
+        }
+    }
+
+    /// The peer's valid close frame: echo it (code and reason, as the original and browsers
+    /// do, so the peer's close event reports what it sent) if we have not sent ours.
+    fn receive_close(&mut self, code: Option<CloseCode>, reason: String) {
+        if self.state == ConnectionState::Open {
+            self.state = ConnectionState::CloseReceived;
+            let mut payload = [0; MAX_CONTROL_PAYLOAD];
+            let len = close::encode_payload(code, &reason, &mut payload).unwrap_or(0);
+            self.write_frame(Opcode::Close, payload.get(..len).unwrap_or_default());
+        }
+        self.state = ConnectionState::Closed;
+        self.message.clear();
+        self.events.push_back(Event::Close { code, reason });
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): reports the error, queues a close frame
+    /// with its code unless one was sent already, and stops reading.
+    fn fail(&mut self, err: ProtocolError) {
+        if self.state == ConnectionState::Open {
+            let mut payload = [0; MAX_CONTROL_PAYLOAD];
+            let message = err.to_string();
+            let reason = close::truncate_reason(&message);
+            if let Ok(len) = close::encode_payload(Some(err.close_code()), reason, &mut payload) {
+                self.write_frame(Opcode::Close, payload.get(..len).unwrap_or_default());
+            }
+        }
+        self.state = ConnectionState::Failed;
+        self.frame = None;
+        self.header_len = 0;
+        self.message.clear();
+        self.events.push_back(Event::Error(err));
+    }
+
+    fn check_can_send(&self) -> Result<(), ProtocolError> {
+        match self.state {
+            ConnectionState::Open => Ok(()),
+            _ => Err(ProtocolError::SendAfterClose),
+        }
+    }
+
+    fn send_control(&mut self, opcode: Opcode, data: &[u8]) -> Result<(), ProtocolError> {
+        self.check_can_send()?;
+        if data.len() > MAX_CONTROL_PAYLOAD {
+            return Err(ProtocolError::ControlFrameTooLong(data.len() as u64));
+        }
+        self.write_frame(opcode, data);
+        Ok(())
+    }
+
+    /// Appends one final frame to the out buffer; a client masks it with a fresh key.
+    fn write_frame(&mut self, opcode: Opcode, payload: &[u8]) {
+        let mask = match self.role {
+            Role::Client => Some(self.mask_source.next_key()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0; FrameHeader::MAX_LEN];
+        let head_len = header.encode_into(&mut head);
+        self.out.reserve(head_len + payload.len());
+        self.out
+            .extend_from_slice(head.get(..head_len).unwrap_or_default());
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        if let (Some(key), Some(body)) = (mask, self.out.get_mut(start..)) {
+            apply_mask(body, key, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HELLO: &[u8] = b"Hello";
+    const MASKED_HELLO: [u8; 11] = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+
+    fn server() -> Connection {
+        Connection::new(Role::Server, Limits::default())
+    }
+
+    fn client() -> Connection {
+        Connection::new(Role::Client, Limits::default())
+    }
+
+    fn events(conn: &mut Connection) -> Vec<Event> {
+        std::iter::from_fn(|| conn.next_event()).collect()
+    }
+
+    /// Feeds `input` whole to one connection and byte by byte to a twin; both must produce
+    /// the same events, state and output. Returns the events.
+    fn feed(make: fn() -> Connection, input: &[u8]) -> (Vec<Event>, Connection) {
+        let mut whole = make();
+        whole.receive_data(input);
+        let mut bytewise = make();
+        for byte in input {
+            bytewise.receive_data(std::slice::from_ref(byte));
+        }
+        let got = events(&mut whole);
+        assert_eq!(got, events(&mut bytewise), "byte-at-a-time events differ");
+        assert_eq!(whole.state(), bytewise.state());
+        assert_eq!(whole.data_to_send(), bytewise.data_to_send());
+        (got, whole)
+    }
+
+    /// A client frame (masked with a fixed key) as the peer would send it.
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        frame_bytes(first, Some([0x11, 0x22, 0x33, 0x44]), payload)
+    }
+
+    fn frame_bytes(first: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
+        let header = FrameHeader {
+            fin: first & 0x80 != 0,
+            rsv: (first >> 4) & 7,
+            opcode: Opcode::try_from(first & 0xf).unwrap(),
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut out = Vec::new();
+        header.encode(&mut out);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        if let Some(key) = mask {
+            apply_mask(&mut out[start..], key, 0);
+        }
+        out
+    }
+
+    fn text(s: &str) -> Event {
+        Event::Message(MsgEvent::Text(s.into()))
+    }
+
+    /// Asserts the connection failed with `err` and queued a close frame with its code.
+    fn assert_failed(events: &[Event], conn: &Connection, err: ProtocolError) {
+        assert_eq!(events.last(), Some(&Event::Error(err.clone())));
+        assert_eq!(conn.state(), ConnectionState::Failed);
+        assert!(conn.is_closed());
+        let out = conn.data_to_send();
+        let (header, len) = FrameHeader::decode(out).unwrap().unwrap();
+        assert_eq!(header.opcode, Opcode::Close);
+        let mut payload = out[len..].to_vec();
+        if let Some(key) = header.mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        let code = u16::from_be_bytes([payload[0], payload[1]]);
+        assert_eq!(code, err.close_code().as_u16(), "{err}");
+        assert!(std::str::from_utf8(&payload[2..]).is_ok());
+    }
+
+    // RFC 6455 §5.7 examples.
+
+    #[test]
+    fn rfc_single_frame_unmasked_text() {
+        let (ev, _) = feed(client, &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(ev, [text("Hello")]);
+        let mut s = server();
+        s.send_text("Hello").unwrap();
+        assert_eq!(
+            s.data_to_send(),
+            &[0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]
+        );
+    }
+
+    #[test]
+    fn rfc_single_frame_masked_text() {
+        let (ev, _) = feed(server, &MASKED_HELLO);
+        assert_eq!(ev, [text("Hello")]);
+        let mut c = client();
+        c.set_mask_source(Box::new(|| [0x37, 0xfa, 0x21, 0x3d]));
+        c.send_text("Hello").unwrap();
+        assert_eq!(c.data_to_send(), &MASKED_HELLO);
+    }
+
+    #[test]
+    fn rfc_fragmented_unmasked_text() {
+        let wire = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+        let (ev, _) = feed(client, &wire);
+        assert_eq!(ev, [text("Hello")]);
+    }
+
+    #[test]
+    fn rfc_ping_and_masked_pong() {
+        let (ev, c) = feed(client, &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        assert_eq!(ev, [Event::Ping(HELLO.to_vec())]);
+        // The client's pong is masked; unmask it to check.
+        let out = c.data_to_send();
+        let (header, len) = FrameHeader::decode(out).unwrap().unwrap();
+        assert_eq!(
+            (header.opcode, header.payload_len, len),
+            (Opcode::Pong, 5, 6)
+        );
+        let mut payload = out[len..].to_vec();
+        apply_mask(&mut payload, header.mask.unwrap(), 0);
+        assert_eq!(payload, HELLO);
+
+        // The masked pong of §5.7, received by a server.
+        let pong = [
+            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let (ev, s) = feed(server, &pong);
+        assert_eq!(ev, [Event::Pong(HELLO.to_vec())]);
+        assert!(!s.has_data_to_send());
+        // And sent by a client.
+        let mut c = client();
+        c.set_mask_source(Box::new(|| [0x37, 0xfa, 0x21, 0x3d]));
+        c.send_pong(HELLO).unwrap();
+        assert_eq!(c.data_to_send(), &pong);
+    }
+
+    #[test]
+    fn rfc_256_bytes_binary() {
+        let data: Vec<u8> = (0..=255).collect();
+        let mut wire = vec![0x82, 0x7e, 0x01, 0x00];
+        wire.extend_from_slice(&data);
+        let (ev, _) = feed(client, &wire);
+        assert_eq!(ev, [Event::Message(MsgEvent::Binary(data.clone()))]);
+        let mut s = server();
+        s.send_binary(&data).unwrap();
+        assert_eq!(s.data_to_send(), &wire[..]);
+    }
+
+    #[test]
+    fn rfc_64k_binary() {
+        let data: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = vec![0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0];
+        wire.extend_from_slice(&data);
+        let (ev, _) = feed(client, &wire);
+        assert_eq!(ev, [Event::Message(MsgEvent::Binary(data.clone()))]);
+        let mut s = server();
+        s.send_binary(&data).unwrap();
+        assert_eq!(s.data_to_send(), &wire[..]);
+    }
+
+    #[test]
+    fn masked_64k_in_odd_pieces() {
+        let data: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
+        let wire = masked(0x82, &data);
+        let mut s = server();
+        for piece in wire.chunks(997) {
+            s.receive_data(piece);
+        }
+        assert_eq!(events(&mut s), [Event::Message(MsgEvent::Binary(data))]);
+    }
+
+    #[test]
+    fn several_frames_in_one_read() {
+        let mut wire = masked(0x81, b"one");
+        wire.extend(masked(0x89, b"p"));
+        wire.extend(masked(0x02, b"tw"));
+        wire.extend(masked(0x8a, b""));
+        wire.extend(masked(0x80, b"o"));
+        wire.extend(masked(0x81, b""));
+        let (ev, s) = feed(server, &wire);
+        assert_eq!(
+            ev,
+            [
+                text("one"),
+                Event::Ping(b"p".to_vec()),
+                Event::Pong(Vec::new()),
+                Event::Message(MsgEvent::Binary(b"two".to_vec())),
+                text(""),
+            ]
+        );
+        assert_eq!(s.data_to_send(), &[0x8a, 0x01, b'p']);
+    }
+
+    #[test]
+    fn any_split_gives_the_same_events() {
+        let mut wire = masked(0x01, "héllo wörld ".repeat(20).as_bytes());
+        wire.extend(masked(0x89, b"ping"));
+        wire.extend(masked(0x00, &[b'x'; 300]));
+        wire.extend(masked(0x80, "😀".as_bytes()));
+        wire.extend(masked(0x82, &[9; 70_000]));
+        wire.extend(masked(0x8a, b""));
+        wire.extend(masked(0x88, &[0x03, 0xe8, b'o', b'k']));
+        let (expected, whole) = feed(server, &wire);
+        assert_eq!(expected.len(), 5);
+        let mut seed = 0x1234_5678_u32;
+        for _ in 0..50 {
+            let mut s = server();
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let n = (seed as usize % 40).min(rest.len());
+                let (piece, tail) = rest.split_at(n);
+                s.receive_data(piece);
+                rest = tail;
+            }
+            assert_eq!(events(&mut s), expected);
+            assert_eq!(s.data_to_send(), whole.data_to_send());
+        }
+    }
+
+    #[test]
+    fn client_masks_every_frame_with_a_fresh_key() {
+        let mut c = client();
+        c.send_text("Hello").unwrap();
+        c.send_text("Hello").unwrap();
+        let out = c.take_data_to_send();
+        assert_eq!(out.len(), 22);
+        assert_eq!(out[1], 0x85);
+        assert_ne!(out[2..6], out[13..17], "keys repeat");
+        let mut s = server();
+        s.receive_data(&out);
+        assert_eq!(events(&mut s), [text("Hello"), text("Hello")]);
+        assert!(c.data_to_send().is_empty());
+    }
+
+    #[test]
+    fn consume_partially() {
+        let mut s = server();
+        s.send_text("abc").unwrap();
+        s.consume(2);
+        assert_eq!(s.data_to_send(), b"abc");
+        s.consume(10);
+        assert!(!s.has_data_to_send());
+    }
+
+    // Close handshake.
+
+    #[test]
+    fn close_code_rules() {
+        let cases = [
+            (999, false),
+            (1000, true),
+            (1003, true),
+            (1004, false),
+            (1005, false),
+            (1006, false),
+            (1007, true),
+            (1014, true),
+            (1015, false),
+            (1016, false),
+            (2999, false),
+            (3000, true),
+            (4999, true),
+            (5000, false),
+        ];
+        for (code, ok) in cases {
+            let mut payload = u16::to_be_bytes(code).to_vec();
+            payload.extend_from_slice(b"why");
+            let (ev, s) = feed(server, &masked(0x88, &payload));
+            if ok {
+                let code = CloseCode::try_from(code).unwrap();
+                assert_eq!(
+                    ev,
+                    [Event::Close {
+                        code: Some(code),
+                        reason: "why".into()
+                    }]
+                );
+                assert_eq!(s.state(), ConnectionState::Closed);
+                // The echo carries the same code and reason.
+                let mut echo = vec![0x88, 0x05];
+                echo.extend_from_slice(&code.as_u16().to_be_bytes());
+                echo.extend_from_slice(b"why");
+                assert_eq!(s.data_to_send(), &echo[..], "{code}");
+            } else {
+                assert_failed(&ev, &s, ProtocolError::InvalidCloseCode(code));
+            }
+            // The same close code on send.
+            assert_eq!(
+                server()
+                    .send_close(CloseCode::new_reported(code), "")
+                    .is_ok(),
+                ok,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_close_echoes_empty() {
+        let (ev, s) = feed(server, &masked(0x88, &[]));
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: None,
+                reason: String::new()
+            }]
+        );
+        assert_eq!(s.data_to_send(), &[0x88, 0x00]);
+        assert!(s.is_closed());
+    }
+
+    #[test]
+    fn one_byte_close_payload() {
+        let (ev, s) = feed(server, &masked(0x88, &[0x03]));
+        assert_failed(&ev, &s, ProtocolError::InvalidClosePayload);
+    }
+
+    #[test]
+    fn invalid_utf8_close_reason_closes_with_1007() {
+        let (ev, s) = feed(server, &masked(0x88, &[0x03, 0xe8, b'a', 0xff]));
+        assert_failed(&ev, &s, ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn reason_length_on_send() {
+        let code = Some(CloseCode::NORMAL_CLOSURE);
+        let mut s = server();
+        assert_eq!(
+            s.send_close(code, &"r".repeat(124)),
+            Err(ProtocolError::CloseReasonTooLong(124))
+        );
+        assert_eq!(s.state(), ConnectionState::Open);
+        assert!(!s.has_data_to_send());
+        s.send_close(code, &"r".repeat(123)).unwrap();
+        assert_eq!(s.data_to_send().len(), 2 + 125);
+        assert_eq!(
+            server().send_close(None, "no code"),
+            Err(ProtocolError::CloseReasonWithoutCode)
+        );
+    }
+
+    #[test]
+    fn we_close_first() {
+        let mut s = server();
+        s.send_close(Some(CloseCode::GOING_AWAY), "bye").unwrap();
+        assert_eq!(s.state(), ConnectionState::CloseSent);
+        assert_eq!(s.send_text("x"), Err(ProtocolError::SendAfterClose));
+        assert_eq!(s.send_binary(b"x"), Err(ProtocolError::SendAfterClose));
+        assert_eq!(s.send_ping(b"x"), Err(ProtocolError::SendAfterClose));
+        assert_eq!(s.send_pong(b"x"), Err(ProtocolError::SendAfterClose));
+        let sent = s.take_data_to_send();
+        assert_eq!(sent, [0x88, 0x05, 0x03, 0xe9, b'b', b'y', b'e']);
+        // A second close is a no-op.
+        s.send_close(Some(CloseCode::NORMAL_CLOSURE), "").unwrap();
+        assert!(!s.has_data_to_send());
+        // Messages and pings still arrive; pings are not answered any more.
+        let mut wire = masked(0x81, b"late");
+        wire.extend(masked(0x89, b"p"));
+        wire.extend(masked(0x88, &[0x03, 0xe8]));
+        wire.extend(masked(0x81, b"ignored"));
+        s.receive_data(&wire);
+        assert_eq!(
+            events(&mut s),
+            [
+                text("late"),
+                Event::Ping(b"p".to_vec()),
+                Event::Close {
+                    code: Some(CloseCode::NORMAL_CLOSURE),
+                    reason: String::new()
+                },
+            ]
+        );
+        assert_eq!(s.state(), ConnectionState::Closed);
+        assert!(s.is_closed());
+        assert!(!s.has_data_to_send());
+    }
+
+    #[test]
+    fn input_after_close_is_ignored() {
+        let mut wire = masked(0x88, &[0x03, 0xe8]);
+        wire.extend(masked(0x81, b"after"));
+        wire.extend([0xff, 0xff]);
+        let (ev, mut s) = feed(server, &wire);
+        assert_eq!(ev.len(), 1);
+        s.receive_data(&masked(0x81, b"more"));
+        assert_eq!(s.next_event(), None);
+        assert_eq!(s.send_text("x"), Err(ProtocolError::SendAfterClose));
+        s.send_close(None, "").unwrap();
+        assert_eq!(s.data_to_send(), &[0x88, 0x02, 0x03, 0xe8]);
+    }
+
+    #[test]
+    fn input_after_failure_is_ignored() {
+        let mut wire = masked(0xc1, b"rsv");
+        wire.extend(masked(0x81, b"after"));
+        let (ev, mut s) = feed(server, &wire);
+        assert_failed(&ev, &s, ProtocolError::ReservedBitsSet);
+        s.receive_data(&masked(0x81, b"more"));
+        assert_eq!(s.next_event(), None);
+        let before = s.data_to_send().len();
+        s.send_close(Some(CloseCode::NORMAL_CLOSURE), "").unwrap();
+        assert_eq!(s.data_to_send().len(), before);
+    }
+
+    #[test]
+    fn close_in_the_middle_of_a_fragmented_message() {
+        let mut wire = masked(0x01, b"part");
+        wire.extend(masked(0x88, &[]));
+        let (ev, s) = feed(server, &wire);
+        assert_eq!(
+            ev,
+            [Event::Close {
+                code: None,
+                reason: String::new()
+            }]
+        );
+        assert_eq!(s.state(), ConnectionState::Closed);
+    }
+
+    // Framing errors.
+
+    #[test]
+    fn reserved_bits() {
+        for first in [0xc1, 0xa1, 0x91, 0xf2, 0xc9] {
+            let (ev, s) = feed(server, &masked(first, b"x"));
+            assert_failed(&ev, &s, ProtocolError::ReservedBitsSet);
+        }
+    }
+
+    #[test]
+    fn unknown_opcodes() {
+        for op in (3..=7).chain(0xb..=0xf) {
+            let (ev, s) = feed(server, &[0x80 | op, 0x80, 1, 2, 3, 4]);
+            assert_failed(&ev, &s, ProtocolError::UnknownOpcode(op));
+        }
+    }
+
+    #[test]
+    fn fragmented_control_frames() {
+        for op in [0x08, 0x09, 0x0a] {
+            let (ev, s) = feed(server, &masked(op, b"x"));
+            assert_failed(&ev, &s, ProtocolError::FragmentedControlFrame);
+        }
+    }
+
+    #[test]
+    fn oversized_control_frames() {
+        let (ev, s) = feed(server, &masked(0x89, &[0; 126]));
+        assert_failed(&ev, &s, ProtocolError::ControlFrameTooLong(126));
+        let (ev, s) = feed(server, &masked(0x88, &[0x03; 200]));
+        assert_failed(&ev, &s, ProtocolError::ControlFrameTooLong(200));
+        // 125 is fine.
+        let (ev, _) = feed(server, &masked(0x89, &[7; 125]));
+        assert_eq!(ev, [Event::Ping(vec![7; 125])]);
+        assert_eq!(server().send_ping(&[0; 125]), Ok(()));
+        assert_eq!(
+            server().send_pong(&[0; 126]),
+            Err(ProtocolError::ControlFrameTooLong(126))
+        );
+    }
+
+    #[test]
+    fn masking_direction() {
+        let (ev, s) = feed(server, &[0x81, 0x02, b'h', b'i']);
+        assert_failed(&ev, &s, ProtocolError::UnmaskedClientFrame);
+        let (ev, c) = feed(client, &MASKED_HELLO);
+        assert_failed(&ev, &c, ProtocolError::MaskedServerFrame);
+    }
+
+    #[test]
+    fn top_bit_length() {
+        let (ev, c) = feed(client, &[0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+        assert_failed(&ev, &c, ProtocolError::InvalidLength);
+    }
+
+    #[test]
+    fn interleaved_control_frames() {
+        let mut wire = masked(0x01, b"Hel");
+        wire.extend(masked(0x89, b"ping"));
+        wire.extend(masked(0x00, b"l"));
+        wire.extend(masked(0x8a, b"pong"));
+        wire.extend(masked(0x80, b"o"));
+        let (ev, s) = feed(server, &wire);
+        assert_eq!(
+            ev,
+            [
+                Event::Ping(b"ping".to_vec()),
+                Event::Pong(b"pong".to_vec()),
+                text("Hello")
+            ]
+        );
+        assert_eq!(s.data_to_send(), &[0x8a, 0x04, b'p', b'i', b'n', b'g']);
+    }
+
+    #[test]
+    fn continuation_without_a_message() {
+        let (ev, s) = feed(server, &masked(0x80, b"x"));
+        assert_failed(&ev, &s, ProtocolError::UnexpectedContinuation);
+    }
+
+    #[test]
+    fn new_message_while_one_is_open() {
+        let mut wire = masked(0x01, b"a");
+        wire.extend(masked(0x82, b"b"));
+        let (ev, s) = feed(server, &wire);
+        assert_failed(&ev, &s, ProtocolError::ExpectedContinuation);
+    }
+
+    // UTF-8.
+
+    #[test]
+    fn invalid_utf8_fails_fast() {
+        // A 100-byte text frame whose first payload byte is invalid: only the header and
+        // that byte are fed.
+        let payload = [0xffu8; 100];
+        let wire = masked(0x81, &payload);
+        let header_len = 2 + 4;
+        let mut s = server();
+        s.receive_data(&wire[..header_len]);
+        assert_eq!(s.next_event(), None);
+        s.receive_data(&wire[header_len..=header_len]);
+        let ev = events(&mut s);
+        assert_failed(&ev, &s, ProtocolError::InvalidUtf8);
+
+        // Same in a later fragment, mid-frame, after valid text.
+        let mut wire = masked(0x01, "héllo".as_bytes());
+        let second = masked(0x80, b"ok\xed\xa0\x80more");
+        let fail_at = wire.len() + 6 + 3;
+        wire.extend(second);
+        let mut s = server();
+        s.receive_data(&wire[..fail_at]);
+        assert_eq!(s.next_event(), None);
+        s.receive_data(&wire[fail_at..=fail_at]);
+        let ev = events(&mut s);
+        assert_failed(&ev, &s, ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn split_four_byte_sequence_across_fragments() {
+        let smile = "😀".as_bytes();
+        let mut wire = masked(0x01, &smile[..1]);
+        wire.extend(masked(0x00, &smile[1..3]));
+        wire.extend(masked(0x89, b""));
+        wire.extend(masked(0x80, &smile[3..]));
+        let (ev, _) = feed(server, &wire);
+        assert_eq!(ev, [Event::Ping(Vec::new()), text("😀")]);
+    }
+
+    #[test]
+    fn truncated_sequence_at_message_end() {
+        let mut wire = masked(0x01, b"ok");
+        wire.extend(masked(0x80, &"€".as_bytes()[..2]));
+        let (ev, s) = feed(server, &wire);
+        assert_failed(&ev, &s, ProtocolError::InvalidUtf8);
+        let (ev, s) = feed(server, &masked(0x81, &[b'a', 0xf0, 0x9f]));
+        assert_failed(&ev, &s, ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn binary_is_not_validated() {
+        let (ev, _) = feed(server, &masked(0x82, &[0xff, 0xfe]));
+        assert_eq!(ev, [Event::Message(MsgEvent::Binary(vec![0xff, 0xfe]))]);
+    }
+
+    // Limits.
+
+    #[test]
+    fn huge_announced_frame_fails_from_the_header() {
+        let mut wire = vec![0x82, 0x7f];
+        wire.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        let (ev, c) = feed(client, &wire);
+        let err = ProtocolError::FrameTooLarge {
+            size: 1 << 62,
+            max: 16 << 20,
+        };
+        // Only the header was fed: refused before any payload, so nothing was reserved.
+        assert_failed(&ev, &c, err);
+    }
+
+    #[test]
+    fn oversized_headers_reserve_nothing() {
+        let mut c = Connection::new(Role::Client, Limits::default().max_message_size(1 << 20));
+        let mut huge = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: Opcode::Binary,
+            mask: None,
+            payload_len: 1 << 62,
+        };
+        assert!(matches!(
+            c.check_frame(&huge),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
+        huge.payload_len = (1 << 20) + 1;
+        assert_eq!(
+            c.check_frame(&huge),
+            Err(ProtocolError::MessageTooLarge {
+                size: (1 << 20) + 1,
+                max: 1 << 20
+            })
+        );
+        assert_eq!(c.message.capacity(), 0);
+    }
+
+    #[test]
+    fn message_over_the_limit_across_fragments() {
+        let limits = Limits::default().max_message_size(10).max_frame_size(8);
+        let make = || {
+            Connection::new(
+                Role::Server,
+                Limits::default().max_message_size(10).max_frame_size(8),
+            )
+        };
+        let mut wire = masked(0x02, &[1; 6]);
+        wire.extend(masked(0x00, &[2; 4]));
+        wire.extend(masked(0x80, &[3; 1]));
+        let (ev, s) = feed(make, &wire);
+        assert_failed(
+            &ev,
+            &s,
+            ProtocolError::MessageTooLarge { size: 11, max: 10 },
+        );
+        // Exactly at the limits is fine.
+        let mut s = Connection::new(Role::Server, limits);
+        let mut wire = masked(0x02, &[1; 8]);
+        wire.extend(masked(0x80, &[2; 2]));
+        s.receive_data(&wire);
+        assert!(
+            matches!(s.next_event(), Some(Event::Message(MsgEvent::Binary(b))) if b.len() == 10)
+        );
+        // One frame over the frame limit.
+        let (ev, s) = feed(make, &masked(0x82, &[0; 9]));
+        assert_failed(&ev, &s, ProtocolError::FrameTooLarge { size: 9, max: 8 });
+    }
+
+    #[test]
+    fn connection_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Connection>();
+    }
+}

@@ -1,0 +1,843 @@
+//! The opening handshake (RFC 6455 §4), sans-io, for both roles: the client's request and
+//! the check of the server's answer; the server's check of a request (in the order, and
+//! with the messages, of the original afWebSockets) and its answers.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use sha1::{Digest, Sha1};
+
+/// The GUID of RFC 6455 §1.3, appended to the key before hashing.
+pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// A request or response head longer than this is refused.
+pub const MAX_HEAD_SIZE: usize = 16 * 1024;
+
+/// How many headers a head may have.
+const MAX_HEADERS: usize = 64;
+
+/// Why an opening handshake failed. [`HandshakeError::status`] is the HTTP status a server
+/// answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The request is not HTTP/1.1 or later.
+    #[error("Invalid HTTP version; expected 'HTTP/1.1' or higher but got '{0}'")]
+    InvalidVersion(String),
+    /// The request method is not GET.
+    #[error("Invalid HTTP method; expected 'GET' but got '{0}'")]
+    InvalidMethod(String),
+    /// A required header is absent.
+    #[error("Absent '{name}' HTTP header; not found in [{}]", present.join(", "))]
+    MissingHeader {
+        /// The missing header.
+        name: String,
+        /// The names of the headers that were present.
+        present: Vec<String>,
+    },
+    /// A header has the wrong value.
+    #[error("Invalid '{name}' HTTP header; expected '{expected}' but got '{actual}'")]
+    InvalidHeader {
+        /// The header.
+        name: String,
+        /// What it should contain.
+        expected: String,
+        /// What it contained.
+        actual: String,
+    },
+    /// `Sec-WebSocket-Version` is not 13 (answered 426 with `Sec-WebSocket-Version: 13`).
+    #[error("Invalid 'Sec-WebSocket-Version' HTTP header; expected '13' but got '{0}'")]
+    UnsupportedVersion(String),
+    /// `Sec-WebSocket-Key` is not the base64 of 16 bytes.
+    #[error(
+        "Invalid 'Sec-WebSocket-Key' HTTP header; expected the base64 of 16 bytes but got '{0}'"
+    )]
+    InvalidKey(String),
+    /// The `Origin` matches none of the allowed origins (answered 403).
+    #[error("Invalid 'Origin' HTTP header; '{origin}' does not match list of allowed origins - [{}]", allowed.join(", "))]
+    OriginNotAllowed {
+        /// The request's origin.
+        origin: String,
+        /// The allowed origin globs.
+        allowed: Vec<String>,
+    },
+    /// The head is larger than [`MAX_HEAD_SIZE`] (answered 431).
+    #[error("the HTTP head is larger than {MAX_HEAD_SIZE} bytes")]
+    HeadTooLarge,
+    /// The head is not valid HTTP.
+    #[error("malformed HTTP head: {0}")]
+    Malformed(String),
+    /// The server did not answer 101.
+    #[error(
+        "Bad HTTP response code; expected '101 - Switching Protocols' but got '{code} - {reason}'"
+    )]
+    BadStatus {
+        /// The status code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// `Sec-WebSocket-Accept` does not match the key.
+    #[error("Bad 'Sec-WebSocket-Accept' HTTP header; does not match computed digest")]
+    BadAccept,
+    /// The server selected a subprotocol the client did not offer.
+    #[error("the server selected the subprotocol '{0}', which was not offered")]
+    UnexpectedProtocol(String),
+    /// The server answered with extensions although none were offered.
+    #[error("the server selected extensions '{0}', but none were offered")]
+    UnexpectedExtensions(String),
+    /// The URL cannot be requested (no host).
+    #[error("cannot build a request for the URL '{0}'")]
+    InvalidUrl(String),
+}
+
+impl HandshakeError {
+    /// The HTTP status a server answers this error with: 403 for a refused origin, 426 for
+    /// an unsupported version, 431 for an oversized head, 400 otherwise.
+    ///
+    /// ```
+    /// use unisock::protocol::HandshakeError;
+    /// assert_eq!(HandshakeError::UnsupportedVersion("8".into()).status().as_u16(), 426);
+    /// assert_eq!(HandshakeError::InvalidMethod("POST".into()).status().as_u16(), 400);
+    /// ```
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::OriginNotAllowed { .. } => http::StatusCode::FORBIDDEN,
+            Self::UnsupportedVersion(_) => http::StatusCode::UPGRADE_REQUIRED,
+            Self::HeadTooLarge => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)).
+///
+/// ```
+/// let accept = unisock::protocol::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ==");
+/// assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// A `Sec-WebSocket-Key` from 16 random bytes the caller supplies.
+///
+/// ```
+/// assert_eq!(unisock::protocol::handshake::generate_key([0; 16]).len(), 24);
+/// ```
+pub fn generate_key(random: [u8; 16]) -> String {
+    BASE64.encode(random)
+}
+
+/// The client's GET request head for a `ws://` or `wss://` URL.
+///
+/// # Errors
+/// [`HandshakeError::InvalidUrl`] when the URL has no host.
+///
+/// ```
+/// let url = url::Url::parse("ws://example.com:8080/chat?x=1").unwrap();
+/// let req = unisock::protocol::handshake::client_request(&url, "k", &["chat"], None, &[]).unwrap();
+/// assert!(String::from_utf8(req).unwrap().starts_with("GET /chat?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
+/// ```
+pub fn client_request(
+    url: &url::Url,
+    key: &str,
+    protocols: &[&str],
+    origin: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Result<Vec<u8>, HandshakeError> {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(addr)) => format!("[{addr}]"),
+        Some(host) => host.to_string(),
+        None => return Err(HandshakeError::InvalidUrl(url.to_string())),
+    };
+    let default_port = if url.scheme() == "wss" { 443 } else { 80 };
+    let host = match url.port() {
+        Some(port) if port != default_port => format!("{host}:{port}"),
+        _ => host,
+    };
+    let mut target = url.path().to_string();
+    if target.is_empty() {
+        target.push('/');
+    }
+    if let Some(query) = url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let mut out = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    if !protocols.is_empty() {
+        out.push_str(&format!(
+            "Sec-WebSocket-Protocol: {}\r\n",
+            protocols.join(", ")
+        ));
+    }
+    if let Some(origin) = origin {
+        out.push_str(&format!("Origin: {origin}\r\n"));
+    }
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    Ok(out.into_bytes())
+}
+
+/// Copies httparse headers into an `http::HeaderMap`.
+fn header_map(headers: &[httparse::Header<'_>]) -> Result<http::HeaderMap, HandshakeError> {
+    let mut map = http::HeaderMap::with_capacity(headers.len());
+    for h in headers {
+        let name = http::HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|e| HandshakeError::Malformed(e.to_string()))?;
+        let value = http::HeaderValue::from_bytes(h.value)
+            .map_err(|e| HandshakeError::Malformed(e.to_string()))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+fn http_version(minor: Option<u8>) -> http::Version {
+    match minor {
+        Some(0) => http::Version::HTTP_10,
+        _ => http::Version::HTTP_11,
+    }
+}
+
+/// Refuses a head that is still incomplete past the size limit.
+fn check_incomplete(buf: &[u8]) -> Result<(), HandshakeError> {
+    if buf.len() > MAX_HEAD_SIZE {
+        Err(HandshakeError::HeadTooLarge)
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a response head at the start of `buf`. `Ok(None)`: incomplete, read more. On
+/// success: the response and the head's length (what follows is WebSocket data).
+///
+/// # Errors
+/// [`HandshakeError::Malformed`] for invalid HTTP, [`HandshakeError::HeadTooLarge`].
+///
+/// ```
+/// use unisock::protocol::handshake::parse_response;
+/// let (resp, len) = parse_response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nXY").unwrap().unwrap();
+/// assert_eq!((resp.status().as_u16(), len), (101, 56));
+/// ```
+pub fn parse_response(buf: &[u8]) -> Result<Option<(http::Response<()>, usize)>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Partial) => check_incomplete(buf).map(|()| None),
+        Ok(httparse::Status::Complete(len)) => {
+            if len > MAX_HEAD_SIZE {
+                return Err(HandshakeError::HeadTooLarge);
+            }
+            let mut response = http::Response::new(());
+            *response.status_mut() = http::StatusCode::from_u16(parsed.code.unwrap_or(0))
+                .map_err(|e| HandshakeError::Malformed(e.to_string()))?;
+            *response.version_mut() = http_version(parsed.version);
+            *response.headers_mut() = header_map(parsed.headers)?;
+            if let Some(reason) = parsed.reason {
+                response.extensions_mut().insert(Reason(reason.to_string()));
+            }
+            Ok(Some((response, len)))
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::HeadTooLarge),
+        Err(e) => Err(HandshakeError::Malformed(e.to_string())),
+    }
+}
+
+/// The reason phrase of a parsed response, kept for error messages.
+#[derive(Debug, Clone)]
+struct Reason(String);
+
+fn header<'a, T>(msg_headers: &'a http::HeaderMap, name: &str, _: &T) -> Option<&'a str> {
+    msg_headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn header_names(headers: &http::HeaderMap) -> Vec<String> {
+    headers.keys().map(|k| k.as_str().to_string()).collect()
+}
+
+fn require<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<&'a str, HandshakeError> {
+    match headers.get(name) {
+        Some(v) => Ok(v.to_str().unwrap_or("")),
+        None => Err(HandshakeError::MissingHeader {
+            name: name.to_string(),
+            present: header_names(headers),
+        }),
+    }
+}
+
+/// Whether a comma-separated header value contains `token` (case-insensitive).
+fn has_token(value: &str, token: &str) -> bool {
+    value
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Checks a server's answer to our request with `key`, offering `protocols`: the status,
+/// the upgrade headers, the accept digest, and the selected subprotocol (returned).
+///
+/// # Errors
+/// The first rule broken, with the original's messages.
+///
+/// ```
+/// use unisock::protocol::handshake::{parse_response, validate_response};
+/// let head = b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+/// let (resp, _) = parse_response(head).unwrap().unwrap();
+/// assert_eq!(validate_response(&resp, "dGhlIHNhbXBsZSBub25jZQ==", &[]).unwrap(), None);
+/// ```
+pub fn validate_response(
+    resp: &http::Response<()>,
+    key: &str,
+    protocols: &[&str],
+) -> Result<Option<String>, HandshakeError> {
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        let reason = resp
+            .extensions()
+            .get::<Reason>()
+            .map(|r| r.0.clone())
+            .or_else(|| resp.status().canonical_reason().map(str::to_string))
+            .unwrap_or_default();
+        return Err(HandshakeError::BadStatus {
+            code: resp.status().as_u16(),
+            reason,
+        });
+    }
+    let headers = resp.headers();
+    let connection = require(headers, "Connection")?;
+    let upgrade = require(headers, "Upgrade")?;
+    let accept = require(headers, "Sec-WebSocket-Accept")?;
+    if !has_token(connection, "upgrade") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Connection".into(),
+            expected: "Upgrade".into(),
+            actual: connection.into(),
+        });
+    }
+    if !upgrade.trim().eq_ignore_ascii_case("websocket") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Upgrade".into(),
+            expected: "websocket".into(),
+            actual: upgrade.into(),
+        });
+    }
+    if accept.trim() != accept_key(key.as_bytes()) {
+        return Err(HandshakeError::BadAccept);
+    }
+    if let Some(ext) = header(headers, "Sec-WebSocket-Extensions", &()) {
+        return Err(HandshakeError::UnexpectedExtensions(ext.to_string()));
+    }
+    match header(headers, "Sec-WebSocket-Protocol", &()) {
+        None => Ok(None),
+        Some(p) if protocols.contains(&p.trim()) => Ok(Some(p.trim().to_string())),
+        Some(p) => Err(HandshakeError::UnexpectedProtocol(p.to_string())),
+    }
+}
+
+/// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more. On
+/// success: the request (its URI is the request target) and the head's length.
+///
+/// # Errors
+/// [`HandshakeError::Malformed`] for invalid HTTP, [`HandshakeError::HeadTooLarge`].
+///
+/// ```
+/// use unisock::protocol::handshake::parse_request;
+/// assert!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+/// let (req, len) = parse_request(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+/// assert_eq!((req.uri().to_string().as_str(), len), ("/a?b", 30));
+/// ```
+pub fn parse_request(buf: &[u8]) -> Result<Option<(http::Request<()>, usize)>, HandshakeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Partial) => check_incomplete(buf).map(|()| None),
+        Ok(httparse::Status::Complete(len)) => {
+            if len > MAX_HEAD_SIZE {
+                return Err(HandshakeError::HeadTooLarge);
+            }
+            let mut request = http::Request::new(());
+            *request.method_mut() =
+                http::Method::from_bytes(parsed.method.unwrap_or("").as_bytes())
+                    .map_err(|e| HandshakeError::Malformed(e.to_string()))?;
+            *request.uri_mut() = parsed
+                .path
+                .unwrap_or("/")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| HandshakeError::Malformed(e.to_string()))?;
+            *request.version_mut() = http_version(parsed.version);
+            *request.headers_mut() = header_map(parsed.headers)?;
+            Ok(Some((request, len)))
+        }
+        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::HeadTooLarge),
+        Err(e) => Err(HandshakeError::Malformed(e.to_string())),
+    }
+}
+
+/// What a valid upgrade request yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accept {
+    /// The `Sec-WebSocket-Accept` value to answer with.
+    pub accept: String,
+    /// The subprotocols the client offered, in order.
+    pub protocols: Vec<String>,
+    /// The request's `Origin`, if any.
+    pub origin: Option<String>,
+}
+
+/// Checks an upgrade request, in the original's order: version, method, required headers,
+/// `Connection`, `Upgrade`, `Sec-WebSocket-Version`, the key, then the origin against
+/// `allowed_origins` (`None` accepts any).
+///
+/// # Errors
+/// The first rule broken; [`HandshakeError::status`] gives the answer's status.
+///
+/// ```
+/// use unisock::protocol::handshake::{parse_request, validate_request};
+/// let head = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: L3vSWlgMnhQWv2FldG/QTQ==\r\n\r\n";
+/// let (req, _) = parse_request(head).unwrap().unwrap();
+/// assert_eq!(validate_request(&req, None).unwrap().accept, "2/qvz8Hucx3K4CxvMRjwgD42aoE=");
+/// ```
+pub fn validate_request(
+    req: &http::Request<()>,
+    allowed_origins: Option<&[String]>,
+) -> Result<Accept, HandshakeError> {
+    if req.version() < http::Version::HTTP_11 {
+        return Err(HandshakeError::InvalidVersion(format!(
+            "{:?}",
+            req.version()
+        )));
+    }
+    if req.method() != http::Method::GET {
+        return Err(HandshakeError::InvalidMethod(req.method().to_string()));
+    }
+    let headers = req.headers();
+    require(headers, "Host")?;
+    let connection = require(headers, "Connection")?;
+    let upgrade = require(headers, "Upgrade")?;
+    let version = require(headers, "Sec-WebSocket-Version")?;
+    let key = require(headers, "Sec-WebSocket-Key")?;
+    if !has_token(connection, "upgrade") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Connection".into(),
+            expected: "Upgrade".into(),
+            actual: connection.into(),
+        });
+    }
+    if !upgrade.trim().eq_ignore_ascii_case("websocket") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Upgrade".into(),
+            expected: "websocket".into(),
+            actual: upgrade.into(),
+        });
+    }
+    if version.trim() != "13" {
+        return Err(HandshakeError::UnsupportedVersion(version.to_string()));
+    }
+    let key = key.trim();
+    if BASE64.decode(key).map(|k| k.len()) != Ok(16) {
+        return Err(HandshakeError::InvalidKey(key.to_string()));
+    }
+    let origin = header(headers, "Origin", &()).map(str::to_string);
+    if let Some(allowed) = allowed_origins {
+        let Some(origin) = origin.as_deref() else {
+            return Err(HandshakeError::MissingHeader {
+                name: "Origin".into(),
+                present: header_names(headers),
+            });
+        };
+        if !allowed.iter().any(|glob| origin_matches(glob, origin)) {
+            return Err(HandshakeError::OriginNotAllowed {
+                origin: origin.to_string(),
+                allowed: allowed.to_vec(),
+            });
+        }
+    }
+    let protocols = headers
+        .get_all("Sec-WebSocket-Protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    Ok(Accept {
+        accept: accept_key(key.as_bytes()),
+        protocols,
+        origin,
+    })
+}
+
+/// The 101 response head.
+///
+/// ```
+/// let head = unisock::protocol::handshake::response_101("abc=", Some("chat"), &[]);
+/// assert!(String::from_utf8(head).unwrap().contains("Sec-WebSocket-Protocol: chat\r\n"));
+/// ```
+pub fn response_101(accept: &str, protocol: Option<&str>, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(p) = protocol {
+        out.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    }
+    for (name, value) in extra {
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
+/// The answer to a refused request: its status, `Sec-WebSocket-Version: 13` for 426, and
+/// the error message as a plain-text body.
+///
+/// ```
+/// use unisock::protocol::{handshake::error_response, HandshakeError};
+/// let head = String::from_utf8(error_response(&HandshakeError::UnsupportedVersion("8".into()))).unwrap();
+/// assert!(head.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+/// assert!(head.contains("Sec-WebSocket-Version: 13\r\n"));
+/// ```
+pub fn error_response(err: &HandshakeError) -> Vec<u8> {
+    let status = err.status();
+    let body = err.to_string();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    if status == http::StatusCode::UPGRADE_REQUIRED {
+        out.push_str("Sec-WebSocket-Version: 13\r\n");
+    }
+    out.push_str(&format!(
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    out.into_bytes()
+}
+
+/// Whether `origin` matches the glob (Fantom `Regex.glob`): `*` any run, `?` one
+/// character, everything else literal; whole-string and case-sensitive. Linear time.
+///
+/// ```
+/// use unisock::protocol::handshake::origin_matches;
+/// assert!(origin_matches("http://example.*", "http://example.com"));
+/// assert!(!origin_matches("http://example.com", "http://exampleXcom"));
+/// ```
+pub fn origin_matches(glob: &str, origin: &str) -> bool {
+    let p: Vec<char> = glob.chars().collect();
+    let s: Vec<char> = origin.chars().collect();
+    // Greedy matching with backtracking to the last star: O(len(p) * len(s)) worst case.
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == '?' || Some(&c) == s.get(si) => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "L3vSWlgMnhQWv2FldG/QTQ==";
+
+    fn request(lines: &[&str]) -> http::Request<()> {
+        let head = format!("{}\r\n\r\n", lines.join("\r\n"));
+        parse_request(head.as_bytes()).unwrap().unwrap().0
+    }
+
+    fn good() -> Vec<&'static str> {
+        vec![
+            "GET /ws HTTP/1.1",
+            "Host: localhost:8070",
+            "Connection: keep-alive, Upgrade",
+            "Upgrade: WebSocket",
+            "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: L3vSWlgMnhQWv2FldG/QTQ==",
+        ]
+    }
+
+    fn without(name: &str) -> Vec<&'static str> {
+        good()
+            .into_iter()
+            .filter(|l| !l.starts_with(name))
+            .collect()
+    }
+
+    #[test]
+    fn rfc_accept_vectors() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        assert_eq!(accept_key(KEY.as_bytes()), "2/qvz8Hucx3K4CxvMRjwgD42aoE=");
+    }
+
+    #[test]
+    fn success() {
+        let accept = validate_request(&request(&good()), None).unwrap();
+        assert_eq!(accept.accept, "2/qvz8Hucx3K4CxvMRjwgD42aoE=");
+        let head = String::from_utf8(response_101(&accept.accept, None, &[])).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(head.contains("Upgrade: websocket\r\n"));
+        assert!(head.contains("Connection: Upgrade\r\n"));
+        assert!(head.contains("Sec-WebSocket-Accept: 2/qvz8Hucx3K4CxvMRjwgD42aoE=\r\n"));
+    }
+
+    #[test]
+    fn http_version_must_be_1_1_or_higher() {
+        let mut lines = good();
+        lines[0] = "GET /ws HTTP/1.0";
+        let err = validate_request(&request(&lines), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid HTTP version; expected 'HTTP/1.1' or higher but got 'HTTP/1.0'"
+        );
+        let mut req = request(&good());
+        *req.version_mut() = http::Version::HTTP_2;
+        assert!(validate_request(&req, None).is_ok());
+    }
+
+    #[test]
+    fn method_must_be_get() {
+        let mut lines = good();
+        lines[0] = "POST /ws HTTP/1.1";
+        let err = validate_request(&request(&lines), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid HTTP method; expected 'GET' but got 'POST'"
+        );
+    }
+
+    #[test]
+    fn required_headers() {
+        for name in [
+            "Host",
+            "Connection",
+            "Upgrade",
+            "Sec-WebSocket-Version",
+            "Sec-WebSocket-Key",
+        ] {
+            let err = validate_request(&request(&without(name)), None).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("Absent '{name}' HTTP header; not found in [")),
+                "{err}"
+            );
+            assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn connection_must_contain_upgrade() {
+        let mut lines = without("Connection");
+        lines.push("Connection: wotever");
+        let err = validate_request(&request(&lines), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Invalid 'Connection' HTTP header; expected 'Upgrade' but got 'wotever'"
+        );
+    }
+
+    #[test]
+    fn upgrade_must_be_websocket() {
+        let mut lines = without("Upgrade");
+        lines.push("Upgrade: h2c");
+        assert!(matches!(
+            validate_request(&request(&lines), None),
+            Err(HandshakeError::InvalidHeader { .. })
+        ));
+    }
+
+    #[test]
+    fn version_must_be_13_and_426_names_it() {
+        let mut lines = without("Sec-WebSocket-Version");
+        lines.push("Sec-WebSocket-Version: 12");
+        let err = validate_request(&request(&lines), None).unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::UPGRADE_REQUIRED);
+        let answer = String::from_utf8(error_response(&err)).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+        assert!(answer.contains("Sec-WebSocket-Version: 13\r\n"));
+    }
+
+    #[test]
+    fn key_must_be_16_bytes_of_base64() {
+        let mut lines = without("Sec-WebSocket-Key");
+        lines.push("Sec-WebSocket-Key: c2hvcnQ=");
+        assert!(matches!(
+            validate_request(&request(&lines), None),
+            Err(HandshakeError::InvalidKey(_))
+        ));
+    }
+
+    #[test]
+    fn allowed_origins() {
+        let any = vec!["*".to_string()];
+        let err = validate_request(&request(&good()), Some(&any)).unwrap_err();
+        assert!(
+            err.to_string().starts_with("Absent 'Origin' HTTP header"),
+            "{err}"
+        );
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+
+        let mut lines = good();
+        lines.push("Origin: alienfactory.co.uk");
+        let only = vec!["alienfactory.com".to_string()];
+        let err = validate_request(&request(&lines), Some(&only)).unwrap_err();
+        assert_eq!(err.status(), http::StatusCode::FORBIDDEN);
+        assert_eq!(
+            err.to_string(),
+            "Invalid 'Origin' HTTP header; 'alienfactory.co.uk' does not match list of allowed origins - [alienfactory.com]"
+        );
+        assert!(validate_request(&request(&lines), Some(&any)).is_ok());
+    }
+
+    #[test]
+    fn origin_globs() {
+        assert!(origin_matches("http://example.*", "http://example.com"));
+        assert!(origin_matches(
+            "http://example.*",
+            "http://example.evil.org"
+        ));
+        assert!(origin_matches(
+            "http://localhost:80?9",
+            "http://localhost:8069"
+        ));
+        assert!(!origin_matches(
+            "http://localhost:80?9",
+            "http://localhost:809"
+        ));
+        assert!(!origin_matches("http://Example.com", "http://example.com"));
+        assert!(!origin_matches("a.b", "axb"));
+        assert!(origin_matches("*", ""));
+        assert!(!origin_matches("", "x"));
+        assert!(origin_matches("a*b*c", "aXXbYYc"));
+        assert!(!origin_matches("a*b*c", "aXXbYY"));
+        let evil = "a*".repeat(50) + "b";
+        assert!(!origin_matches(&evil, &"a".repeat(5000)));
+    }
+
+    #[test]
+    fn parse_request_partial_complete_too_large_and_pipelined() {
+        let head = "GET /x HTTP/1.1\r\nHost: h\r\n\r\n";
+        for cut in 0..head.len() {
+            assert!(
+                parse_request(&head.as_bytes()[..cut]).unwrap().is_none(),
+                "cut {cut}"
+            );
+        }
+        let mut with_frame = head.as_bytes().to_vec();
+        with_frame.extend_from_slice(&[0x81, 0x80]);
+        let (_, len) = parse_request(&with_frame).unwrap().unwrap();
+        assert_eq!(len, head.len());
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(MAX_HEAD_SIZE));
+        assert!(matches!(
+            parse_request(huge.as_bytes()),
+            Err(HandshakeError::HeadTooLarge)
+        ));
+        assert!(matches!(
+            parse_request(b"\x01\x02 nonsense\r\n\r\n"),
+            Err(HandshakeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn client_request_bytes() {
+        let url = url::Url::parse("ws://host:8080/p?q=1").unwrap();
+        let req = String::from_utf8(
+            client_request(&url, "KEY", &["a", "b"], Some("http://o"), &[("X-A", "1")]).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            req,
+            "GET /p?q=1 HTTP/1.1\r\nHost: host:8080\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: KEY\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: a, b\r\nOrigin: http://o\r\nX-A: 1\r\n\r\n"
+        );
+        let url = url::Url::parse("wss://host:443").unwrap();
+        let req = String::from_utf8(client_request(&url, "K", &[], None, &[]).unwrap()).unwrap();
+        assert!(req.starts_with("GET / HTTP/1.1\r\nHost: host\r\n"), "{req}");
+        let url = url::Url::parse("ws://[::1]:9001/").unwrap();
+        let req = String::from_utf8(client_request(&url, "K", &[], None, &[]).unwrap()).unwrap();
+        assert!(req.contains("Host: [::1]:9001\r\n"), "{req}");
+    }
+
+    fn response(lines: &[&str]) -> http::Response<()> {
+        let head = format!("{}\r\n\r\n", lines.join("\r\n"));
+        parse_response(head.as_bytes()).unwrap().unwrap().0
+    }
+
+    const OK_RESPONSE: [&str; 4] = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Accept: 2/qvz8Hucx3K4CxvMRjwgD42aoE=",
+    ];
+
+    #[test]
+    fn response_validation() {
+        assert_eq!(
+            validate_response(&response(&OK_RESPONSE), KEY, &[]),
+            Ok(None)
+        );
+        let mut with_protocol = OK_RESPONSE.to_vec();
+        with_protocol.push("Sec-WebSocket-Protocol: chat");
+        assert_eq!(
+            validate_response(&response(&with_protocol), KEY, &["x", "chat"]),
+            Ok(Some("chat".into()))
+        );
+        assert!(matches!(
+            validate_response(&response(&with_protocol), KEY, &["x"]),
+            Err(HandshakeError::UnexpectedProtocol(_))
+        ));
+        let mut with_ext = OK_RESPONSE.to_vec();
+        with_ext.push("Sec-WebSocket-Extensions: permessage-deflate");
+        assert!(matches!(
+            validate_response(&response(&with_ext), KEY, &[]),
+            Err(HandshakeError::UnexpectedExtensions(_))
+        ));
+        assert_eq!(
+            validate_response(&response(&OK_RESPONSE), "dGhlIHNhbXBsZSBub25jZQ==", &[]),
+            Err(HandshakeError::BadAccept)
+        );
+        let err = validate_response(&response(&["HTTP/1.1 404 Not Found"]), KEY, &[]).unwrap_err();
+        assert_eq!(err.to_string(), "Bad HTTP response code; expected '101 - Switching Protocols' but got '404 - Not Found'");
+        let err = validate_response(&response(&OK_RESPONSE[..3]), KEY, &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Absent 'Sec-WebSocket-Accept' HTTP header"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_response_split_anywhere_parses_the_same() {
+        let head = format!("{}\r\n\r\n", OK_RESPONSE.join("\r\n"));
+        for cut in 0..head.len() {
+            assert!(parse_response(&head.as_bytes()[..cut]).unwrap().is_none());
+        }
+        assert_eq!(
+            parse_response(head.as_bytes()).unwrap().unwrap().1,
+            head.len()
+        );
+    }
+}

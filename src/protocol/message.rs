@@ -1,0 +1,187 @@
+//! Reassembly of fragmented messages (RFC 6455 §5.4): the fragmentation rules, the
+//! message size limit, and fail-fast UTF-8 validation of text.
+
+use std::mem;
+
+use super::error::ProtocolError;
+use super::frame::{FrameHeader, Opcode};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+use crate::MsgEvent;
+
+/// The message being received: its type, the payload so far (already unmasked) and the
+/// UTF-8 state of a text message.
+#[derive(Debug, Default)]
+pub(crate) struct MessageBuffer {
+    /// `Some(true)` for text, `Some(false)` for binary, `None` between messages.
+    text: Option<bool>,
+    data: Vec<u8>,
+    utf8: Utf8Validator,
+}
+
+impl MessageBuffer {
+    /// Starts a data frame (text, binary or continuation): checks it fits the message in
+    /// progress, if any, and the message size limit, and reserves room for its payload.
+    ///
+    /// The caller has already checked the payload length against the frame size limit,
+    /// so the reservation is bounded by the limits.
+    pub(crate) fn begin_frame(
+        &mut self,
+        header: &FrameHeader,
+        max_message_size: usize,
+    ) -> Result<(), ProtocolError> {
+        let text = match (header.opcode, self.text) {
+            (Opcode::Continuation, Some(text)) => text,
+            (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+            (opcode, None) => opcode == Opcode::Text,
+        };
+        let size = u64::try_from(self.data.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(header.payload_len);
+        let max = max_message_size;
+        if size > u64::try_from(max).unwrap_or(u64::MAX) {
+            return Err(ProtocolError::MessageTooLarge { size, max });
+        }
+        let additional = usize::try_from(header.payload_len)
+            .map_err(|_| ProtocolError::MessageTooLarge { size, max })?;
+        self.data.reserve(additional);
+        self.text = Some(text);
+        Ok(())
+    }
+
+    /// Appends payload bytes of the current frame, unmasking them in place with `mask`
+    /// from payload position `offset`. `completes_message` says these are the last bytes
+    /// of the message.
+    ///
+    /// Text is validated as it arrives, except the piece that completes the message: the
+    /// final conversion to `String` checks the whole text anyway.
+    pub(crate) fn append(
+        &mut self,
+        chunk: &[u8],
+        mask: Option<[u8; 4]>,
+        offset: usize,
+        completes_message: bool,
+    ) -> Result<(), ProtocolError> {
+        let start = self.data.len();
+        self.data.extend_from_slice(chunk);
+        let added = self.data.get_mut(start..).unwrap_or_default();
+        if let Some(key) = mask {
+            apply_mask(added, key, offset);
+        }
+        if self.text == Some(true) && !completes_message {
+            self.utf8.feed(added)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the message after its final frame and hands over its payload.
+    pub(crate) fn finish(&mut self) -> Result<MsgEvent, ProtocolError> {
+        let text = self.text.take();
+        self.utf8 = Utf8Validator::default();
+        let data = mem::take(&mut self.data);
+        match text {
+            Some(true) => String::from_utf8(data)
+                .map(MsgEvent::Text)
+                .map_err(|_| ProtocolError::InvalidUtf8),
+            _ => Ok(MsgEvent::Binary(data)),
+        }
+    }
+
+    /// The bytes reserved for the message in progress.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Drops any message in progress and frees its memory.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(opcode: Opcode, fin: bool, len: u64) -> FrameHeader {
+        FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: len,
+        }
+    }
+
+    #[test]
+    fn reassembles_text() {
+        let mut m = MessageBuffer::default();
+        m.begin_frame(&header(Opcode::Text, false, 3), 100).unwrap();
+        m.append(b"Hel", None, 0, false).unwrap();
+        m.begin_frame(&header(Opcode::Continuation, true, 2), 100)
+            .unwrap();
+        m.append(b"lo", None, 0, true).unwrap();
+        assert_eq!(m.finish(), Ok(MsgEvent::Text("Hello".into())));
+        assert_eq!(m.text, None);
+    }
+
+    #[test]
+    fn fragmentation_rules() {
+        let mut m = MessageBuffer::default();
+        assert_eq!(
+            m.begin_frame(&header(Opcode::Continuation, true, 1), 100),
+            Err(ProtocolError::UnexpectedContinuation)
+        );
+        m.begin_frame(&header(Opcode::Binary, false, 1), 100)
+            .unwrap();
+        assert_eq!(
+            m.begin_frame(&header(Opcode::Text, true, 1), 100),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn message_limit_across_fragments() {
+        let mut m = MessageBuffer::default();
+        m.begin_frame(&header(Opcode::Binary, false, 6), 10)
+            .unwrap();
+        m.append(&[0; 6], None, 0, false).unwrap();
+        assert_eq!(
+            m.begin_frame(&header(Opcode::Continuation, true, 5), 10),
+            Err(ProtocolError::MessageTooLarge { size: 11, max: 10 })
+        );
+    }
+
+    #[test]
+    fn unmasks_in_place_from_an_offset() {
+        let mut m = MessageBuffer::default();
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        m.begin_frame(&header(Opcode::Text, true, 5), 100).unwrap();
+        m.append(&[0x7f, 0x9f], Some(key), 0, false).unwrap();
+        m.append(&[0x4d, 0x51, 0x58], Some(key), 2, true).unwrap();
+        assert_eq!(m.finish(), Ok(MsgEvent::Text("Hello".into())));
+    }
+
+    #[test]
+    fn invalid_text_fails_before_the_end() {
+        let mut m = MessageBuffer::default();
+        m.begin_frame(&header(Opcode::Text, true, 100), 1000)
+            .unwrap();
+        assert_eq!(
+            m.append(&[b'a', 0xff], None, 0, false),
+            Err(ProtocolError::InvalidUtf8)
+        );
+    }
+
+    #[test]
+    fn truncated_text_fails_at_the_end() {
+        let mut m = MessageBuffer::default();
+        m.begin_frame(&header(Opcode::Text, false, 2), 100).unwrap();
+        m.append(&[b'a', 0xe2], None, 0, false).unwrap();
+        m.begin_frame(&header(Opcode::Continuation, true, 1), 100)
+            .unwrap();
+        m.append(&[0x82], None, 0, true).unwrap();
+        assert_eq!(m.finish(), Err(ProtocolError::InvalidUtf8));
+    }
+}
