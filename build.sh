@@ -153,7 +153,7 @@ run_tests() {
   lint
   test_native
   test_browser
-  conformance quick
+  conformance full
   log "all tests passed"
 }
 

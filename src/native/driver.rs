@@ -22,16 +22,18 @@ const ABNORMAL: &str = "Abnormal Closure: No close control frame received";
 /// Drains the connection's output to the stream until the connection is over.
 pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Role) {
     let shared = &sock.0;
+    // Swapped with the connection's output buffer each round, so both allocations are reused.
+    let mut out = Vec::new();
     loop {
-        let (out, queued, ended, failed) = {
+        let (queued, ended, failed) = {
             let mut guard = lock(&shared.proto);
             let Some(proto) = guard.as_mut() else { break };
-            let out = proto.conn.take_data_to_send();
+            proto.conn.swap_data_to_send(&mut out);
             let queued = std::mem::take(&mut proto.queued);
             let failed = proto.conn.state() == ConnectionState::Failed;
             let ended =
                 proto.conn.is_closed() || failed || shared.reader_done.load(Ordering::Acquire);
-            (out, queued, ended, failed)
+            (queued, ended, failed)
         };
         if out.is_empty() {
             if ended {
@@ -183,23 +185,28 @@ fn truncate_utf8(s: &mut String, max: usize) {
 /// Feeds bytes to the protocol core and dispatches the resulting events.
 fn process(sock: &Socket, data: &[u8], ended: &mut EndState) -> Next {
     let shared = &sock.0;
-    let mut events = Vec::new();
-    let wake = {
+    {
         let mut guard = lock(&shared.proto);
         let Some(proto) = guard.as_mut() else {
             return Next::Stop;
         };
         proto.conn.receive_data(data);
-        while let Some(ev) = proto.conn.next_event() {
-            events.push(ev);
-        }
-        proto.conn.has_data_to_send()
-    };
-    if wake {
-        shared.wake_writer.notify_one();
     }
     let mut next = Next::Continue;
-    for ev in events {
+    // One event at a time, so that handlers answer messages before a close or an error
+    // that arrived after them takes effect.
+    loop {
+        let (ev, wake) = {
+            let mut guard = lock(&shared.proto);
+            let Some(proto) = guard.as_mut() else {
+                return Next::Stop;
+            };
+            (proto.conn.next_event(), proto.conn.has_data_to_send())
+        };
+        if wake {
+            shared.wake_writer.notify_one();
+        }
+        let Some(ev) = ev else { break };
         match ev {
             Event::Message(msg) => {
                 let msg = match &*lock(&shared.stream_tx) {

@@ -152,6 +152,8 @@ pub struct Connection {
     /// The start of a header split across `receive_data` calls.
     header_buf: [u8; FrameHeader::MAX_LEN],
     header_len: usize,
+    /// Set by the peer's close or a protocol error: later input is ignored.
+    input_done: bool,
     /// The frame whose payload is arriving, if a header has been read.
     frame: Option<InFrame>,
     /// The data message being received.
@@ -192,6 +194,7 @@ impl Connection {
             state: ConnectionState::Open,
             header_buf: [0; FrameHeader::MAX_LEN],
             header_len: 0,
+            input_done: false,
             frame: None,
             message: MessageBuffer::default(),
             control: [0; MAX_CONTROL_PAYLOAD],
@@ -271,8 +274,19 @@ impl Connection {
     }
 
     /// The next event, in the order the peer caused them.
+    ///
+    /// The consequences of a peer's close or a protocol error (the close frame queued, the
+    /// state change) take effect when that event is taken, not when its bytes arrived: so
+    /// a driver that handles events one by one can still answer the messages that came
+    /// before (Autobahn's strict "fail fast" cases), and no answer is lost behind the close.
     pub fn next_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        match &event {
+            Event::Close { code, reason } => self.apply_close(*code, reason),
+            Event::Error(err) => self.apply_fail(err),
+            _ => {}
+        }
+        Some(event)
     }
 
     /// Queues a text message (one frame).
@@ -412,10 +426,11 @@ impl Connection {
 
     /// Whether input is still parsed: not after the peer's close or a failure.
     fn is_reading(&self) -> bool {
-        matches!(
-            self.state,
-            ConnectionState::Open | ConnectionState::CloseSent
-        )
+        !self.input_done
+            && matches!(
+                self.state,
+                ConnectionState::Open | ConnectionState::CloseSent
+            )
     }
 
     /// Reads a frame header from the front of `input`, advancing it. A header split
@@ -562,20 +577,36 @@ impl Connection {
     /// The peer's valid close frame: echo it (code and reason, as the original and browsers
     /// do, so the peer's close event reports what it sent) if we have not sent ours.
     fn receive_close(&mut self, code: Option<CloseCode>, reason: String) {
-        if self.state == ConnectionState::Open {
-            self.state = ConnectionState::CloseReceived;
-            let mut payload = [0; MAX_CONTROL_PAYLOAD];
-            let len = close::encode_payload(code, &reason, &mut payload).unwrap_or(0);
-            self.write_frame(Opcode::Close, payload.get(..len).unwrap_or_default());
-        }
-        self.state = ConnectionState::Closed;
+        self.input_done = true;
         self.message.clear();
         self.events.push_back(Event::Close { code, reason });
     }
 
-    /// Fails the connection (RFC 6455 §7.1.7): reports the error, queues a close frame
-    /// with its code unless one was sent already, and stops reading.
+    /// The peer's close is taken by the driver: echo it unless we sent ours.
+    fn apply_close(&mut self, code: Option<CloseCode>, reason: &str) {
+        if self.state == ConnectionState::Open {
+            self.state = ConnectionState::CloseReceived;
+            let mut payload = [0; MAX_CONTROL_PAYLOAD];
+            let len = close::encode_payload(code, reason, &mut payload).unwrap_or(0);
+            self.write_frame(Opcode::Close, payload.get(..len).unwrap_or_default());
+        }
+        if self.state != ConnectionState::Failed {
+            self.state = ConnectionState::Closed;
+        }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7): reports the error and stops reading; the
+    /// close frame with its code is queued when the error event is taken.
     fn fail(&mut self, err: ProtocolError) {
+        self.input_done = true;
+        self.frame = None;
+        self.header_len = 0;
+        self.message.clear();
+        self.events.push_back(Event::Error(err));
+    }
+
+    /// The error is taken by the driver: queue the close frame unless one was sent.
+    fn apply_fail(&mut self, err: &ProtocolError) {
         if self.state == ConnectionState::Open {
             let mut payload = [0; MAX_CONTROL_PAYLOAD];
             let message = err.to_string();
@@ -585,10 +616,6 @@ impl Connection {
             }
         }
         self.state = ConnectionState::Failed;
-        self.frame = None;
-        self.header_len = 0;
-        self.message.clear();
-        self.events.push_back(Event::Error(err));
     }
 
     fn check_can_send(&self) -> Result<(), ProtocolError> {
@@ -936,6 +963,43 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    #[test]
+    fn a_message_before_an_error_can_still_be_answered() {
+        // Autobahn 3.2: a text message, then a frame with RSV bits, in one read.
+        let mut s = server();
+        let mut input = masked(0x81, HELLO);
+        input.extend_from_slice(&masked(0xa1, HELLO));
+        s.receive_data(&input);
+        assert_eq!(s.next_event(), Some(text("Hello")));
+        assert_eq!(s.state(), ConnectionState::Open);
+        s.send_text("Hello").unwrap();
+        assert_eq!(
+            s.next_event(),
+            Some(Event::Error(ProtocolError::ReservedBitsSet))
+        );
+        assert_eq!(s.state(), ConnectionState::Failed);
+        let out = s.data_to_send();
+        assert_eq!(&out[..7], &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+        assert_eq!(&out[7..11], &[0x88, out[8], 0x03, 0xea]);
+    }
+
+    #[test]
+    fn a_message_before_the_peers_close_can_still_be_answered() {
+        let mut s = server();
+        let mut input = masked(0x81, HELLO);
+        input.extend_from_slice(&masked(0x88, &[0x03, 0xe8]));
+        s.receive_data(&input);
+        assert_eq!(s.next_event(), Some(text("Hello")));
+        s.send_text("Hello").unwrap();
+        let close = s.next_event();
+        assert!(matches!(close, Some(Event::Close { .. })), "{close:?}");
+        assert!(s.is_closed());
+        assert_eq!(
+            s.data_to_send(),
+            &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o', 0x88, 0x02, 0x03, 0xe8]
+        );
     }
 
     #[test]
