@@ -9,7 +9,7 @@ mod convert;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use wasm_bindgen::prelude::*;
@@ -227,23 +227,26 @@ impl Socket {
         }
     }
 
-    /// Wires the four browser events to the handlers; the closures hold only a weak reference.
+    /// Wires the four browser events to the handlers. The closures hold the socket
+    /// strongly, as a browser keeps an open WebSocket alive: the socket lives while it is
+    /// connected, even with no Rust handle left, and the cycle is broken when the close
+    /// event releases the listeners.
     fn listen(&self, ws: &web_sys::WebSocket) -> Listeners {
-        let weak = Rc::downgrade(&self.0);
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new({
-            let weak = weak.clone();
-            move |_| with(&weak, Socket::handle_open)
+            let sock = self.clone();
+            move |_| sock.handle_open()
         });
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
-            let weak = weak.clone();
-            move |ev: MessageEvent| with(&weak, |s| s.handle_message(&ev))
+            let sock = self.clone();
+            move |ev: MessageEvent| sock.handle_message(&ev)
         });
         let on_error = Closure::<dyn FnMut(web_sys::Event)>::new({
-            let weak = weak.clone();
-            move |_| with(&weak, Socket::handle_error)
+            let sock = self.clone();
+            move |_| sock.handle_error()
         });
         let on_close = Closure::<dyn FnMut(web_sys::CloseEvent)>::new({
-            move |ev: web_sys::CloseEvent| with(&weak, |s| s.handle_close(&ev))
+            let sock = self.clone();
+            move |ev: web_sys::CloseEvent| sock.handle_close(&ev)
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -409,12 +412,5 @@ impl Socket {
         Err(Error::Unsupported(
             "only server side WebSockets may be upgraded; the browser has none",
         ))
-    }
-}
-
-/// Runs `f` on the socket if it is still alive.
-fn with(weak: &Weak<Inner>, f: impl FnOnce(&Socket)) {
-    if let Some(inner) = weak.upgrade() {
-        f(&Socket(inner));
     }
 }
