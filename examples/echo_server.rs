@@ -6,11 +6,24 @@
 //! For the browser tests it also selects the first subprotocol a client offers, and on the
 //! path `/drop` it completes the handshake, sends one text message and drops TCP without
 //! a close frame (an unclean close for the client).
+//!
+//! So a browser test can check what the server saw of a close: on `/record?key=K` it
+//! echoes as usual and keeps the close event it got under `K`; on `/report?key=K` it
+//! sends that event as text (waiting up to 5 s for it), then closes with 1000.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::Notify;
 use unisock::protocol::handshake;
 use unisock::{MsgEvent, WebSocket, WebSocketExt};
+
+/// The close events seen on `/record?key=K`, by key, and a wake-up for `/report`.
+static CLOSES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+static RECORDED: Notify = Notify::const_new();
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -49,8 +62,50 @@ async fn echo(tcp: TcpStream) {
     if let Some(first) = pending.offered_protocols().first().cloned() {
         pending.set_protocol(&first);
     }
-    if let Ok(ws) = pending.commit().await {
-        ws.read().await;
+    let uri = pending.request().uri().clone();
+    let key = uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))
+        .unwrap_or_default()
+        .to_string();
+    let Ok(ws) = pending.commit().await else {
+        return;
+    };
+    match uri.path() {
+        "/record" => ws.on_close(move |ev| {
+            let mut closes = CLOSES.lock().unwrap_or_else(PoisonError::into_inner);
+            closes
+                .get_or_insert_with(HashMap::new)
+                .insert(key.clone(), ev.to_string());
+            RECORDED.notify_waiters();
+        }),
+        "/report" => {
+            let report = ws.clone();
+            tokio::spawn(async move {
+                let seen = tokio::time::timeout(Duration::from_secs(5), recorded(&key)).await;
+                let text = seen.unwrap_or_else(|_| format!("no close recorded for key {key:?}"));
+                let _ = report.send_text(&text);
+                let _ = report.close(1000, "");
+            });
+        }
+        _ => {}
+    }
+    ws.read().await;
+}
+
+/// Waits until a close was recorded under `key`, and returns it.
+async fn recorded(key: &str) -> String {
+    loop {
+        let notified = RECORDED.notified();
+        let seen = CLOSES
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .and_then(|c| c.get(key).cloned());
+        if let Some(ev) = seen {
+            return ev;
+        }
+        notified.await;
     }
 }
 

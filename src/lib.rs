@@ -54,6 +54,7 @@ cfg_if::cfg_if! {
     if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
         mod web;
         use web as backend;
+        pub use web::__live_listener_sets;
     } else if #[cfg(target_arch = "wasm32")] {
         compile_error!("unisock's browser backend needs wasm32-unknown-unknown; WASI and emscripten are not supported");
     } else {

@@ -66,9 +66,13 @@ async fn binary_echo_of_one_mebibyte_is_byte_exact() {
 }
 
 #[wasm_bindgen_test]
-async fn close_with_4000_and_a_reason_is_seen_clean() {
+async fn close_with_4000_and_a_reason_is_seen_by_both_sides() {
+    // The echo server keeps the close event it saw on /record?key=K and tells it on /report?key=K.
+    let key = format!("{}", js_sys::Math::random().to_bits());
     let ws = WebSocket::new();
-    ws.open(server(), &[]).await.unwrap();
+    ws.open(&server_path(&format!("/record?key={key}")), &[])
+        .await
+        .unwrap();
     ws.close(4000, "done here").unwrap();
     let ev = ws.closed().await;
     assert_eq!(ev.code, 4000);
@@ -76,6 +80,22 @@ async fn close_with_4000_and_a_reason_is_seen_clean() {
     assert!(ev.was_clean);
     assert_eq!(ws.ready_state(), ReadyState::Closed);
     assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+
+    let report = WebSocket::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    report.on_message({
+        let seen = seen.clone();
+        move |m| seen.borrow_mut().push(m)
+    });
+    report
+        .open(&server_path(&format!("/report?key={key}")), &[])
+        .await
+        .unwrap();
+    report.closed().await; // the server closes after its report
+    assert_eq!(
+        *seen.borrow(),
+        [MsgEvent::Text("Clean close - 4000: done here".into())]
+    );
 }
 
 #[wasm_bindgen_test]
@@ -134,4 +154,30 @@ async fn the_same_stream_api_as_native() {
     assert_eq!(ws.next().await, Some(MsgEvent::Text("two".into())));
     ws.close(1000, "").unwrap();
     assert_eq!(ws.next().await, None);
+}
+
+/// Resolves after the browser ran its pending microtasks and one timer task.
+async fn next_tick() {
+    let tick = js_sys::Promise::new(&mut |resolve, _| {
+        let window = web_sys::window().expect("a window");
+        window
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0)
+            .expect("setTimeout");
+    });
+    wasm_bindgen_futures::JsFuture::from(tick).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_thousand_open_close_cycles_leave_no_listeners_behind() {
+    for i in 0..1000 {
+        let ws = WebSocket::new();
+        ws.open(server(), &[]).await.unwrap();
+        assert!(unisock::__live_listener_sets() >= 1);
+        ws.close(1000, "").unwrap();
+        let ev = ws.closed().await;
+        assert!(ev.was_clean, "cycle {i}: {ev}");
+    }
+    // The listeners are released in a task spawned by the close event: let it run.
+    next_tick().await;
+    assert_eq!(unisock::__live_listener_sets(), 0);
 }

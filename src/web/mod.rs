@@ -39,6 +39,16 @@ struct Handlers {
 
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
+    /// How many sockets have their listeners (JS closures) installed right now.
+    static LIVE_LISTENER_SETS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The number of browser sockets whose JS closures are alive: each `open` adds one, and
+/// the release after the close event (or a failed open) removes it. Tests use it to show
+/// that nothing leaks per connection; not part of the API.
+#[doc(hidden)]
+pub fn __live_listener_sets() -> usize {
+    LIVE_LISTENER_SETS.with(Cell::get)
 }
 
 /// The listeners of one browser socket; dropping this removes them from the socket.
@@ -56,6 +66,7 @@ impl Drop for Listeners {
         self.ws.set_onmessage(None);
         self.ws.set_onerror(None);
         self.ws.set_onclose(None);
+        LIVE_LISTENER_SETS.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 
@@ -252,6 +263,7 @@ impl Socket {
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        LIVE_LISTENER_SETS.with(|n| n.set(n.get() + 1));
         Listeners {
             ws: ws.clone(),
             _on_open: on_open,
