@@ -108,3 +108,59 @@ async fn a_route_that_returns_none_is_a_404() {
         .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
 }
+
+#[tokio::test]
+async fn the_on_upgrade_hook_and_read_timeout_apply_to_serviced_sockets() {
+    let sockets = WebSockets::new();
+    sockets.set_read_timeout(Some(std::time::Duration::from_millis(300)));
+    sockets.on_upgrade(|pending| {
+        if pending.offered_protocols().iter().any(|p| p == "chat") {
+            pending.set_protocol("chat");
+        }
+    });
+    let url = serve(&sockets).await;
+    let ws = WebSocket::new();
+    let mut events = record(&ws);
+    with_timeout(ws.open(&url, &["other", "chat"]))
+        .await
+        .unwrap();
+    assert_eq!(ws.protocol(), "chat");
+    tokio::spawn({
+        let ws = ws.clone();
+        async move { ws.read().await }
+    });
+    // The client stays silent: the server's read timeout closes it with 1001.
+    let close = with_timeout(events.closes.recv()).await.unwrap();
+    assert_eq!(close.code, 1001);
+    until_len(&sockets, 0).await;
+}
+
+#[tokio::test]
+async fn a_bad_handshake_in_service_is_answered_and_not_registered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sockets = WebSockets::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = sockets.clone();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        registry.service(WebSocket::new(), tcp).await
+    });
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    with_timeout(tcp.read_to_end(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("Absent 'Sec-WebSocket-Version' HTTP header"),
+        "{answer}"
+    );
+    let err = with_timeout(server).await.unwrap().unwrap_err();
+    assert!(matches!(err, unisock::Error::Handshake(_)), "{err}");
+    assert!(sockets.is_empty());
+}
