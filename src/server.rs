@@ -45,6 +45,17 @@ impl std::fmt::Debug for PendingUpgrade {
 }
 
 impl PendingUpgrade {
+    /// A validated request about to be answered for `ws`.
+    pub(crate) fn new(ws: WebSocket, v: crate::native::Validated) -> Self {
+        Self {
+            ws,
+            request: v.request,
+            response: v.response,
+            stream: v.stream,
+            leftover: v.leftover,
+        }
+    }
+
     /// The client's upgrade request.
     pub fn request(&self) -> &http::Request<()> {
         &self.request
@@ -142,12 +153,5 @@ where
     ws.inner.check_unconnected()?;
     let origins = ws.allowed_origins();
     let v = crate::native::validate_request(request, stream, leftover, origins.as_deref()).await?;
-    let pending = PendingUpgrade {
-        ws,
-        request: v.request,
-        response: v.response,
-        stream: v.stream,
-        leftover: v.leftover,
-    };
-    registry.service_pending(pending).await
+    registry.service_pending(PendingUpgrade::new(ws, v)).await
 }

@@ -1,6 +1,6 @@
 //! Client side: TCP connect and the opening handshake over the stream.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::{rng, BoxIo};
@@ -49,25 +49,12 @@ async fn handshake_over(
     let key = handshake::generate_key(random);
     let request = handshake::client_request(url, &key, protocols, None, &[])?;
     stream.write_all(&request).await?;
-    let mut buf = Vec::with_capacity(1024);
-    loop {
-        let mut chunk = [0u8; 1024];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the server closed the connection during the handshake",
-            )));
-        }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        if let Some((response, head_len)) = handshake::parse_response(&buf)? {
-            let protocol = handshake::validate_response(&response, &key, protocols)?;
-            let leftover = buf.split_off(head_len.min(buf.len()));
-            return Ok(Connected {
-                stream,
-                leftover,
-                protocol,
-            });
-        }
-    }
+    let (response, leftover) =
+        super::upgrade::read_head(&mut stream, handshake::parse_response, "server").await??;
+    let protocol = handshake::validate_response(&response, &key, protocols)?;
+    Ok(Connected {
+        stream,
+        leftover,
+        protocol,
+    })
 }

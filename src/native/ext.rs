@@ -110,13 +110,7 @@ impl WebSocketExt for WebSocket {
             ws.inner.check_unconnected()?;
             let origins = ws.allowed_origins();
             let v = upgrade::read_and_validate(Box::new(stream), origins.as_deref()).await?;
-            Ok(PendingUpgrade {
-                ws,
-                request: v.request,
-                response: v.response,
-                stream: v.stream,
-                leftover: v.leftover,
-            })
+            Ok(PendingUpgrade::new(ws, v))
         }
     }
 
@@ -131,13 +125,7 @@ impl WebSocketExt for WebSocket {
             let origins = ws.allowed_origins();
             let v = upgrade::validate(request, Box::new(stream), Vec::new(), origins.as_deref())
                 .await?;
-            Ok(PendingUpgrade {
-                ws,
-                request: v.request,
-                response: v.response,
-                stream: v.stream,
-                leftover: v.leftover,
-            })
+            Ok(PendingUpgrade::new(ws, v))
         }
     }
 

@@ -98,6 +98,25 @@ pub(crate) fn encode_response(response: &http::Response<()>) -> Vec<u8> {
 }
 
 async fn read_request(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)> {
+    match read_head(stream, handshake::parse_request, "client").await? {
+        Ok(parsed) => Ok(parsed),
+        Err(e) => {
+            reject(stream, &e).await;
+            Err(e.into())
+        }
+    }
+}
+
+/// A head parser: `handshake::parse_request` or `handshake::parse_response`.
+type ParseHead<T> = fn(&[u8]) -> std::result::Result<Option<(T, usize)>, HandshakeError>;
+
+/// Reads an HTTP head (a request or a response, as `parse` says) from `stream`: returns it
+/// and the bytes read past it. The outer `Result` is the network's, the inner the parser's.
+pub(super) async fn read_head<T>(
+    stream: &mut BoxIo,
+    parse: ParseHead<T>,
+    peer: &str,
+) -> Result<std::result::Result<(T, Vec<u8>), HandshakeError>> {
     let mut buf = Vec::with_capacity(1024);
     loop {
         let mut chunk = [0u8; 2048];
@@ -105,20 +124,17 @@ async fn read_request(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)
         if n == 0 {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                "the client closed the connection during the handshake",
+                format!("the {peer} closed the connection during the handshake"),
             )));
         }
         buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
-        match handshake::parse_request(&buf) {
-            Ok(Some((request, head_len))) => {
-                let leftover = buf.split_off(head_len.min(buf.len()));
-                return Ok((request, leftover));
+        match parse(&buf) {
+            Ok(Some((head, len))) => {
+                let leftover = buf.split_off(len.min(buf.len()));
+                return Ok(Ok((head, leftover)));
             }
             Ok(None) => {}
-            Err(e) => {
-                reject(stream, &e).await;
-                return Err(e.into());
-            }
+            Err(e) => return Ok(Err(e)),
         }
     }
 }

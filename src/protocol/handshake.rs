@@ -278,6 +278,26 @@ fn has_token(value: &str, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// `Connection` must list the `upgrade` token and `Upgrade` must be `websocket` (both
+/// case-insensitive), in requests and responses alike.
+fn check_upgrade_headers(connection: &str, upgrade: &str) -> Result<(), HandshakeError> {
+    if !has_token(connection, "upgrade") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Connection".into(),
+            expected: "Upgrade".into(),
+            actual: connection.into(),
+        });
+    }
+    if !upgrade.trim().eq_ignore_ascii_case("websocket") {
+        return Err(HandshakeError::InvalidHeader {
+            name: "Upgrade".into(),
+            expected: "websocket".into(),
+            actual: upgrade.into(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks a server's answer to our request with `key`, offering `protocols`: the status,
 /// the upgrade headers, the accept digest, and the selected subprotocol (returned).
 ///
@@ -311,20 +331,7 @@ pub fn validate_response(
     let connection = require(headers, "Connection")?;
     let upgrade = require(headers, "Upgrade")?;
     let accept = require(headers, "Sec-WebSocket-Accept")?;
-    if !has_token(connection, "upgrade") {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Connection".into(),
-            expected: "Upgrade".into(),
-            actual: connection.into(),
-        });
-    }
-    if !upgrade.trim().eq_ignore_ascii_case("websocket") {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Upgrade".into(),
-            expected: "websocket".into(),
-            actual: upgrade.into(),
-        });
-    }
+    check_upgrade_headers(connection, upgrade)?;
     if accept.trim() != accept_key(key.as_bytes()) {
         return Err(HandshakeError::BadAccept);
     }
@@ -420,20 +427,7 @@ pub fn validate_request(
     let upgrade = require(headers, "Upgrade")?;
     let version = require(headers, "Sec-WebSocket-Version")?;
     let key = require(headers, "Sec-WebSocket-Key")?;
-    if !has_token(connection, "upgrade") {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Connection".into(),
-            expected: "Upgrade".into(),
-            actual: connection.into(),
-        });
-    }
-    if !upgrade.trim().eq_ignore_ascii_case("websocket") {
-        return Err(HandshakeError::InvalidHeader {
-            name: "Upgrade".into(),
-            expected: "websocket".into(),
-            actual: upgrade.into(),
-        });
-    }
+    check_upgrade_headers(connection, upgrade)?;
     if version.trim() != "13" {
         return Err(HandshakeError::UnsupportedVersion(version.to_string()));
     }
