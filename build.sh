@@ -3,7 +3,7 @@
 #   ./build.sh setup        install what the other commands need (fresh Debian 12 + rustup)
 #   ./build.sh build        native build, wasm32 build, wasm-bindgen output in www/pkg/
 #   ./build.sh test         setup, fmt, clippy (both targets), native tests, browser tests, conformance
-#   ./build.sh demo         build and run the demo on http://127.0.0.1:8069/
+#   ./build.sh demo         build and run the chat demo on http://127.0.0.1:8069/
 #   ./build.sh conformance  the Autobahn testsuite, both modes
 #   ./build.sh bench        benchmarks (placeholder)
 set -euo pipefail
@@ -39,17 +39,18 @@ setup() {
   fi
 }
 
-build_demo_page() {
-  cargo build --release --target "$WASM" --example demo_page
+# The chat page's wasm module, bound for the browser into www/pkg/ (served with www/).
+build_chat_page() {
+  cargo build --release --target "$WASM" --example chat_page
   wasm-bindgen --target web --no-typescript --out-dir www/pkg \
-    "target/$WASM/release/examples/demo_page.wasm"
+    "target/$WASM/release/examples/chat_page.wasm"
 }
 
 build() {
   log "build"
   cargo build --all-targets
   cargo build --target "$WASM" --lib
-  build_demo_page
+  build_chat_page
 }
 
 PIDS=()
@@ -93,7 +94,7 @@ lint() {
   log "fmt + clippy (native and wasm32)"
   cargo fmt --check
   cargo clippy --all-targets --all-features -- -D warnings
-  cargo clippy --target "$WASM" --lib --tests --example demo_page -- -D warnings
+  cargo clippy --target "$WASM" --lib --tests --example chat_page -- -D warnings
 }
 
 # The Autobahn testsuite (wstest, Python 2.7) in its own virtualenv under target/.
@@ -159,9 +160,11 @@ run_tests() {
 
 demo() {
   setup
-  build_demo_page
-  log "demo: open http://127.0.0.1:8069/ (Ctrl-C stops it)"
-  cargo run --example demo_server -- 127.0.0.1:8069 www
+  build_chat_page
+  cargo build --release --example chat_server --example chat_client
+  log "chat demo: open http://127.0.0.1:8069/ in two tabs (Ctrl-C stops it)"
+  echo "terminal client: target/release/examples/chat_client --url ws://127.0.0.1:8069/ws"
+  exec target/release/examples/chat_server 127.0.0.1:8069 www
 }
 
 case "${1:-}" in

@@ -1,0 +1,91 @@
+//! The chat client both front ends share: the browser page (`chat_page.rs`, wasm32) and the
+//! terminal client (`chat_client.rs`, native). It compiles for both targets without a
+//! single `cfg`: everything here is `unisock::WebSocket`'s one API.
+//!
+//! The front ends only render [`ChatEvent`]s and hand typed lines to [`Chat::submit`].
+
+use unisock::{MsgEvent, WasmNotSendSync, WebSocket};
+
+/// What the chat server sends a newcomer first, followed by its id (see `chat_server.rs`).
+pub(crate) const WELCOME: &str = "welcome, you are ";
+
+/// What a front end shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChatEvent {
+    /// The connection status changed: connecting, connected, disconnected.
+    Status(String),
+    /// A line for the message list: someone said something, joined or left.
+    Line(String),
+}
+
+/// One chat connection.
+pub(crate) struct Chat {
+    ws: WebSocket,
+}
+
+impl Chat {
+    /// Connects to the chat server's `/ws` at `url`; every status change and received line
+    /// goes to `show`. Returns once connected.
+    pub(crate) async fn connect<F>(url: &str, show: F) -> unisock::Result<Chat>
+    where
+        F: Fn(ChatEvent) + Clone + WasmNotSendSync + 'static,
+    {
+        let ws = WebSocket::new();
+        ws.on_message({
+            let show = show.clone();
+            move |msg| match msg {
+                MsgEvent::Text(line) => match line.strip_prefix(WELCOME) {
+                    Some(id) => show(ChatEvent::Status(format!("connected as {id}"))),
+                    None => show(ChatEvent::Line(line)),
+                },
+                MsgEvent::Binary(data) => {
+                    show(ChatEvent::Line(format!("({} bytes of binary)", data.len())))
+                }
+            }
+        });
+        ws.on_close({
+            let show = show.clone();
+            move |ev| show(ChatEvent::Status(format!("disconnected ({ev})")))
+        });
+        ws.on_error({
+            let show = show.clone();
+            move |e| show(ChatEvent::Status(format!("error: {e}")))
+        });
+        show(ChatEvent::Status(format!("connecting to {url}…")));
+        if let Err(e) = ws.open(url, &[]).await {
+            show(ChatEvent::Status(format!(
+                "could not connect to {url}: {e}"
+            )));
+            return Err(e);
+        }
+        show(ChatEvent::Status(format!("connected to {url}")));
+        Ok(Chat { ws })
+    }
+
+    /// Handles a line the user typed: `/quit` leaves, blank lines are ignored, anything
+    /// else is said to the room.
+    ///
+    /// # Errors
+    /// When the connection is closed.
+    pub(crate) fn submit(&self, line: &str) -> unisock::Result<()> {
+        match line.trim() {
+            "" => Ok(()),
+            "/quit" => self.leave(),
+            text => self.ws.send_text(text),
+        }
+    }
+
+    /// Leaves the room: closes the connection normally.
+    ///
+    /// # Errors
+    /// When the connection was never opened.
+    pub(crate) fn leave(&self) -> unisock::Result<()> {
+        self.ws.close(1000, "bye")
+    }
+
+    /// Runs the connection until it closes: the event loop natively; in the browser it
+    /// returns at once (the browser runs the events).
+    pub(crate) async fn run(&self) {
+        self.ws.read().await
+    }
+}
