@@ -2,7 +2,8 @@
 # unisock's one entry point. Every subcommand is idempotent and safe to run twice.
 #   ./build.sh setup        install what the other commands need (fresh Debian 12 + rustup)
 #   ./build.sh build        native build, wasm32 build, wasm-bindgen output in www/pkg/
-#   ./build.sh test         setup, fmt, clippy (both targets), native tests, browser tests, conformance
+#   ./build.sh test         setup, fmt, clippy (both targets), native tests, browser tests
+#                           (wasm_bindgen_test + the chat page end to end), conformance
 #   ./build.sh demo         build and run the chat demo on http://127.0.0.1:8069/
 #   ./build.sh conformance  the Autobahn testsuite, both modes
 #   ./build.sh bench        benchmarks (placeholder)
@@ -36,6 +37,14 @@ setup() {
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     $SUDO apt-get update
     $SUDO apt-get install -y chromium chromium-driver
+  fi
+  # The chat page's end-to-end test: node (>= 20) and playwright-core, pinned in package-lock.json.
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y nodejs npm
+  fi
+  if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
+    npm ci --no-audit --no-fund
   fi
 }
 
@@ -88,6 +97,38 @@ test_browser() {
   UNISOCK_TEST_SERVER="$ECHO_URL" UNISOCK_TEST_CLOSED="ws://127.0.0.1:$(free_port)/" \
     CHROMEDRIVER=/usr/bin/chromedriver \
     cargo test --target "$WASM" --tests
+  test_e2e
+}
+
+# Starts examples/chat_server on a free port; sets CHAT_URL (http://ADDR/) and CHAT_PID.
+start_chat_server() {
+  local out=target/chat_server.out
+  mkdir -p target
+  : >"$out"
+  target/release/examples/chat_server 127.0.0.1:0 www >"$out" 2>&1 &
+  CHAT_PID=$!
+  PIDS+=("$CHAT_PID")
+  for _ in $(seq 1 100); do
+    CHAT_URL=$(sed -n 's/^listening on //p' "$out")
+    [ -n "$CHAT_URL" ] && CHAT_URL="$CHAT_URL/" && return 0
+    sleep 0.1
+  done
+  echo "chat server did not start:"; cat "$out"; return 1
+}
+
+# The chat end to end: two Chromium pages and the native terminal client (tests/e2e/chat.mjs).
+test_e2e() {
+  log "chat end to end (Playwright + Chromium + native client)"
+  build_chat_page
+  cargo build --release --example chat_server --example chat_client
+  start_chat_server
+  echo "chat server: $CHAT_URL"
+  local status=0
+  CHAT_URL="$CHAT_URL" CHAT_CLIENT=target/release/examples/chat_client \
+    node tests/e2e/chat.mjs || status=$?
+  kill "$CHAT_PID" 2>/dev/null || true
+  wait "$CHAT_PID" 2>/dev/null || true
+  return $status
 }
 
 lint() {
