@@ -6,6 +6,7 @@
 #                           (wasm_bindgen_test + the chat page end to end), conformance
 #   ./build.sh demo         build and run the chat demo on http://127.0.0.1:8069/
 #   ./build.sh conformance  the Autobahn testsuite, both modes
+#   ./build.sh fuzz [SECS]  each cargo-fuzz target for SECS seconds (default 60)
 #   ./build.sh bench        benchmarks (placeholder)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -190,12 +191,33 @@ JSON
   return $status
 }
 
+# cargo-fuzz targets over the sans-io core and the handshake parsers (fuzz/), each for
+# $1 seconds. Needs the machine's nightly toolchain (cargo-fuzz is installed, pinned).
+FUZZ_TARGETS="frame_decode connection handshake_server handshake_client"
+fuzz() {
+  local secs=${1:-60} t out
+  rustup toolchain list | grep -q '^nightly' || { echo "fuzzing needs the nightly toolchain"; return 1; }
+  [ "$(cargo-fuzz --version 2>/dev/null | awk '{print $2}')" = 0.13.2 ] || cargo install cargo-fuzz --version 0.13.2
+  mkdir -p target
+  for t in $FUZZ_TARGETS; do
+    log "fuzz $t for ${secs}s"
+    out=target/fuzz-$t.log
+    if ! cargo +nightly fuzz run "$t" -- -max_total_time="$secs" >"$out" 2>&1; then
+      tail -n 40 "$out"
+      echo "fuzz $t: crashed (the input is under fuzz/artifacts/$t/)"
+      return 1
+    fi
+    grep -E '^#[0-9]+ +DONE|^Done' "$out"
+  done
+}
+
 run_tests() {
   setup
   lint
   test_native
   test_browser
   conformance full
+  fuzz 30
   log "all tests passed"
 }
 
@@ -214,6 +236,7 @@ case "${1:-}" in
   test) run_tests ;;
   demo) demo ;;
   conformance) setup; conformance full ;;
+  fuzz) fuzz "${2:-60}" ;;
   bench) echo "bench: no benchmarks yet (the performance issue adds them)" ;;
-  *) echo "usage: $0 setup|build|test|demo|conformance|bench"; exit 2 ;;
+  *) echo "usage: $0 setup|build|test|demo|conformance|fuzz [SECS]|bench"; exit 2 ;;
 esac

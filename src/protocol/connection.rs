@@ -70,7 +70,7 @@ pub enum ConnectionState {
 pub enum Event {
     /// A whole message, reassembled from its fragments.
     Message(MsgEvent),
-    /// A ping; the pong with the same payload has been queued already (unless we had
+    /// A ping; taking this event queues the pong with the same payload (unless we had
     /// sent a close).
     Ping(Vec<u8>),
     /// A pong.
@@ -275,8 +275,10 @@ impl Connection {
 
     /// The next event, in the order the peer caused them.
     ///
-    /// The consequences of a peer's close or a protocol error (the close frame queued, the
-    /// state change) take effect when that event is taken, not when its bytes arrived: so
+    /// The consequences of a ping (its pong queued), a peer's close or a protocol error (the
+    /// close frame queued, the state change) take effect when that event is taken, not when
+    /// its bytes arrived, so what we send follows the order of events however the input
+    /// was split; and
     /// a driver that handles events one by one can still answer the messages that came
     /// before (Autobahn's strict "fail fast" cases), and no answer is lost behind the close.
     pub fn next_event(&mut self) -> Option<Event> {
@@ -284,6 +286,9 @@ impl Connection {
         match &event {
             Event::Close { code, reason } => self.apply_close(*code, reason),
             Event::Error(err) => self.apply_fail(err),
+            Event::Ping(payload) if self.state == ConnectionState::Open => {
+                self.write_frame(Opcode::Pong, payload);
+            }
             _ => {}
         }
         Some(event)
@@ -554,10 +559,8 @@ impl Connection {
                 }
             }
             Opcode::Ping => {
+                // The pong is queued when the event is taken (see `next_event`).
                 let payload = control.to_vec();
-                if self.state == ConnectionState::Open {
-                    self.write_frame(Opcode::Pong, &payload);
-                }
                 self.events.push_back(Event::Ping(payload));
             }
             Opcode::Pong => {
