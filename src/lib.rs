@@ -50,6 +50,10 @@
 //! - `wasm32-unknown-unknown`: the browser's WebSocket, client only. Other wasm targets
 //!   (WASI, emscripten) are refused at compile time.
 
+// No panic reachable from peer input: the library never unwraps, expects or panics
+// (unit tests may).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 cfg_if::cfg_if! {
     if #[cfg(all(target_arch = "wasm32", target_os = "unknown"))] {
         mod web;
