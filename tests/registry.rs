@@ -164,3 +164,21 @@ async fn a_bad_handshake_in_service_is_answered_and_not_registered() {
     assert!(matches!(err, unisock::Error::Handshake(_)), "{err}");
     assert!(sockets.is_empty());
 }
+
+#[tokio::test]
+async fn no_message_queued_before_shutdown_is_lost() {
+    let sockets = WebSockets::new();
+    let url = serve(&sockets).await;
+    let (_a, mut events) = client(&url).await;
+    until_len(&sockets, 1).await;
+    for i in 0..500 {
+        assert_eq!(sockets.broadcast_text(&format!("m{i}"), None), 1);
+    }
+    assert_eq!(with_timeout(sockets.shutdown()).await, 1);
+    for i in 0..500 {
+        let msg = with_timeout(events.messages.recv()).await;
+        assert_eq!(msg, Some(MsgEvent::Text(format!("m{i}"))));
+    }
+    let close = with_timeout(events.closes.recv()).await.unwrap();
+    assert_eq!(close.code, 1001);
+}
