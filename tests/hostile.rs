@@ -6,9 +6,11 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{client_frame, raw_client, read_server_frame, record, spawn_server, with_timeout};
+use common::{
+    client_frame, open_client, raw_client, read_server_frame, spawn_server, with_timeout,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use unisock::{Limits, MsgEvent, WebSocket, WebSocketExt};
+use unisock::{Limits, MsgEvent, WebSocketExt};
 
 /// A server whose sockets echo text and accept messages of at most 64 KiB.
 async fn server() -> (
@@ -33,15 +35,7 @@ async fn server() -> (
 
 /// The server still echoes for a well-behaved client.
 async fn still_serving(addr: SocketAddr) {
-    let ws = WebSocket::new();
-    let mut events = record(&ws);
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
-        .await
-        .unwrap();
-    tokio::spawn({
-        let ws = ws.clone();
-        async move { ws.read().await }
-    });
+    let (ws, mut events) = open_client(&format!("ws://{addr}/")).await;
     ws.send_text("still there?").unwrap();
     assert_eq!(
         with_timeout(events.messages.recv()).await,

@@ -16,18 +16,9 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use unisock::{Error, MsgEvent, ReadyState, WebSocket, WebSocketExt};
 
-/// Opens a client to `addr` and runs its loop in the background.
+/// Opens a client to the server at `addr` and runs its loop in the background.
 async fn open_client(addr: std::net::SocketAddr) -> (WebSocket, common::Events) {
-    let ws = WebSocket::new();
-    let events = record(&ws);
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
-        .await
-        .unwrap();
-    tokio::spawn({
-        let ws = ws.clone();
-        async move { ws.read().await }
-    });
-    (ws, events)
+    common::open_client(&format!("ws://{addr}/")).await
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{record, with_timeout};
+use common::{open_client, record, with_timeout};
 use tokio::net::TcpListener;
 use unisock::{MsgEvent, WebSocket, WebSockets};
 
@@ -23,18 +23,6 @@ async fn serve(sockets: &WebSockets) -> String {
     format!("ws://{addr}/ws")
 }
 
-/// Opens a client and runs its loop in the background.
-async fn client(url: &str) -> (WebSocket, common::Events) {
-    let ws = WebSocket::new();
-    let events = record(&ws);
-    with_timeout(ws.open(url, &[])).await.unwrap();
-    tokio::spawn({
-        let ws = ws.clone();
-        async move { ws.read().await }
-    });
-    (ws, events)
-}
-
 /// Waits until the registry holds `n` sockets (each step is event-driven by the server).
 async fn until_len(sockets: &WebSockets, n: usize) {
     with_timeout(async {
@@ -49,8 +37,8 @@ async fn until_len(sockets: &WebSockets, n: usize) {
 async fn broadcast_reaches_every_client_and_closed_sockets_are_removed() {
     let sockets = WebSockets::new();
     let url = serve(&sockets).await;
-    let (a, mut a_events) = client(&url).await;
-    let (_b, mut b_events) = client(&url).await;
+    let (a, mut a_events) = open_client(&url).await;
+    let (_b, mut b_events) = open_client(&url).await;
     until_len(&sockets, 2).await;
 
     assert_eq!(sockets.broadcast_text("to all", None), 2);
@@ -85,8 +73,8 @@ async fn broadcast_reaches_every_client_and_closed_sockets_are_removed() {
 async fn shutdown_closes_everyone_with_1001_and_empties_the_registry() {
     let sockets = WebSockets::new();
     let url = serve(&sockets).await;
-    let (_a, mut a_events) = client(&url).await;
-    let (_b, mut b_events) = client(&url).await;
+    let (_a, mut a_events) = open_client(&url).await;
+    let (_b, mut b_events) = open_client(&url).await;
     until_len(&sockets, 2).await;
 
     assert_eq!(with_timeout(sockets.shutdown()).await, 2);
@@ -169,7 +157,7 @@ async fn a_bad_handshake_in_service_is_answered_and_not_registered() {
 async fn no_message_queued_before_shutdown_is_lost() {
     let sockets = WebSockets::new();
     let url = serve(&sockets).await;
-    let (_a, mut events) = client(&url).await;
+    let (_a, mut events) = open_client(&url).await;
     until_len(&sockets, 1).await;
     for i in 0..500 {
         assert_eq!(sockets.broadcast_text(&format!("m{i}"), None), 1);

@@ -64,6 +64,18 @@ pub fn record(ws: &WebSocket) -> Events {
     Events { messages, closes }
 }
 
+/// Opens a client to `url`, records its events, and runs its event loop in the background.
+pub async fn open_client(url: &str) -> (WebSocket, Events) {
+    let ws = WebSocket::new();
+    let events = record(&ws);
+    with_timeout(ws.open(url, &[])).await.unwrap();
+    tokio::spawn({
+        let ws = ws.clone();
+        async move { ws.read().await }
+    });
+    (ws, events)
+}
+
 /// A raw TCP client that completed the opening handshake with a server at `addr`.
 pub async fn raw_client(addr: SocketAddr, path: &str) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
