@@ -45,15 +45,25 @@ impl std::fmt::Debug for PendingUpgrade {
 }
 
 impl PendingUpgrade {
-    /// A validated request about to be answered for `ws`.
-    pub(crate) fn new(ws: WebSocket, v: crate::native::Validated) -> Self {
-        Self {
+    /// Validates `request` (read from `stream`, followed by `leftover`) for `ws`, which
+    /// must not be connected yet; a refusal is answered on the stream and returned.
+    pub(crate) async fn validate(
+        ws: WebSocket,
+        request: http::Request<()>,
+        stream: BoxIo,
+        leftover: Vec<u8>,
+    ) -> Result<Self> {
+        ws.inner.check_unconnected()?;
+        let origins = ws.allowed_origins();
+        let v =
+            crate::native::validate_request(request, stream, leftover, origins.as_deref()).await?;
+        Ok(Self {
             ws,
             request: v.request,
             response: v.response,
             stream: v.stream,
             leftover: v.leftover,
-        }
+        })
     }
 
     /// The client's upgrade request.
@@ -150,8 +160,6 @@ where
         stream.shutdown().await?;
         return Ok(());
     };
-    ws.inner.check_unconnected()?;
-    let origins = ws.allowed_origins();
-    let v = crate::native::validate_request(request, stream, leftover, origins.as_deref()).await?;
-    registry.service_pending(PendingUpgrade::new(ws, v)).await
+    let pending = PendingUpgrade::validate(ws, request, stream, leftover).await?;
+    registry.service_pending(pending).await
 }

@@ -108,9 +108,9 @@ impl WebSocketExt for WebSocket {
         let ws = self.clone();
         async move {
             ws.inner.check_unconnected()?;
-            let origins = ws.allowed_origins();
-            let v = upgrade::read_and_validate(Box::new(stream), origins.as_deref()).await?;
-            Ok(PendingUpgrade::new(ws, v))
+            let mut stream: super::BoxIo = Box::new(stream);
+            let (request, leftover) = upgrade::read_request_timed(&mut stream).await?;
+            PendingUpgrade::validate(ws, request, stream, leftover).await
         }
     }
 
@@ -119,14 +119,7 @@ impl WebSocketExt for WebSocket {
         request: http::Request<()>,
         stream: S,
     ) -> impl Future<Output = Result<PendingUpgrade>> + Send {
-        let ws = self.clone();
-        async move {
-            ws.inner.check_unconnected()?;
-            let origins = ws.allowed_origins();
-            let v = upgrade::validate(request, Box::new(stream), Vec::new(), origins.as_deref())
-                .await?;
-            Ok(PendingUpgrade::new(ws, v))
-        }
+        PendingUpgrade::validate(self.clone(), request, Box::new(stream), Vec::new())
     }
 
     fn attach_upgraded<S: Transport>(

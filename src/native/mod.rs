@@ -16,9 +16,7 @@ mod upgrade;
 pub(crate) use messages::Messages;
 #[cfg(feature = "axum")]
 pub(crate) use upgrade::response_101;
-pub(crate) use upgrade::{
-    encode_response, read_request_timed, validate as validate_request, Validated,
-};
+pub(crate) use upgrade::{encode_response, read_request_timed, validate as validate_request};
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

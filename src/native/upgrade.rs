@@ -20,16 +20,6 @@ pub(crate) struct Validated {
     pub(crate) leftover: Vec<u8>,
 }
 
-/// Reads the request head from `stream` and validates it; on failure the error response
-/// (400/403/426/431) is sent and the stream closed.
-pub(crate) async fn read_and_validate(
-    mut stream: BoxIo,
-    allowed_origins: Option<&[String]>,
-) -> Result<Validated> {
-    let (request, leftover) = read_request_timed(&mut stream).await?;
-    validate(request, stream, leftover, allowed_origins).await
-}
-
 /// Reads a request head, within the handshake timeout; a malformed or oversized head is
 /// answered (400/431) and refused.
 pub(crate) async fn read_request_timed(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)> {
