@@ -7,6 +7,7 @@
 #   ./build.sh demo         build and run the chat demo on http://127.0.0.1:8069/
 #   ./build.sh conformance  the Autobahn testsuite, both modes
 #   ./build.sh fuzz [SECS]  each cargo-fuzz target for SECS seconds (default 60)
+#   ./build.sh soak [SECS] [CONNS]  the soak test (default 60 s, 10,000 connections)
 #   ./build.sh bench        benchmarks (placeholder)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -211,6 +212,62 @@ fuzz() {
   done
 }
 
+# Soak: CONNS connections exchanging numbered messages for SECS seconds while a second
+# process opens, drops and abuses connections. Checks: every message echoed exactly once
+# and in order, RSS flat while loaded (<= 20% growth from a quarter of the run to its end),
+# and no socket left in the registry afterwards.
+soak() {
+  local secs=${1:-60} conns=${2:-10000} out=target/soak_server.out url pass=0 fail=0
+  cargo build --release --example soak
+  ulimit -n "$(ulimit -Hn)"
+  mkdir -p target
+  : >"$out"
+  target/release/examples/soak server 127.0.0.1:0 >"$out" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    url=$(sed -n 's/^listening on //p' "$out")
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  log "soak: $conns connections for ${secs}s against $url"
+  target/release/examples/soak load "$url" "$conns" "$secs" >target/soak_load.out 2>&1 &
+  local load_pid=$!
+  target/release/examples/soak chaos "$url" "$secs" >target/soak_chaos.out 2>&1 &
+  local chaos_pid=$!
+  sleep $((secs / 4 + 1))
+  local early late
+  early=$(target/release/examples/soak stats "$url")
+  sleep $((secs - secs / 4 - 2))
+  late=$(target/release/examples/soak stats "$url")
+  local load_ok=0
+  wait "$load_pid" || load_ok=$?
+  wait "$chaos_pid" || true
+  cat target/soak_load.out target/soak_chaos.out
+  echo "stats at 1/4: $early; near the end: $late"
+  if [ "$load_ok" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: messages lost or reordered"; fi
+  local rss1 rss2
+  rss1=$(echo "$early" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
+  rss2=$(echo "$late" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
+  if [ -n "$rss1" ] && [ -n "$rss2" ] && [ "$rss2" -le $((rss1 * 120 / 100)) ]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); echo "FAIL: RSS grew from ${rss1:-?} kB to ${rss2:-?} kB"
+  fi
+  local final=""
+  for _ in $(seq 1 100); do
+    final=$(target/release/examples/soak stats "$url")
+    case "$final" in sockets=0\ *) break ;; esac
+    sleep 0.1
+  done
+  echo "stats after: $final"
+  case "$final" in
+    sockets=0\ *) pass=$((pass + 1)) ;;
+    *) fail=$((fail + 1)); echo "FAIL: sockets left in the registry" ;;
+  esac
+  echo "soak: $pass passed, $fail failed"
+  [ "$fail" = 0 ]
+}
+
 run_tests() {
   setup
   lint
@@ -218,6 +275,7 @@ run_tests() {
   test_browser
   conformance full
   fuzz 30
+  soak 30 1000
   log "all tests passed"
 }
 
@@ -237,6 +295,7 @@ case "${1:-}" in
   demo) demo ;;
   conformance) setup; conformance full ;;
   fuzz) fuzz "${2:-60}" ;;
+  soak) soak "${2:-60}" "${3:-10000}" ;;
   bench) echo "bench: no benchmarks yet (the performance issue adds them)" ;;
-  *) echo "usage: $0 setup|build|test|demo|conformance|fuzz [SECS]|bench"; exit 2 ;;
+  *) echo "usage: $0 setup|build|test|demo|conformance|fuzz [SECS]|soak [SECS] [CONNS]|bench"; exit 2 ;;
 esac
