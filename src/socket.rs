@@ -18,6 +18,11 @@ fn parse_ws_url(url: &str) -> Result<url::Url> {
 /// A `WebSocket` is a cheap handle: clones share one connection, and (natively) it is
 /// `Send + Sync`, so any task can send or close while another runs [`WebSocket::read`].
 ///
+/// Natively, when the last handle is dropped (handlers that hold a clone count as
+/// handles until the socket closes), an open connection is closed with 1001 (going away)
+/// after what was queued is written. **Browser:** as in JS, an open socket lives on until
+/// it closes.
+///
 /// ```
 /// let ws = unisock::WebSocket::new();
 /// assert_eq!(ws.ready_state(), unisock::ReadyState::Connecting);
@@ -27,11 +32,27 @@ pub struct WebSocket {
     pub(crate) inner: backend::Socket,
     /// This handle's subscription when it is used as a `Stream`; clones start without one.
     messages: Option<backend::Messages>,
+    /// Shared by the user's handles (not the backend's own references): when the last one
+    /// is dropped, the backend is told that nobody can use the socket any more.
+    handles: Option<std::sync::Arc<Handles>>,
+}
+
+/// The user's handles on one socket; dropping the last one releases the socket.
+struct Handles(backend::Socket);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.release();
+    }
 }
 
 impl Clone for WebSocket {
     fn clone(&self) -> Self {
-        Self::from_backend(self.inner.clone())
+        Self {
+            inner: self.inner.clone(),
+            messages: None,
+            handles: self.handles.clone(),
+        }
     }
 }
 
@@ -93,14 +114,26 @@ impl WebSocket {
     /// let b = unisock::WebSocket::new();
     /// assert_ne!(a.id(), b.id());
     /// ```
+    #[allow(
+        clippy::arc_with_non_send_sync,
+        reason = "in the browser the backend is single-threaded (Rc); natively it is Send + Sync"
+    )]
     pub fn new() -> Self {
-        Self::from_backend(backend::Socket::new())
+        let inner = backend::Socket::new();
+        Self {
+            handles: Some(std::sync::Arc::new(Handles(inner.clone()))),
+            inner,
+            messages: None,
+        }
     }
 
+    /// A handle for the crate's own use, which does not count as a user's handle.
+    #[allow(dead_code, reason = "only the native backend needs internal handles")]
     pub(crate) fn from_backend(inner: backend::Socket) -> Self {
         Self {
             inner,
             messages: None,
+            handles: None,
         }
     }
 

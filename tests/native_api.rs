@@ -311,3 +311,27 @@ async fn open_twice_is_refused() {
         .unwrap_err();
     assert!(matches!(err, Error::AlreadyConnected));
 }
+
+#[tokio::test]
+async fn dropping_the_last_handle_closes_with_1001_after_the_queued_messages() {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let seen = got.clone();
+    let (addr, mut server_closes) = spawn_server(move |ws| {
+        let seen = seen.clone();
+        ws.on_message(move |m| seen.lock().unwrap().push(m));
+    })
+    .await;
+    let ws = WebSocket::new();
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
+    ws.send_text("last words").unwrap();
+    drop(ws); // never read: nothing else could ever use this connection
+    let ev = with_timeout(server_closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1001);
+    assert!(ev.was_clean, "{ev}");
+    assert_eq!(
+        *got.lock().unwrap(),
+        vec![MsgEvent::Text("last words".into())]
+    );
+}

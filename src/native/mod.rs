@@ -270,6 +270,15 @@ impl Socket {
         }
     }
 
+    /// The user dropped every handle: no one can read or send any more. Close the
+    /// connection (going away) after what is queued, and let the writer end it.
+    pub(crate) fn release(&self) {
+        let _ = self.close(CloseCode::GOING_AWAY, "");
+        lock(&self.0.reader).take();
+        self.0.reader_done.store(true, Ordering::Release);
+        self.0.wake_writer.notify_one();
+    }
+
     /// Routes this socket's messages into a new stream (replacing an earlier one).
     pub(crate) fn subscribe(&self) -> Messages {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

@@ -385,6 +385,10 @@ impl Socket {
 
     pub(crate) async fn read(&self) {}
 
+    /// The user dropped every handle: as in JS, an open socket lives on until it closes
+    /// (its listeners hold it), so there is nothing to do.
+    pub(crate) fn release(&self) {}
+
     fn socket(&self) -> Result<web_sys::WebSocket> {
         let ws = self.0.ws.borrow().clone().ok_or(Error::NotOpen)?;
         match ws.ready_state() {
