@@ -45,6 +45,16 @@
 //! # }
 //! ```
 //!
+//! ## More
+//! - `WebSocket` is also a `futures::Stream` of [`MsgEvent`]s, and `closed()` resolves with
+//!   the [`CloseEvent`], on both targets.
+//! - Native only: the `WebSockets` registry (get, broadcast, shutdown) with `serve(listener,
+//!   handler)`, the `WebSocketExt` trait (ping, limits, send-queue cap, read timeout, TLS
+//!   config, upgrades with an editable 101 response), and, with the `axum` feature,
+//!   `unisock::axum::WebSocketUpgrade`.
+//! - Protocol: RFC 6455 complete for both roles (checked with the Autobahn testsuite); the
+//!   sans-io core is public as [`protocol`].
+//!
 //! ## Targets
 //! - native (any non-wasm target): Tokio, client and server.
 //! - `wasm32-unknown-unknown`: the browser's WebSocket, client only. Other wasm targets
