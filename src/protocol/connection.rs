@@ -804,10 +804,10 @@ mod tests {
         assert_eq!(c.data_to_send(), &pong);
     }
 
-    #[test]
-    fn rfc_256_bytes_binary() {
-        let data: Vec<u8> = (0..=255).collect();
-        let mut wire = vec![0x82, 0x7e, 0x01, 0x00];
+    /// An unmasked binary frame with `header` and `data` decodes to `data` (client role)
+    /// and is what a server sends for it.
+    fn assert_binary_both_ways(header: &[u8], data: Vec<u8>) {
+        let mut wire = header.to_vec();
         wire.extend_from_slice(&data);
         let (ev, _) = feed(client, &wire);
         assert_eq!(ev, [Event::Message(MsgEvent::Binary(data.clone()))]);
@@ -817,15 +817,14 @@ mod tests {
     }
 
     #[test]
+    fn rfc_256_bytes_binary() {
+        assert_binary_both_ways(&[0x82, 0x7e, 0x01, 0x00], (0..=255).collect());
+    }
+
+    #[test]
     fn rfc_64k_binary() {
-        let data: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
-        let mut wire = vec![0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0];
-        wire.extend_from_slice(&data);
-        let (ev, _) = feed(client, &wire);
-        assert_eq!(ev, [Event::Message(MsgEvent::Binary(data.clone()))]);
-        let mut s = server();
-        s.send_binary(&data).unwrap();
-        assert_eq!(s.data_to_send(), &wire[..]);
+        let data = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        assert_binary_both_ways(&[0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0], data);
     }
 
     #[test]

@@ -61,17 +61,21 @@ mod tests {
             .collect()
     }
 
+    /// The fast mask gives the same bytes as the byte loop.
+    fn assert_matches_reference(data: &[u8], key: [u8; 4], offset: usize) {
+        let mut fast = data.to_vec();
+        let mut slow = data.to_vec();
+        apply_mask(&mut fast, key, offset);
+        reference(&mut slow, key, offset);
+        assert_eq!(fast, slow, "len {} offset {offset}", data.len());
+    }
+
     #[test]
     fn matches_reference_for_small_lengths_and_offsets() {
         let key = [0x37, 0xfa, 0x21, 0x3d];
         for len in 0..100 {
             for offset in 0..4 {
-                let data = bytes(len as u64 * 7 + offset as u64, len);
-                let mut fast = data.clone();
-                let mut slow = data.clone();
-                apply_mask(&mut fast, key, offset);
-                reference(&mut slow, key, offset);
-                assert_eq!(fast, slow, "len {len} offset {offset}");
+                assert_matches_reference(&bytes(len as u64 * 7 + offset as u64, len), key, offset);
             }
         }
     }
@@ -82,11 +86,7 @@ mod tests {
             let data = bytes(i as u64 + 99, len);
             let key: [u8; 4] = bytes(i as u64 + 5, 4).try_into().unwrap();
             for offset in [0, 1, 2, 3, 5, 1 << 30] {
-                let mut fast = data.clone();
-                let mut slow = data.clone();
-                apply_mask(&mut fast, key, offset);
-                reference(&mut slow, key, offset);
-                assert_eq!(fast, slow, "len {len} offset {offset}");
+                assert_matches_reference(&data, key, offset);
             }
         }
     }
