@@ -163,8 +163,17 @@ pub struct Connection {
     events: VecDeque<Event>,
     /// Encoded frames not yet written.
     out: Vec<u8>,
+    /// The payload of the newest ping, while its pong waits for the output to drain
+    /// (see [`PONG_BACKLOG`]).
+    deferred_pong: Option<Vec<u8>>,
     mask_source: MaskSource,
 }
+
+/// When this many bytes already wait to be written, a ping's pong is not queued at once:
+/// only the newest such ping is answered, as soon as the writer takes the output (RFC 6455
+/// §5.5.3 allows answering only the most recent ping). So a peer that floods pings and does
+/// not read grows no queue of pongs.
+pub const PONG_BACKLOG: usize = 64 * 1024;
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -200,6 +209,7 @@ impl Connection {
             control: [0; MAX_CONTROL_PAYLOAD],
             events: VecDeque::new(),
             out: Vec::new(),
+            deferred_pong: None,
             mask_source: MaskSource::Builtin(0x9E37_79B9),
         }
     }
@@ -287,7 +297,11 @@ impl Connection {
             Event::Close { code, reason } => self.apply_close(*code, reason),
             Event::Error(err) => self.apply_fail(err),
             Event::Ping(payload) if self.state == ConnectionState::Open => {
-                self.write_frame(Opcode::Pong, payload);
+                if self.out.len() >= PONG_BACKLOG {
+                    self.deferred_pong = Some(payload.clone());
+                } else {
+                    self.write_frame(Opcode::Pong, payload);
+                }
             }
             _ => {}
         }
@@ -389,11 +403,14 @@ impl Connection {
         } else {
             self.out.drain(..n);
         }
+        self.release_deferred_pong();
     }
 
     /// Takes all the bytes waiting to be written, leaving the queue empty.
     pub fn take_data_to_send(&mut self) -> Vec<u8> {
-        mem::take(&mut self.out)
+        let out = mem::take(&mut self.out);
+        self.release_deferred_pong();
+        out
     }
 
     /// Swaps the bytes waiting to be written with `buf`, after clearing `buf`: a writer
@@ -411,6 +428,18 @@ impl Connection {
     pub fn swap_data_to_send(&mut self, buf: &mut Vec<u8>) {
         buf.clear();
         mem::swap(&mut self.out, buf);
+        self.release_deferred_pong();
+    }
+
+    /// Queues the deferred pong once the output has drained below [`PONG_BACKLOG`].
+    fn release_deferred_pong(&mut self) {
+        if self.out.len() < PONG_BACKLOG {
+            if let Some(payload) = self.deferred_pong.take() {
+                if self.state == ConnectionState::Open {
+                    self.write_frame(Opcode::Pong, &payload);
+                }
+            }
+        }
     }
 
     /// Whether any bytes wait to be written.
@@ -639,6 +668,12 @@ impl Connection {
 
     /// Appends one final frame to the out buffer; a client masks it with a fresh key.
     fn write_frame(&mut self, opcode: Opcode, payload: &[u8]) {
+        if opcode == Opcode::Close {
+            // A deferred pong answers a ping that came before: it goes before our close.
+            if let Some(pong) = self.deferred_pong.take() {
+                self.write_frame(Opcode::Pong, &pong);
+            }
+        }
         let mask = match self.role {
             Role::Client => Some(self.mask_source.next_key()),
             Role::Server => None,
@@ -1199,6 +1234,63 @@ mod tests {
             ]
         );
         assert_eq!(s.data_to_send(), &[0x8a, 0x04, b'p', b'i', b'n', b'g']);
+    }
+
+    /// Parses the frames in `bytes` (server to client, unmasked): (opcode, payload) pairs.
+    fn server_frames(mut bytes: &[u8]) -> Vec<(Opcode, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while let Some((h, len)) = FrameHeader::decode(bytes).unwrap() {
+            let end = len + h.payload_len as usize;
+            frames.push((h.opcode, bytes[len..end].to_vec()));
+            bytes = &bytes[end..];
+        }
+        assert!(bytes.is_empty(), "a partial frame is left");
+        frames
+    }
+
+    #[test]
+    fn a_ping_flood_while_the_output_is_backed_up_queues_only_the_newest_pong() {
+        let mut s = server();
+        s.send_binary(&vec![0; PONG_BACKLOG]).unwrap();
+        let backlog = s.data_to_send().len();
+        for i in 0..10_000u32 {
+            s.receive_data(&masked(0x89, &i.to_be_bytes()));
+            assert!(matches!(s.next_event(), Some(Event::Ping(_))));
+        }
+        // Nothing grew while the writer was stuck.
+        assert_eq!(s.data_to_send().len(), backlog);
+        // Once the writer takes the output, the newest ping is answered, and only it.
+        let mut written = Vec::new();
+        s.swap_data_to_send(&mut written);
+        assert_eq!(server_frames(&written).len(), 1);
+        assert_eq!(
+            server_frames(s.data_to_send()),
+            [(Opcode::Pong, 9_999u32.to_be_bytes().to_vec())]
+        );
+        // With the output drained, pings are answered one by one again.
+        s.consume(usize::MAX);
+        s.receive_data(&masked(0x89, b"a"));
+        s.receive_data(&masked(0x89, b"b"));
+        events(&mut s);
+        assert_eq!(
+            server_frames(s.data_to_send()),
+            [(Opcode::Pong, b"a".to_vec()), (Opcode::Pong, b"b".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_deferred_pong_goes_before_our_close_and_never_after_it() {
+        let mut s = server();
+        s.send_binary(&vec![0; PONG_BACKLOG]).unwrap();
+        s.receive_data(&masked(0x89, b"late"));
+        events(&mut s);
+        s.send_close(Some(CloseCode::NORMAL_CLOSURE), "bye")
+            .unwrap();
+        let frames = server_frames(s.data_to_send());
+        let ops: Vec<Opcode> = frames.iter().map(|f| f.0).collect();
+        assert_eq!(ops, [Opcode::Binary, Opcode::Pong, Opcode::Close]);
+        s.consume(usize::MAX);
+        assert!(!s.has_data_to_send(), "no pong after the close frame");
     }
 
     #[test]
