@@ -173,7 +173,7 @@ pub struct Connection {
 /// only the newest such ping is answered, as soon as the writer takes the output (RFC 6455
 /// §5.5.3 allows answering only the most recent ping). So a peer that floods pings and does
 /// not read grows no queue of pongs.
-pub const PONG_BACKLOG: usize = 64 * 1024;
+pub(crate) const PONG_BACKLOG: usize = 64 * 1024;
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
