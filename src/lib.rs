@@ -96,7 +96,7 @@ mod send_sync;
 mod socket;
 
 pub use backend::Transport;
-pub use config::Limits;
+pub use config::{KeepAlive, Limits};
 pub use error::{Error, Result};
 pub use event::{CloseEvent, MsgEvent, ReadyState};
 pub use send_sync::{WasmNotSend, WasmNotSendSync, WasmNotSync};

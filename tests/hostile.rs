@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use common::{
     client_frame, open_client, raw_client, read_server_frame, spawn_server, with_timeout,
 };
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use unisock::{Limits, MsgEvent, WebSocketExt};
+
+use unisock::{KeepAlive, Limits, MsgEvent, WebSocketExt};
 
 /// A server whose sockets echo text and accept messages of at most 64 KiB.
 async fn server() -> (
@@ -145,5 +147,133 @@ async fn endless_fragments_are_closed_with_1009_at_the_message_limit() {
     };
     assert_eq!(code, 1009);
     assert_eq!(with_timeout(closes.recv()).await.unwrap().code, 1009);
+    still_serving(addr).await;
+}
+
+/// A server socket with quick keep-alive and write timeouts, whose `on_error` errors go to
+/// the returned channel.
+async fn impatient_server(
+    setup: impl Fn(&unisock::WebSocket) + Send + Sync + 'static,
+) -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<unisock::CloseEvent>,
+    tokio::sync::mpsc::UnboundedReceiver<unisock::Error>,
+) {
+    let (etx, errors) = tokio::sync::mpsc::unbounded_channel();
+    let (addr, closes) = spawn_server(move |ws| {
+        ws.set_keepalive(Some(
+            KeepAlive::every(Duration::from_millis(100)).timeout(Duration::from_millis(300)),
+        ));
+        ws.set_write_timeout(Some(Duration::from_millis(300)));
+        let etx = etx.clone();
+        ws.on_error(move |e| {
+            let _ = etx.send(e);
+        });
+        let echo = ws.clone();
+        ws.on_message(move |m| {
+            if let MsgEvent::Text(t) = m {
+                let _ = echo.send_text(&t);
+            }
+        });
+        setup(ws);
+    })
+    .await;
+    (addr, closes, errors)
+}
+
+#[tokio::test]
+async fn a_peer_that_vanishes_without_a_close_is_found_by_keepalive_pings() {
+    let (addr, mut closes, mut errors) = impatient_server(|_| {}).await;
+    let mut tcp = raw_client(addr, "/").await;
+    // The first ping is answered: the connection lives on, and the next ping comes after
+    // another quiet interval.
+    assert_eq!(read_server_frame(&mut tcp).await.map(|f| f.0), Some(9));
+    tcp.write_all(&client_frame(10, b"")).await.unwrap();
+    assert_eq!(read_server_frame(&mut tcp).await.map(|f| f.0), Some(9));
+    // This one is not: the server gives up on the peer and drops the connection.
+    let ev = with_timeout(closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1006);
+    assert!(!ev.was_clean);
+    assert!(ev.reason.contains("keep-alive"), "{ev}");
+    assert!(matches!(
+        with_timeout(errors.recv()).await,
+        Some(unisock::Error::Timeout(_))
+    ));
+    assert_eq!(
+        read_server_frame(&mut tcp).await,
+        None,
+        "the TCP connection is closed"
+    );
+    still_serving(addr).await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_the_send_queue_stays_capped() {
+    let (ctx, mut capped) = tokio::sync::mpsc::unbounded_channel();
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let (addr, mut closes, mut errors) = impatient_server(move |ws| {
+        ws.set_keepalive(None);
+        if !first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return; // only the first client is sent to
+        }
+        ws.set_send_queue_cap(1 << 20);
+        let (sender, ctx) = (ws.clone(), ctx.clone());
+        ws.on_open(move || {
+            let (sender, ctx) = (sender.clone(), ctx.clone());
+            // Send as fast as the queue allows, more than the kernel's socket buffers hold:
+            // sends beyond the cap fail, so the queue never grows past it.
+            tokio::spawn(async move {
+                let mut refused = None;
+                loop {
+                    match sender.send_binary(&[7; 64 * 1024]) {
+                        Ok(()) => {}
+                        Err(e @ unisock::Error::Capacity { .. }) => {
+                            refused.get_or_insert((e, sender.buffered_amount()));
+                            if sender.flush().await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let _ = ctx.send(refused);
+            });
+        });
+    })
+    .await;
+    let _tcp = raw_client(addr, "/").await; // never reads
+    let ev = with_timeout(closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1006);
+    assert!(ev.reason.contains("stopped reading"), "{ev}");
+    let (err, buffered) = with_timeout(capped.recv())
+        .await
+        .unwrap()
+        .expect("a refused send");
+    assert!(
+        matches!(err, unisock::Error::Capacity { cap, .. } if cap == 1 << 20),
+        "{err}"
+    );
+    assert!(buffered <= 1 << 20, "{buffered}");
+    assert!(matches!(
+        with_timeout(errors.recv()).await,
+        Some(unisock::Error::Timeout(_))
+    ));
+    still_serving(addr).await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_from_a_peer_that_does_not_read_is_dropped() {
+    let (addr, mut closes, _errors) = impatient_server(|ws| ws.set_keepalive(None)).await;
+    let mut tcp = raw_client(addr, "/").await;
+    let flood: Vec<u8> = (0..1000)
+        .flat_map(|_| client_frame(9, &[b'p'; 125]))
+        .collect();
+    // Pings, never reading a pong; the core answers only the newest ping once its output
+    // is backed up (see the unit test in protocol::connection), so the flood grows no queue.
+    let flooder = tokio::spawn(async move { while tcp.write_all(&flood).await.is_ok() {} });
+    let ev = with_timeout(closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1006);
+    assert!(ev.reason.contains("stopped reading"), "{ev}");
+    with_timeout(flooder).await.unwrap();
     still_serving(addr).await;
 }

@@ -335,3 +335,21 @@ async fn dropping_the_last_handle_closes_with_1001_after_the_queued_messages() {
         vec![MsgEvent::Text("last words".into())]
     );
 }
+
+#[tokio::test]
+async fn keepalive_is_on_for_servers_and_off_for_clients_by_default() {
+    let (stx, mut server_keepalive) = tokio::sync::mpsc::unbounded_channel();
+    let (addr, _closes) = spawn_server(move |ws| {
+        let (probe, stx) = (ws.clone(), stx.clone());
+        ws.on_open(move || {
+            let _ = stx.send(probe.keepalive());
+        });
+    })
+    .await;
+    let (client, _events) = open_client(addr).await;
+    assert_eq!(client.keepalive(), None);
+    assert_eq!(
+        with_timeout(server_keepalive.recv()).await,
+        Some(Some(unisock::KeepAlive::SERVER_DEFAULT))
+    );
+}

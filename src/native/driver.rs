@@ -24,6 +24,7 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
     let shared = &sock.0;
     // Swapped with the connection's output buffer each round, so both allocations are reused.
     let mut out = Vec::new();
+    let write_timeout = *lock(&shared.write_timeout);
     loop {
         let (queued, ended, failed) = {
             let mut guard = lock(&shared.proto);
@@ -46,7 +47,10 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
             shared.wake_writer.notified().await;
             continue;
         }
-        if let Err(e) = wr.write_all(&out).await {
+        if let Err(e) = write_all(&mut wr, &out, write_timeout).await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                shared.write_stalled.store(true, Ordering::Release);
+            }
             tracing::debug!(id = %shared.id, "write failed: {e}");
             shared.reader_done.store(true, Ordering::Release);
             shared.wake_reader.notify_one();
@@ -57,6 +61,28 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
     }
     shared.writer_done.store(true, Ordering::Release);
     shared.written.notify_waiters();
+}
+
+/// Writes all of `buf`; fails with `TimedOut` when one write makes no progress for `timeout`.
+async fn write_all(
+    wr: &mut WriteHalf<BoxIo>,
+    mut buf: &[u8],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    use std::io::{Error as IoError, ErrorKind};
+    while !buf.is_empty() {
+        let n = match timeout {
+            Some(t) => tokio::time::timeout(t, wr.write(buf))
+                .await
+                .map_err(|_| IoError::new(ErrorKind::TimedOut, "the peer stopped reading"))??,
+            None => wr.write(buf).await?,
+        };
+        if n == 0 {
+            return Err(ErrorKind::WriteZero.into());
+        }
+        buf = buf.get(n..).unwrap_or_default();
+    }
+    wr.flush().await
 }
 
 /// What the read loop does after a batch of events.
@@ -87,8 +113,25 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut deadline: Option<Instant> = None;
     let read_timeout = *lock(&shared.read_timeout);
+    let keepalive = sock.keepalive();
+    let mut last_received = Instant::now();
+    let mut ping_sent: Option<Instant> = None;
     while next == Next::Continue {
         if shared.reader_done.load(Ordering::Acquire) {
+            if shared.write_stalled.load(Ordering::Acquire) {
+                let secs = lock(&shared.write_timeout)
+                    .unwrap_or_default()
+                    .as_secs_f32();
+                ended.close.get_or_insert_with(|| {
+                    abnormal(&format!(
+                        "Abnormal Closure: the peer stopped reading (nothing could be written for {secs} s)"
+                    ))
+                });
+                ended
+                    .error
+                    .get_or_insert(Error::Timeout("the peer stopped reading"));
+                abort(sock);
+            }
             // The writer failed: the connection is gone.
             ended
                 .close
@@ -99,13 +142,21 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
             deadline = Some(Instant::now() + CLOSE_TIMEOUT);
         }
         let idle_deadline = read_timeout.map(|t| Instant::now() + t);
+        let keepalive_deadline = keepalive.map(|ka| match ping_sent {
+            None => last_received + ka.interval,
+            Some(sent) => sent + ka.timeout,
+        });
         tokio::select! {
             read = reader.rd.read(&mut buf) => match read {
                 Ok(0) => {
                     ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
                 }
-                Ok(n) => next = process(sock, buf.get(..n).unwrap_or_default(), &mut ended),
+                Ok(n) => {
+                    last_received = Instant::now();
+                    ping_sent = None;
+                    next = process(sock, buf.get(..n).unwrap_or_default(), &mut ended);
+                }
                 Err(e) => {
                     ended.close.get_or_insert_with(|| abnormal(&format!("Abnormal Closure: {e}")));
                     next = Next::Stop;
@@ -115,6 +166,22 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
             () = sleep_until(deadline) => {
                 ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: the peer did not complete the closing handshake in time"));
                 next = Next::Stop;
+            }
+            () = sleep_until(keepalive_deadline) => {
+                if ping_sent.is_none() {
+                    tracing::trace!(id = %shared.id, "keep-alive ping");
+                    let _ = sock.send_with(0, |c| c.send_ping(b""));
+                    ping_sent = Some(Instant::now());
+                } else {
+                    let secs = keepalive.map(|k| k.timeout.as_secs_f32()).unwrap_or_default();
+                    tracing::debug!(id = %shared.id, "no answer to a keep-alive ping");
+                    ended.close.get_or_insert_with(|| abnormal(&format!(
+                        "Abnormal Closure: no answer to a keep-alive ping within {secs} s"
+                    )));
+                    ended.error.get_or_insert(Error::Timeout("no answer to a keep-alive ping"));
+                    abort(sock);
+                    next = Next::Stop;
+                }
             }
             () = sleep_until(idle_deadline) => {
                 tracing::debug!(id = %shared.id, "read timed out");
@@ -132,6 +199,14 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// The peer is gone: send nothing more (no close frame either), and let the writer end TCP.
+fn abort(sock: &Socket) {
+    if let Some(p) = lock(&sock.0.proto).as_mut() {
+        p.conn.abort();
+    }
+    sock.0.wake_writer.notify_one();
 }
 
 /// Whether we are waiting for the end of a closing handshake.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{lock, upgrade, Transport};
 use crate::protocol::Role;
 use crate::server::PendingUpgrade;
-use crate::{Limits, Result, WebSocket};
+use crate::{KeepAlive, Limits, Result, WebSocket};
 
 /// Native-only extras of [`WebSocket`]; `use unisock::WebSocketExt` to call them.
 ///
@@ -37,6 +37,27 @@ pub trait WebSocketExt {
     /// Closes the connection when nothing arrives from the peer for this long (`None`, the
     /// default for a bare socket, waits forever).
     fn set_read_timeout(&self, timeout: Option<Duration>);
+
+    /// Keep-alive pings ([`KeepAlive`]); `None` turns them off. By default a server socket
+    /// pings after 30 s of quiet and a client does not ping.
+    fn set_keepalive(&self, keepalive: Option<KeepAlive>);
+
+    /// The keep-alive in effect: the one set, else the role's default once the socket is
+    /// open (a server's [`KeepAlive::SERVER_DEFAULT`], none for a client).
+    ///
+    /// ```
+    /// use unisock::{KeepAlive, WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// assert_eq!(ws.keepalive(), None);
+    /// ws.set_keepalive(Some(KeepAlive::every(std::time::Duration::from_secs(15))));
+    /// assert_eq!(ws.keepalive().unwrap().interval.as_secs(), 15);
+    /// ```
+    fn keepalive(&self) -> Option<KeepAlive>;
+
+    /// Drops the connection when a write makes no progress for this long (default 30 s):
+    /// the peer stopped reading. `on_close` then gets 1006 and `on_error`
+    /// [`crate::Error::Timeout`]. `None` waits forever (the send queue cap still holds).
+    fn set_write_timeout(&self, timeout: Option<Duration>);
 
     /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
     /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
@@ -95,6 +116,18 @@ impl WebSocketExt for WebSocket {
 
     fn set_read_timeout(&self, timeout: Option<Duration>) {
         *lock(&self.inner.0.read_timeout) = timeout;
+    }
+
+    fn set_keepalive(&self, keepalive: Option<KeepAlive>) {
+        *lock(&self.inner.0.keepalive) = Some(keepalive);
+    }
+
+    fn keepalive(&self) -> Option<KeepAlive> {
+        self.inner.keepalive()
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) {
+        *lock(&self.inner.0.write_timeout) = timeout;
     }
 
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {

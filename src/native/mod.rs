@@ -25,7 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::sync::Notify;
 
 use crate::protocol::{CloseCode, Connection, ConnectionState, ProtocolError, Role};
-use crate::{CloseEvent, Error, Limits, MsgEvent, ReadyState, Result};
+use crate::{CloseEvent, Error, KeepAlive, Limits, MsgEvent, ReadyState, Result};
 
 /// A byte stream a server socket can be upgraded over: natively any Tokio
 /// `AsyncRead + AsyncWrite` (a `TcpStream`, a TLS stream, ...).
@@ -41,6 +41,8 @@ type ErrorFn = Arc<dyn Fn(Error) + Send + Sync>;
 
 /// The largest number of payload bytes that may wait in the send queue (64 MiB).
 const DEFAULT_SEND_QUEUE_CAP: usize = 64 << 20;
+/// How long a write may make no progress before the peer counts as no longer reading.
+const DEFAULT_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Default)]
 struct Handlers {
@@ -70,6 +72,12 @@ struct Shared {
     send_cap: AtomicUsize,
     limits: Mutex<Limits>,
     read_timeout: Mutex<Option<std::time::Duration>>,
+    /// `None` until set: then servers use [`KeepAlive::SERVER_DEFAULT`] and clients none.
+    keepalive: Mutex<Option<Option<KeepAlive>>>,
+    /// A write that makes no progress for this long means the peer stopped reading.
+    write_timeout: Mutex<Option<std::time::Duration>>,
+    /// Set by the writer when `write_timeout` expired.
+    write_stalled: std::sync::atomic::AtomicBool,
     tls: Mutex<Option<Arc<tokio_rustls::rustls::ClientConfig>>>,
     url: Mutex<Option<String>>,
     protocol: Mutex<String>,
@@ -116,6 +124,9 @@ impl Socket {
             send_cap: AtomicUsize::new(DEFAULT_SEND_QUEUE_CAP),
             limits: Mutex::new(Limits::default()),
             read_timeout: Mutex::new(None),
+            keepalive: Mutex::new(None),
+            write_timeout: Mutex::new(Some(DEFAULT_WRITE_TIMEOUT)),
+            write_stalled: std::sync::atomic::AtomicBool::new(false),
             tls: Mutex::new(None),
             url: Mutex::new(None),
             protocol: Mutex::new(String::new()),
@@ -233,6 +244,15 @@ impl Socket {
         *lock(&self.0.reader) = Some(Reader { rd, leftover });
         self.set_state(ReadyState::Open);
         tokio::spawn(driver::write_loop(self.clone(), wr, role));
+    }
+
+    /// The keep-alive in effect: the one set, else the default of the role (once known).
+    pub(crate) fn keepalive(&self) -> Option<KeepAlive> {
+        if let Some(set) = *lock(&self.0.keepalive) {
+            return set;
+        }
+        let role = lock(&self.0.proto).as_ref().map(|p| p.conn.role());
+        (role == Some(Role::Server)).then_some(KeepAlive::SERVER_DEFAULT)
     }
 
     pub(crate) async fn read(&self) {

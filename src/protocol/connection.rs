@@ -390,6 +390,25 @@ impl Connection {
         Ok(())
     }
 
+    /// The transport is gone or unusable (the peer vanished, or stopped reading): nothing
+    /// more is sent, what waits to be written is dropped, and the state is `Failed`.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, ConnectionState, Role};
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// conn.send_text("never written").unwrap();
+    /// conn.abort();
+    /// assert_eq!(conn.state(), ConnectionState::Failed);
+    /// assert!(!conn.has_data_to_send());
+    /// assert!(conn.send_text("more").is_err());
+    /// ```
+    pub fn abort(&mut self) {
+        self.state = ConnectionState::Failed;
+        self.input_done = true;
+        self.out.clear();
+        self.deferred_pong = None;
+    }
+
     /// The encoded frames waiting to be written to the peer.
     #[must_use]
     pub fn data_to_send(&self) -> &[u8] {
