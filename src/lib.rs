@@ -92,6 +92,7 @@ mod config;
 mod error;
 mod event;
 pub mod protocol;
+mod reconnect;
 mod send_sync;
 mod socket;
 
@@ -99,5 +100,6 @@ pub use backend::Transport;
 pub use config::{KeepAlive, Limits};
 pub use error::{Error, Result};
 pub use event::{CloseEvent, MsgEvent, ReadyState};
+pub use reconnect::{Heartbeat, Reconnect};
 pub use send_sync::{WasmNotSend, WasmNotSendSync, WasmNotSync};
 pub use socket::WebSocket;

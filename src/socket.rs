@@ -3,7 +3,9 @@
 
 use crate::backend;
 use crate::protocol::CloseCode;
-use crate::{CloseEvent, Error, MsgEvent, ReadyState, Result, WasmNotSendSync};
+use crate::{
+    CloseEvent, Error, Heartbeat, MsgEvent, ReadyState, Reconnect, Result, WasmNotSendSync,
+};
 
 /// Parses a client URL; only `ws` and `wss` with a host are accepted (both targets).
 fn parse_ws_url(url: &str) -> Result<url::Url> {
@@ -241,6 +243,46 @@ impl WebSocket {
     /// ```
     pub fn on_error(&self, f: impl Fn(Error) + WasmNotSendSync + 'static) {
         self.inner.set_on_error(Box::new(f))
+    }
+
+    /// Opts a client socket in to reconnecting after it loses its connection (`None`, the
+    /// default, turns it off); see [`Reconnect`] for what is retried, the events and the
+    /// send buffer. Set it before [`WebSocket::open`].
+    ///
+    /// ```
+    /// let ws = unisock::WebSocket::new();
+    /// ws.set_reconnect(Some(unisock::Reconnect::default().buffer(64 * 1024)));
+    /// ```
+    pub fn set_reconnect(&self, policy: Option<Reconnect>) {
+        self.inner.set_reconnect(policy)
+    }
+
+    /// Called before each reconnect attempt with the attempt number (from 1) and the wait
+    /// before it. `ready_state` is `Connecting` meanwhile; `on_open` follows on success.
+    ///
+    /// ```
+    /// unisock::WebSocket::new().on_reconnecting(|attempt, delay| {
+    ///     println!("reconnecting (attempt {attempt}) in {delay:?}…");
+    /// });
+    /// ```
+    pub fn on_reconnecting(
+        &self,
+        f: impl Fn(u32, std::time::Duration) + WasmNotSendSync + 'static,
+    ) {
+        self.inner.set_on_reconnecting(Box::new(f))
+    }
+
+    /// An application-level heartbeat ([`Heartbeat`]; `None`, the default, turns it off):
+    /// finds a dead connection where pings cannot be sent, as in the browser. Set it before
+    /// [`WebSocket::open`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ws = unisock::WebSocket::new();
+    /// ws.set_heartbeat(Some(unisock::Heartbeat::new(Duration::from_secs(20), Duration::from_secs(10), "ping")));
+    /// ```
+    pub fn set_heartbeat(&self, heartbeat: Option<Heartbeat>) {
+        self.inner.set_heartbeat(heartbeat)
     }
 
     /// Connects to a `ws://` or `wss://` URL, offering `protocols` (may be empty), and

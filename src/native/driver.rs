@@ -93,7 +93,7 @@ enum Next {
 }
 
 /// Runs the event loop: reads, feeds the protocol core, calls the handlers, until closed.
-pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
+pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     let shared = &sock.0;
     let mut ended = EndState::default();
 
@@ -113,7 +113,11 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
     let mut buf = vec![0u8; READ_BUFFER];
     let mut deadline: Option<Instant> = None;
     let read_timeout = *lock(&shared.read_timeout);
-    let keepalive = sock.keepalive();
+    // A quiet connection is probed: with the heartbeat's text if one is set, else a ping.
+    let probe = match sock.heartbeat() {
+        Some(hb) => Some((hb.interval, hb.timeout, Some(hb.message))),
+        None => sock.keepalive().map(|k| (k.interval, k.timeout, None)),
+    };
     let mut last_received = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     while next == Next::Continue {
@@ -142,10 +146,12 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
             deadline = Some(Instant::now() + CLOSE_TIMEOUT);
         }
         let idle_deadline = read_timeout.map(|t| Instant::now() + t);
-        let keepalive_deadline = keepalive.map(|ka| match ping_sent {
-            None => last_received + ka.interval,
-            Some(sent) => sent + ka.timeout,
-        });
+        let keepalive_deadline = probe
+            .as_ref()
+            .map(|(interval, timeout, _)| match ping_sent {
+                None => last_received + *interval,
+                Some(sent) => sent + *timeout,
+            });
         tokio::select! {
             read = reader.rd.read(&mut buf) => match read {
                 Ok(0) => {
@@ -168,17 +174,26 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
                 next = Next::Stop;
             }
             () = sleep_until(keepalive_deadline) => {
+                let (_, timeout, heartbeat) = probe.as_ref().map_or((Duration::ZERO, Duration::ZERO, &None), |(i, t, h)| (*i, *t, h));
+                let what = if heartbeat.is_some() { "the heartbeat" } else { "a keep-alive ping" };
                 if ping_sent.is_none() {
-                    tracing::trace!(id = %shared.id, "keep-alive ping");
-                    let _ = sock.send_with(0, |c| c.send_ping(b""));
+                    tracing::trace!(id = %shared.id, "sending {what}");
+                    let _ = match heartbeat {
+                        Some(text) => sock.send_text(text),
+                        None => sock.send_with(0, None, |c| c.send_ping(b"")),
+                    };
                     ping_sent = Some(Instant::now());
                 } else {
-                    let secs = keepalive.map(|k| k.timeout.as_secs_f32()).unwrap_or_default();
-                    tracing::debug!(id = %shared.id, "no answer to a keep-alive ping");
+                    let secs = timeout.as_secs_f32();
+                    tracing::debug!(id = %shared.id, "no answer to {what}");
                     ended.close.get_or_insert_with(|| abnormal(&format!(
-                        "Abnormal Closure: no answer to a keep-alive ping within {secs} s"
+                        "Abnormal Closure: no answer to {what} within {secs} s"
                     )));
-                    ended.error.get_or_insert(Error::Timeout("no answer to a keep-alive ping"));
+                    ended.error.get_or_insert(Error::Timeout(if heartbeat.is_some() {
+                        "no answer to the heartbeat"
+                    } else {
+                        "no answer to a keep-alive ping"
+                    }));
                     abort(sock);
                     next = Next::Stop;
                 }
@@ -191,7 +206,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) {
             }
         }
     }
-    finish(sock, ended);
+    ended
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -216,7 +231,7 @@ fn closing(sock: &Socket) -> bool {
         .is_some_and(|p| p.conn.state() != ConnectionState::Open)
 }
 
-fn abnormal(reason: &str) -> CloseEvent {
+pub(super) fn abnormal(reason: &str) -> CloseEvent {
     CloseEvent {
         code: 1006,
         reason: reason.to_string(),
@@ -226,9 +241,9 @@ fn abnormal(reason: &str) -> CloseEvent {
 
 /// How the connection ended, collected while it runs.
 #[derive(Default)]
-struct EndState {
-    close: Option<CloseEvent>,
-    error: Option<Error>,
+pub(super) struct EndState {
+    pub(super) close: Option<CloseEvent>,
+    pub(super) error: Option<Error>,
 }
 
 impl EndState {
@@ -328,8 +343,12 @@ fn process(sock: &Socket, data: &[u8], ended: &mut EndState) -> Next {
 
 /// Ends the connection: stop the writer, report the close (then any handler error), and
 /// drop the handlers so closures that hold a clone of the socket do not keep it alive.
-fn finish(sock: &Socket, ended: EndState) {
+pub(super) fn finish(sock: &Socket, ended: EndState) {
     let shared = &sock.0;
+    if let Some(p) = lock(&shared.proto).as_mut() {
+        // Closed for good: later sends fail with `Closed` instead of waiting for a reconnect.
+        p.reconnecting = false;
+    }
     shared.reader_done.store(true, Ordering::Release);
     shared.wake_writer.notify_one();
     sock.set_state(ReadyState::Closed);

@@ -25,7 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio::sync::Notify;
 
 use crate::protocol::{CloseCode, Connection, ConnectionState, ProtocolError, Role};
-use crate::{CloseEvent, Error, KeepAlive, Limits, MsgEvent, ReadyState, Result};
+use crate::{
+    CloseEvent, Error, Heartbeat, KeepAlive, Limits, MsgEvent, ReadyState, Reconnect, Result,
+};
 
 /// A byte stream a server socket can be upgraded over: natively any Tokio
 /// `AsyncRead + AsyncWrite` (a `TcpStream`, a TLS stream, ...).
@@ -38,6 +40,7 @@ type OpenFn = Arc<dyn Fn() + Send + Sync>;
 type MessageFn = Arc<dyn Fn(MsgEvent) + Send + Sync>;
 type CloseFn = Arc<dyn Fn(CloseEvent) + Send + Sync>;
 type ErrorFn = Arc<dyn Fn(Error) + Send + Sync>;
+type ReconnectingFn = Arc<dyn Fn(u32, std::time::Duration) + Send + Sync>;
 
 /// The largest number of payload bytes that may wait in the send queue (64 MiB).
 const DEFAULT_SEND_QUEUE_CAP: usize = 64 << 20;
@@ -50,6 +53,7 @@ struct Handlers {
     on_message: Option<MessageFn>,
     on_close: Option<CloseFn>,
     on_error: Option<ErrorFn>,
+    on_reconnecting: Option<ReconnectingFn>,
 }
 
 /// The protocol state, shared by senders, the reader and the writer task. Never held across `.await`.
@@ -57,6 +61,23 @@ struct Proto {
     conn: Connection,
     /// Payload bytes queued in `conn`'s output since the writer last took it.
     queued: usize,
+    /// Set while a client reconnects: sends go to `pending` (if the policy has a buffer).
+    reconnecting: bool,
+    /// Messages sent while reconnecting (text?, payload), sent first on the next connection.
+    pending: std::collections::VecDeque<(bool, Vec<u8>)>,
+    pending_bytes: usize,
+}
+
+impl Proto {
+    fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            queued: 0,
+            reconnecting: false,
+            pending: std::collections::VecDeque::new(),
+            pending_bytes: 0,
+        }
+    }
 }
 
 /// The read half, waiting for `read()` to take it.
@@ -78,6 +99,14 @@ struct Shared {
     write_timeout: Mutex<Option<std::time::Duration>>,
     /// Set by the writer when `write_timeout` expired.
     write_stalled: std::sync::atomic::AtomicBool,
+    reconnect: Mutex<Option<Reconnect>>,
+    heartbeat: Mutex<Option<Heartbeat>>,
+    /// The subprotocols `open` offered, offered again on reconnect.
+    protocols: Mutex<Vec<String>>,
+    /// Set by a local `close` (or dropping the last handle): never reconnect after it.
+    closed_locally: std::sync::atomic::AtomicBool,
+    /// The writer task of the current connection.
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     tls: Mutex<Option<Arc<tokio_rustls::rustls::ClientConfig>>>,
     url: Mutex<Option<String>>,
     protocol: Mutex<String>,
@@ -127,6 +156,11 @@ impl Socket {
             keepalive: Mutex::new(None),
             write_timeout: Mutex::new(Some(DEFAULT_WRITE_TIMEOUT)),
             write_stalled: std::sync::atomic::AtomicBool::new(false),
+            reconnect: Mutex::new(None),
+            heartbeat: Mutex::new(None),
+            protocols: Mutex::new(Vec::new()),
+            closed_locally: std::sync::atomic::AtomicBool::new(false),
+            writer: Mutex::new(None),
             tls: Mutex::new(None),
             url: Mutex::new(None),
             protocol: Mutex::new(String::new()),
@@ -194,8 +228,29 @@ impl Socket {
         lock(&self.0.handlers).on_error = Some(Arc::from(f));
     }
 
+    pub(crate) fn set_on_reconnecting(
+        &self,
+        f: Box<dyn Fn(u32, std::time::Duration) + Send + Sync>,
+    ) {
+        lock(&self.0.handlers).on_reconnecting = Some(Arc::from(f));
+    }
+
+    pub(crate) fn set_reconnect(&self, policy: Option<Reconnect>) {
+        *lock(&self.0.reconnect) = policy;
+    }
+
+    pub(crate) fn set_heartbeat(&self, heartbeat: Option<Heartbeat>) {
+        *lock(&self.0.heartbeat) = heartbeat;
+    }
+
+    /// The heartbeat set, if any.
+    pub(crate) fn heartbeat(&self) -> Option<Heartbeat> {
+        lock(&self.0.heartbeat).clone()
+    }
+
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
         self.check_unconnected()?;
+        *lock(&self.0.protocols) = protocols.iter().map(|p| (*p).to_string()).collect();
         let tls = lock(&self.0.tls).clone();
         let connected = connect::connect(&url, protocols, tls).await?;
         self.attach(
@@ -239,11 +294,160 @@ impl Socket {
         }
         *lock(&self.0.url) = Some(url);
         *lock(&self.0.protocol) = protocol.unwrap_or_default();
-        *lock(&self.0.proto) = Some(Proto { conn, queued: 0 });
+        *lock(&self.0.proto) = Some(Proto::new(conn));
         let (rd, wr) = tokio::io::split(stream);
         *lock(&self.0.reader) = Some(Reader { rd, leftover });
         self.set_state(ReadyState::Open);
-        tokio::spawn(driver::write_loop(self.clone(), wr, role));
+        *lock(&self.0.writer) = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
+    }
+
+    pub(crate) async fn read(&self) {
+        let Some(mut reader) = lock(&self.0.reader).take() else {
+            return;
+        };
+        loop {
+            let ended = driver::read_loop(self, reader).await;
+            match self.reconnect_after(ended).await {
+                Ok(next) => reader = next,
+                Err(ended) => {
+                    driver::finish(self, ended);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// After a connection ended: reconnects if the policy says so (returning the new
+    /// connection's reader), else gives back how it ended.
+    async fn reconnect_after(
+        &self,
+        ended: driver::EndState,
+    ) -> std::result::Result<Reader, driver::EndState> {
+        let Some(policy) = lock(&self.0.reconnect).clone() else {
+            return Err(ended);
+        };
+        let is_client = lock(&self.0.proto).as_ref().map(|p| p.conn.role()) == Some(Role::Client);
+        let retry = is_client
+            && !self.0.closed_locally.load(Ordering::Acquire)
+            && !matches!(ended.error, Some(Error::HandlerPanicked(_)))
+            && ended.close.as_ref().is_some_and(|ev| policy.retries(ev));
+        let url = lock(&self.0.url)
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok());
+        let (true, Some(url)) = (retry, url) else {
+            return Err(ended);
+        };
+        // Sends from now on wait in `pending`; the old writer goes, with what it held.
+        if let Some(p) = lock(&self.0.proto).as_mut() {
+            p.reconnecting = true;
+        }
+        self.set_state(ReadyState::Connecting);
+        let writer = lock(&self.0.writer).take();
+        if let Some(writer) = writer {
+            writer.abort();
+            let _ = writer.await;
+        }
+        if let Some(p) = lock(&self.0.proto).as_mut() {
+            self.0.buffered.store(p.pending_bytes, Ordering::Release);
+        }
+        self.0.written.notify_waiters();
+        tracing::debug!(id = %self.0.id, "connection lost: {:?}", ended.close);
+        let protocols = lock(&self.0.protocols).clone();
+        let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
+        let mut last = ended;
+        let mut attempts = 0u32;
+        loop {
+            if !policy.allows(attempts) {
+                return Err(last);
+            }
+            attempts += 1;
+            let delay = policy.delay(attempts, rng::unit_f64());
+            let handler = lock(&self.0.handlers).on_reconnecting.clone();
+            if let Some(h) = handler {
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    h(attempts, delay);
+                }));
+                if ran.is_err() {
+                    tracing::warn!(id = %self.0.id, "Err in on_reconnecting() handler");
+                }
+            }
+            let until = tokio::time::Instant::now() + delay;
+            let tls = lock(&self.0.tls).clone();
+            let attempt = tokio::select! {
+                () = self.until_closed_locally() => None,
+                r = async {
+                    tokio::time::sleep_until(until).await;
+                    connect::connect(&url, &protocols, tls).await
+                } => Some(r),
+            };
+            match attempt {
+                None => return Err(last),
+                Some(Ok(connected)) => return Ok(self.reattach(connected)),
+                Some(Err(e)) => {
+                    tracing::debug!(id = %self.0.id, "reconnect attempt {attempts} failed: {e}");
+                    last = driver::EndState {
+                        close: Some(driver::abnormal(&format!(
+                            "Abnormal Closure: reconnect attempt {attempts} failed: {e}"
+                        ))),
+                        error: Some(e),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Resolves once the socket was closed locally.
+    async fn until_closed_locally(&self) {
+        loop {
+            let woken = self.0.wake_reader.notified();
+            if self.0.closed_locally.load(Ordering::Acquire) {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    /// Installs a reconnected stream: a new protocol state that first sends what waited.
+    fn reattach(&self, connected: connect::Connected) -> Reader {
+        let limits = *lock(&self.0.limits);
+        let mut conn = Connection::new(Role::Client, limits);
+        conn.set_mask_source(Box::new(rng::mask_key));
+        let mut guard = lock(&self.0.proto);
+        let pending = guard
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.pending))
+            .unwrap_or_default();
+        let mut queued = 0;
+        for (text, data) in pending {
+            let sent = if text {
+                conn.send_text(std::str::from_utf8(&data).unwrap_or_default())
+            } else {
+                conn.send_binary(&data)
+            };
+            if sent.is_ok() {
+                queued += data.len();
+            }
+        }
+        let mut proto = Proto::new(conn);
+        proto.queued = queued;
+        *guard = Some(proto);
+        drop(guard);
+        self.0.reader_done.store(false, Ordering::Release);
+        self.0.writer_done.store(false, Ordering::Release);
+        self.0.write_stalled.store(false, Ordering::Release);
+        *lock(&self.0.protocol) = connected.protocol.unwrap_or_default();
+        let (rd, wr) = tokio::io::split(connected.stream);
+        self.set_state(ReadyState::Open);
+        *lock(&self.0.writer) = Some(tokio::spawn(driver::write_loop(
+            self.clone(),
+            wr,
+            Role::Client,
+        )));
+        self.0.wake_writer.notify_one();
+        Reader {
+            rd,
+            leftover: connected.leftover,
+        }
     }
 
     /// The keep-alive in effect: the one set, else the default of the role (once known).
@@ -253,13 +457,6 @@ impl Socket {
         }
         let role = lock(&self.0.proto).as_ref().map(|p| p.conn.role());
         (role == Some(Role::Server)).then_some(KeepAlive::SERVER_DEFAULT)
-    }
-
-    pub(crate) async fn read(&self) {
-        let Some(reader) = lock(&self.0.reader).take() else {
-            return;
-        };
-        driver::read_loop(self, reader).await;
     }
 
     pub(crate) async fn closed(&self) -> CloseEvent {
@@ -312,12 +509,30 @@ impl Socket {
     pub(crate) fn send_with(
         &self,
         len: usize,
+        bufferable: Option<(bool, &[u8])>,
         encode: impl FnOnce(&mut Connection) -> std::result::Result<(), ProtocolError>,
     ) -> Result<()> {
         let mut guard = lock(&self.0.proto);
         let Some(proto) = guard.as_mut() else {
             return Err(Error::NotOpen);
         };
+        if proto.reconnecting {
+            // Disconnected: keep the message for the next connection, within the bound.
+            let cap = lock(&self.0.reconnect).as_ref().map_or(0, |r| r.buffer);
+            let Some((text, data)) = bufferable.filter(|_| cap > 0) else {
+                return Err(Error::NotOpen);
+            };
+            if proto.pending_bytes.saturating_add(len) > cap {
+                return Err(Error::Capacity {
+                    buffered: proto.pending_bytes,
+                    cap,
+                });
+            }
+            proto.pending.push_back((text, data.to_vec()));
+            proto.pending_bytes += len;
+            self.0.buffered.fetch_add(len, Ordering::AcqRel);
+            return Ok(());
+        }
         if proto.conn.state() != ConnectionState::Open {
             return Err(Error::Closed);
         }
@@ -335,11 +550,13 @@ impl Socket {
     }
 
     pub(crate) fn send_text(&self, text: &str) -> Result<()> {
-        self.send_with(text.len(), |c| c.send_text(text))
+        self.send_with(text.len(), Some((true, text.as_bytes())), |c| {
+            c.send_text(text)
+        })
     }
 
     pub(crate) fn send_binary(&self, data: &[u8]) -> Result<()> {
-        self.send_with(data.len(), |c| c.send_binary(data))
+        self.send_with(data.len(), Some((false, data)), |c| c.send_binary(data))
     }
 
     /// Sends a close frame unless one was already sent or the connection ended; a no-op then.
@@ -348,6 +565,12 @@ impl Socket {
         let Some(proto) = guard.as_mut() else {
             return Err(Error::NotOpen);
         };
+        self.0.closed_locally.store(true, Ordering::Release);
+        if proto.reconnecting {
+            drop(guard);
+            self.0.wake_reader.notify_one();
+            return Ok(());
+        }
         if proto.conn.state() != ConnectionState::Open {
             return Ok(());
         }

@@ -37,6 +37,14 @@ pub(crate) fn mask_key() -> [u8; 4] {
     key
 }
 
+/// A random number in `[0, 1)` (for reconnect jitter).
+pub(crate) fn unit_f64() -> f64 {
+    let mut bytes = [0; 8];
+    fill(&mut bytes);
+    // 53 random bits: every value is exact in an f64.
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -28,6 +28,7 @@ type OpenFn = Rc<dyn Fn()>;
 type MessageFn = Rc<dyn Fn(MsgEvent)>;
 type CloseFn = Rc<dyn Fn(CloseEvent)>;
 type ErrorFn = Rc<dyn Fn(Error)>;
+type ReconnectingFn = Rc<dyn Fn(u32, std::time::Duration)>;
 
 #[derive(Default)]
 struct Handlers {
@@ -113,6 +114,9 @@ struct Inner {
     handlers: RefCell<Handlers>,
     listeners: RefCell<Option<Listeners>>,
     pending: RefCell<Pending>,
+    reconnect: RefCell<Option<crate::Reconnect>>,
+    heartbeat: RefCell<Option<crate::Heartbeat>>,
+    on_reconnecting: RefCell<Option<ReconnectingFn>>,
 }
 
 impl Drop for Inner {
@@ -147,6 +151,9 @@ impl Socket {
             handlers: RefCell::new(Handlers::default()),
             listeners: RefCell::new(None),
             pending: RefCell::new(Pending::default()),
+            reconnect: RefCell::new(None),
+            heartbeat: RefCell::new(None),
+            on_reconnecting: RefCell::new(None),
         }))
     }
 
@@ -206,6 +213,18 @@ impl Socket {
 
     pub(crate) fn set_on_error(&self, f: Box<dyn Fn(Error)>) {
         self.0.handlers.borrow_mut().on_error = Some(Rc::from(f));
+    }
+
+    pub(crate) fn set_on_reconnecting(&self, f: Box<dyn Fn(u32, std::time::Duration)>) {
+        *self.0.on_reconnecting.borrow_mut() = Some(Rc::from(f));
+    }
+
+    pub(crate) fn set_reconnect(&self, policy: Option<crate::Reconnect>) {
+        *self.0.reconnect.borrow_mut() = policy;
+    }
+
+    pub(crate) fn set_heartbeat(&self, heartbeat: Option<crate::Heartbeat>) {
+        *self.0.heartbeat.borrow_mut() = heartbeat;
     }
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
