@@ -62,6 +62,18 @@ pub enum Error {
     /// An error raised by the browser's WebSocket.
     #[error("browser WebSocket error: {0}")]
     Js(String),
+    /// `WebSockets::send_to` found no socket with this id, and the registry has no
+    /// backplane to ask the other nodes.
+    #[error("no socket with id {0}")]
+    NoSuchSocket(String),
+    /// `backplane::set_node_id` was given an id with other characters than
+    /// letters, digits, `-` and `_` (at most 32), or a different id than the one already set.
+    #[error("invalid or conflicting node id {0:?}: use up to 32 letters, digits, '-' or '_', once per process")]
+    InvalidNodeId(String),
+    /// The registry's backplane (e.g. Redis) failed: a message was not published to the
+    /// other nodes, or the subscription was lost. Local delivery is not affected.
+    #[error("backplane: {0}")]
+    Backplane(Box<dyn std::error::Error + Send + Sync>),
     /// The operation does not exist on this target (e.g. `upgrade` in the browser).
     #[error("unsupported: {0}")]
     Unsupported(&'static str),

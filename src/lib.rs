@@ -79,6 +79,7 @@ cfg_if::cfg_if! {
         use native as backend;
         #[cfg(feature = "axum")]
         pub mod axum;
+        pub mod backplane;
         mod registry;
         pub mod server;
         pub use native::ext::WebSocketExt;

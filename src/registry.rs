@@ -2,16 +2,24 @@
 //! sockets up by id, broadcast, and shut them all down.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::backplane::{Backplane, BackplaneEvent, Envelope, Subscription};
 use crate::server::PendingUpgrade;
-use crate::{Result, Transport, WebSocket, WebSocketExt};
+use crate::{Error, MsgEvent, Result, Transport, WebSocket, WebSocketExt};
 
 type UpgradeHook = Arc<dyn Fn(&mut PendingUpgrade) + Send + Sync>;
+type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
+
+/// How many envelopes may wait for the backplane; beyond, publishing drops and counts.
+const PUBLISH_QUEUE: usize = 16 * 1024;
+/// How many queued envelopes the publisher hands the backplane at once.
+const PUBLISH_BATCH: usize = 256;
 
 /// How long [`WebSockets::shutdown`] waits for the closing handshakes.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -21,6 +29,35 @@ struct Inner {
     read_timeout: Mutex<Option<Duration>>,
     on_upgrade: Mutex<Option<UpgradeHook>>,
     emptied: Notify,
+    plane: Option<Plane>,
+}
+
+/// A registry's link to its backplane: the publisher task's queue, and the shared state
+/// the publisher and subscriber tasks report to.
+struct Plane {
+    queue: mpsc::Sender<Envelope>,
+    state: Arc<PlaneState>,
+    /// Dropped with the registry: ends the subscriber task.
+    _stop: oneshot::Sender<()>,
+}
+
+#[derive(Default)]
+struct PlaneState {
+    errors: AtomicU64,
+    up: AtomicBool,
+    on_error: Mutex<Option<ErrorHook>>,
+}
+
+impl PlaneState {
+    /// Counts `count` failures and reports `error` once.
+    fn report(&self, count: u64, error: Error) {
+        self.errors.fetch_add(count, Ordering::Relaxed);
+        tracing::warn!("{error}");
+        let hook = lock(&self.on_error).clone();
+        if let Some(hook) = hook {
+            hook(&error);
+        }
+    }
 }
 
 /// The registry of live server sockets. Cheap to clone; clones share the registry.
@@ -57,6 +94,7 @@ impl std::fmt::Debug for WebSockets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSockets")
             .field("len", &self.len())
+            .field("backplane", &self.0.plane.is_some())
             .finish()
     }
 }
@@ -71,6 +109,77 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn send_msg(ws: &WebSocket, msg: &MsgEvent) -> Result<()> {
+    match msg {
+        MsgEvent::Text(t) => ws.send_text(t),
+        MsgEvent::Binary(b) => ws.send_binary(b),
+    }
+}
+
+impl Inner {
+    fn new(plane: Option<Plane>) -> Self {
+        Self {
+            sockets: RwLock::new(HashMap::new()),
+            read_timeout: Mutex::new(Some(Duration::from_secs(300))),
+            on_upgrade: Mutex::new(None),
+            emptied: Notify::new(),
+            plane,
+        }
+    }
+}
+
+/// Hands queued envelopes to the backplane, in order, a batch at a time; ends with the
+/// registry (when the queue's sender is dropped).
+async fn publish_loop(
+    backplane: Arc<dyn Backplane>,
+    mut queue: mpsc::Receiver<Envelope>,
+    state: Arc<PlaneState>,
+) {
+    let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        let (failed, error) = backplane.publish_all(std::mem::take(&mut batch)).await;
+        if failed > 0 {
+            let error = error.unwrap_or_else(|| Error::Backplane("publish failed".into()));
+            state.report(failed as u64, error);
+        }
+    }
+}
+
+/// Delivers what the other nodes publish to the registry's sockets, and tracks the
+/// subscription's state; ends with the registry.
+async fn subscribe_loop(
+    mut subscription: Subscription,
+    registry: Weak<Inner>,
+    state: Arc<PlaneState>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    loop {
+        let next = std::future::poll_fn(|cx| subscription.as_mut().poll_next(cx));
+        let event = tokio::select! {
+            _ = &mut stopped => return,
+            event = next => event,
+        };
+        match event {
+            None => return,
+            Some(BackplaneEvent::Message(envelope)) => {
+                let Some(inner) = registry.upgrade() else {
+                    return;
+                };
+                WebSockets(inner).deliver(envelope);
+            }
+            Some(BackplaneEvent::Up) => {
+                if !state.up.swap(true, Ordering::Relaxed) {
+                    tracing::info!("backplane up");
+                }
+            }
+            Some(BackplaneEvent::Down(error)) => {
+                state.up.store(false, Ordering::Relaxed);
+                state.report(1, error);
+            }
+        }
+    }
+}
+
 impl WebSockets {
     /// An empty registry with a read timeout of 5 minutes.
     ///
@@ -80,12 +189,99 @@ impl WebSockets {
     /// assert_eq!(sockets.read_timeout(), Some(std::time::Duration::from_secs(300)));
     /// ```
     pub fn new() -> Self {
-        Self(Arc::new(Inner {
-            sockets: RwLock::new(HashMap::new()),
-            read_timeout: Mutex::new(Some(Duration::from_secs(300))),
-            on_upgrade: Mutex::new(None),
-            emptied: Notify::new(),
-        }))
+        Self(Arc::new(Inner::new(None)))
+    }
+
+    /// An empty registry that shares broadcasts and [`send_to`](WebSockets::send_to) with
+    /// the other registries on `backplane` (other processes, with
+    /// [`RedisBackplane`](crate::backplane)). See [`crate::backplane`] for the delivery
+    /// semantics: local delivery first and always, at most once across nodes.
+    ///
+    /// Spawns the backplane's publisher and subscriber tasks: call it inside a Tokio
+    /// runtime. They end when the last clone of the registry is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use unisock::backplane::InProcess;
+    ///
+    /// let hub = InProcess::new();
+    /// let a = unisock::WebSockets::with_backplane(hub.clone());
+    /// let b = unisock::WebSockets::with_backplane(hub);
+    /// // No socket anywhere yet: 0 delivered locally; published for `b` all the same.
+    /// assert_eq!(a.broadcast_text("hello", None), 0);
+    /// # drop(b); }
+    /// ```
+    ///
+    /// Over Redis (feature `redis`):
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn run() -> unisock::Result<()> {
+    /// use unisock::backplane::RedisBackplane;
+    ///
+    /// let redis = RedisBackplane::connect("redis://127.0.0.1:6379/").await?;
+    /// let sockets = unisock::WebSockets::with_backplane(redis);
+    /// sockets.on_backplane_error(|e| eprintln!("{e}"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_backplane(backplane: impl Backplane) -> Self {
+        let backplane: Arc<dyn Backplane> = Arc::new(backplane);
+        let (queue, published) = mpsc::channel(PUBLISH_QUEUE);
+        let (stop, stopped) = oneshot::channel();
+        let state = Arc::new(PlaneState::default());
+        let plane = Plane {
+            queue,
+            state: state.clone(),
+            _stop: stop,
+        };
+        let registry = Self(Arc::new(Inner::new(Some(plane))));
+        let subscription = backplane.subscribe();
+        tokio::spawn(publish_loop(backplane, published, state.clone()));
+        tokio::spawn(subscribe_loop(
+            subscription,
+            Arc::downgrade(&registry.0),
+            state,
+            stopped,
+        ));
+        registry
+    }
+
+    /// How many backplane failures this registry has seen: envelopes that could not be
+    /// published (dropped: at most once) and subscriptions lost. 0 without a backplane.
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSockets::new().backplane_errors(), 0);
+    /// ```
+    pub fn backplane_errors(&self) -> u64 {
+        self.0
+            .plane
+            .as_ref()
+            .map_or(0, |p| p.state.errors.load(Ordering::Relaxed))
+    }
+
+    /// Whether the backplane's subscription is live (what other nodes publish arrives).
+    /// Always true without a backplane.
+    ///
+    /// ```
+    /// assert!(unisock::WebSockets::new().backplane_up());
+    /// ```
+    pub fn backplane_up(&self) -> bool {
+        self.0
+            .plane
+            .as_ref()
+            .is_none_or(|p| p.state.up.load(Ordering::Relaxed))
+    }
+
+    /// A hook called on each backplane failure (a publish that failed, a subscription
+    /// lost or not re-established yet), besides the count in
+    /// [`backplane_errors`](WebSockets::backplane_errors). Local delivery goes on.
+    ///
+    /// ```
+    /// unisock::WebSockets::new().on_backplane_error(|e| eprintln!("backplane trouble: {e}"));
+    /// ```
+    pub fn on_backplane_error(&self, hook: impl Fn(&Error) + Send + Sync + 'static) {
+        if let Some(plane) = &self.0.plane {
+            *lock(&plane.state.on_error) = Some(Arc::new(hook));
+        }
     }
 
     /// The read timeout applied to sockets upgraded from now on.
@@ -161,13 +357,18 @@ impl WebSockets {
 
     /// Sends `text` to every registered socket, or to those of `ids` that are live (unknown
     /// ids are skipped). One failing socket does not stop the others. Returns how many
-    /// sockets accepted the message.
+    /// sockets of this registry accepted the message.
+    ///
+    /// With a backplane the message is also published once for the other nodes (for
+    /// `ids`, only if some of them are not registered here), which deliver it to theirs.
     ///
     /// ```
     /// assert_eq!(unisock::WebSockets::new().broadcast_text("hi", None), 0);
     /// ```
     pub fn broadcast_text(&self, text: &str, ids: Option<&[&str]>) -> usize {
-        self.broadcast(ids, |ws| ws.send_text(text))
+        let sent = self.broadcast(ids, |ws| ws.send_text(text));
+        self.publish_broadcast(ids, || MsgEvent::Text(text.to_string()));
+        sent
     }
 
     /// Sends `data` as a binary message, as [`WebSockets::broadcast_text`] does text.
@@ -176,7 +377,97 @@ impl WebSockets {
     /// assert_eq!(unisock::WebSockets::new().broadcast_binary(&[1, 2], None), 0);
     /// ```
     pub fn broadcast_binary(&self, data: &[u8], ids: Option<&[&str]>) -> usize {
-        self.broadcast(ids, |ws| ws.send_binary(data))
+        let sent = self.broadcast(ids, |ws| ws.send_binary(data));
+        self.publish_broadcast(ids, || MsgEvent::Binary(data.to_vec()));
+        sent
+    }
+
+    /// Sends `msg` to the socket with this id: directly if it is registered here,
+    /// otherwise through the backplane to the node that holds it (the id's node part, see
+    /// [`crate::backplane`]). Across nodes this is fire-and-forget, at most once: an id
+    /// no node holds is dropped there.
+    ///
+    /// # Errors
+    /// The local socket's send error ([`Error::Closed`], [`Error::Capacity`]), or
+    /// [`Error::NoSuchSocket`] when the id is not here and there is no backplane.
+    ///
+    /// ```
+    /// use unisock::{Error, MsgEvent, WebSockets};
+    /// let lone = WebSockets::new();
+    /// let sent = lone.send_to("unisock:0042", MsgEvent::Text("psst".into()));
+    /// assert!(matches!(sent, Err(Error::NoSuchSocket(_))));
+    /// ```
+    pub fn send_to(&self, id: &str, msg: MsgEvent) -> Result<()> {
+        if let Some(ws) = self.get(id) {
+            return send_msg(&ws, &msg);
+        }
+        if self.0.plane.is_none() {
+            return Err(Error::NoSuchSocket(id.to_string()));
+        }
+        self.publish(Envelope::Direct {
+            id: id.to_string(),
+            payload: msg,
+        });
+        Ok(())
+    }
+
+    /// Publishes a broadcast for the other nodes: to all, or to the listed ids that are
+    /// not registered here.
+    fn publish_broadcast(&self, ids: Option<&[&str]>, payload: impl FnOnce() -> MsgEvent) {
+        if self.0.plane.is_none() {
+            return;
+        }
+        let ids = match ids {
+            None => None,
+            Some(ids) => {
+                let map = self.read_map();
+                let remote: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !map.contains_key(**id))
+                    .map(|id| id.to_string())
+                    .collect();
+                if remote.is_empty() {
+                    return;
+                }
+                Some(remote)
+            }
+        };
+        self.publish(Envelope::Broadcast {
+            payload: payload(),
+            ids,
+        });
+    }
+
+    /// Queues `envelope` for the publisher task; a full queue drops it and counts.
+    fn publish(&self, envelope: Envelope) {
+        let Some(plane) = &self.0.plane else { return };
+        if let Err(mpsc::error::TrySendError::Full(_)) = plane.queue.try_send(envelope) {
+            plane.state.report(
+                1,
+                Error::Backplane(
+                    format!("{PUBLISH_QUEUE} messages wait for the backplane; one was dropped")
+                        .into(),
+                ),
+            );
+        }
+    }
+
+    /// Delivers what another node published to the sockets registered here.
+    fn deliver(&self, envelope: Envelope) {
+        match envelope {
+            Envelope::Broadcast { payload, ids } => {
+                let ids: Option<Vec<&str>> =
+                    ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
+                self.broadcast(ids.as_deref(), |ws| send_msg(ws, &payload));
+            }
+            Envelope::Direct { id, payload } => {
+                if let Some(ws) = self.get(&id) {
+                    if let Err(e) = send_msg(&ws, &payload) {
+                        tracing::debug!(id, "direct send from another node failed: {e}");
+                    }
+                }
+            }
+        }
     }
 
     fn broadcast(&self, ids: Option<&[&str]>, send: impl Fn(&WebSocket) -> Result<()>) -> usize {

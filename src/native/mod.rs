@@ -9,7 +9,7 @@ mod connect;
 mod driver;
 pub(crate) mod ext;
 mod messages;
-mod rng;
+pub(crate) mod rng;
 mod tls;
 mod upgrade;
 
@@ -137,7 +137,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn next_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("unisock:{:04}", NEXT.fetch_add(1, Ordering::Relaxed))
+    crate::backplane::socket_id(NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The native socket: a cheap handle to the shared state.

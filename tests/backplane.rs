@@ -1,0 +1,184 @@
+//! The registry over a backplane, in one process (the `InProcess` hub and hand-made failing
+//! backplanes): broadcasts reach every registry's sockets exactly once, targeted sends
+//! cross registries, and backplane failures are counted while local delivery goes on.
+//! The same over Redis, across processes, is tests/redis.rs.
+#![cfg(not(target_arch = "wasm32"))]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use common::{open_client, with_timeout, Events};
+use tokio::net::TcpListener;
+use unisock::backplane::{Backplane, BackplaneEvent, BoxFuture, Envelope, InProcess, Subscription};
+use unisock::{Error, MsgEvent, WebSocket, WebSockets};
+
+/// Serves `sockets` on a free port; returns the ws:// URL.
+async fn serve(sockets: &WebSockets) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = sockets.clone();
+    tokio::spawn(async move {
+        registry
+            .serve(listener, |req| {
+                (req.uri().path() == "/ws").then(WebSocket::new)
+            })
+            .await
+    });
+    format!("ws://{addr}/ws")
+}
+
+/// Waits until the registry holds `n` sockets.
+async fn until_len(sockets: &WebSockets, n: usize) {
+    with_timeout(async {
+        while sockets.len() != n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+fn text(s: &str) -> Option<MsgEvent> {
+    Some(MsgEvent::Text(s.into()))
+}
+
+/// Two registries on one hub, each with one client: (a, b, a's client events, b's).
+async fn two_rooms() -> (WebSockets, WebSockets, Events, Events) {
+    let hub = InProcess::new();
+    let a = WebSockets::with_backplane(hub.clone());
+    let b = WebSockets::with_backplane(hub);
+    let (_ca, a_events) = open_client(&serve(&a).await).await;
+    let (_cb, b_events) = open_client(&serve(&b).await).await;
+    until_len(&a, 1).await;
+    until_len(&b, 1).await;
+    (a, b, a_events, b_events)
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_the_sockets_of_every_registry_exactly_once() {
+    let (a, b, mut a_events, mut b_events) = two_rooms().await;
+    assert!(a.backplane_up() && b.backplane_up());
+    assert_eq!(a.broadcast_text("from a", None), 1, "delivered locally");
+    assert_eq!(with_timeout(a_events.messages.recv()).await, text("from a"));
+    assert_eq!(with_timeout(b_events.messages.recv()).await, text("from a"));
+    // `b` answers only once its client saw a's message, so an echo of "from a" on `a`
+    // would arrive before this: a's client must see "from b" next.
+    assert_eq!(b.broadcast_binary(&[1, 2], None), 1);
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        Some(MsgEvent::Binary(vec![1, 2]))
+    );
+    assert_eq!(
+        with_timeout(b_events.messages.recv()).await,
+        Some(MsgEvent::Binary(vec![1, 2]))
+    );
+    assert_eq!(a.backplane_errors() + b.backplane_errors(), 0);
+}
+
+#[tokio::test]
+async fn targeted_sends_cross_registries() {
+    let (a, b, mut a_events, mut b_events) = two_rooms().await;
+    let b_id = b.ids().remove(0);
+    let a_id = a.ids().remove(0);
+
+    a.send_to(&b_id, MsgEvent::Text("psst, b".into())).unwrap();
+    assert_eq!(
+        with_timeout(b_events.messages.recv()).await,
+        text("psst, b")
+    );
+
+    // A broadcast to listed ids: the local one at once, the other through the hub.
+    assert_eq!(a.broadcast_text("you two", Some(&[&a_id, &b_id])), 1);
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        text("you two")
+    );
+    assert_eq!(
+        with_timeout(b_events.messages.recv()).await,
+        text("you two")
+    );
+
+    // Only b's id: nothing for a's client. b's reply proves nothing was on its way to a.
+    assert_eq!(a.broadcast_text("only b", Some(&[&b_id])), 0);
+    assert_eq!(with_timeout(b_events.messages.recv()).await, text("only b"));
+    b.send_to(&a_id, MsgEvent::Text("back to a".into()))
+        .unwrap();
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        text("back to a")
+    );
+}
+
+#[tokio::test]
+async fn without_a_backplane_an_unknown_id_is_an_error() {
+    let lone = WebSockets::new();
+    let err = lone
+        .send_to("unisock:9999", MsgEvent::Text("x".into()))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NoSuchSocket(ref id) if id == "unisock:9999"),
+        "{err}"
+    );
+}
+
+/// A backplane that is down: every publish fails; its subscription reports `Down`.
+struct Broken {
+    publishes: Arc<AtomicUsize>,
+}
+
+impl Backplane for Broken {
+    fn publish(&self, _envelope: Envelope) -> BoxFuture<'_, unisock::Result<()>> {
+        self.publishes.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Err(Error::Backplane("the backplane is down".into())) })
+    }
+
+    fn subscribe(&self) -> Subscription {
+        use futures_util::StreamExt;
+        let down = BackplaneEvent::Down(Error::Backplane("no subscription".into()));
+        // Down once, then nothing, without ending.
+        Box::pin(futures_util::stream::once(async { down }).chain(futures_util::stream::pending()))
+    }
+}
+
+#[tokio::test]
+async fn an_outage_is_counted_and_reported_while_local_delivery_goes_on() {
+    let publishes = Arc::new(AtomicUsize::new(0));
+    let sockets = WebSockets::with_backplane(Broken {
+        publishes: publishes.clone(),
+    });
+    let (tx, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    sockets.on_backplane_error(move |e| {
+        let _ = tx.send(e.to_string());
+    });
+    let (_client, mut events) = open_client(&serve(&sockets).await).await;
+    until_len(&sockets, 1).await;
+
+    for i in 0..3 {
+        assert_eq!(sockets.broadcast_text(&format!("m{i}"), None), 1);
+    }
+    for i in 0..3 {
+        assert_eq!(
+            with_timeout(events.messages.recv()).await,
+            text(&format!("m{i}"))
+        );
+    }
+    // The subscription's Down and the 3 failed publishes (in one or more batches).
+    let mut seen: Vec<String> = Vec::new();
+    let has = |seen: &[String], what: &str| seen.iter().any(|e| e.contains(what));
+    with_timeout(async {
+        // The hook runs after the count is raised: once both kinds were reported and the
+        // count is 4, every report is in.
+        while !(has(&seen, "the backplane is down")
+            && has(&seen, "no subscription")
+            && sockets.backplane_errors() == 4)
+        {
+            seen.push(reported.recv().await.unwrap());
+        }
+    })
+    .await;
+    assert_eq!(sockets.backplane_errors(), 4);
+    assert_eq!(publishes.load(Ordering::SeqCst), 3);
+    assert!(!sockets.backplane_up());
+    assert!(seen.len() >= 2 && seen.len() <= 4, "{seen:?}");
+}
