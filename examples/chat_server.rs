@@ -1,10 +1,16 @@
 //! The chat server (the original's Chatbox): serves the page in `www/` over HTTP and the
 //! chat on `/ws`. Every message is broadcast to the room through the `WebSockets` registry
 //! as `<id> says, '<text>'`; arrivals and departures are announced as `<id> joined` and
-//! `<id> left`, and a newcomer is told its own id first.
+//! `<id> left`, and a newcomer is told its own id first. `/msg <id> <text>` whispers to one
+//! participant: `<from> whispers, '<text>'` reaches only `<id>`.
 //!
 //! `cargo run --example chat_server -- 127.0.0.1:8069 www` (port 0 picks a free port);
 //! prints `listening on http://ADDR` once it accepts connections, then runs until killed.
+//!
+//! Several servers share one room over Redis (built with `--features redis`):
+//! `chat_server 127.0.0.1:8069 www --redis redis://127.0.0.1:6379/` and the same on another
+//! port. Backplane failures are printed on stderr as `backplane error: ...`; the local room
+//! keeps working meanwhile.
 
 use std::path::{Path, PathBuf};
 
@@ -17,13 +23,27 @@ use unisock::{MsgEvent, WebSocket, WebSocketExt, WebSockets};
 #[allow(dead_code)] // only WELCOME is shared with the server
 mod client;
 
+const USAGE: &str = "usage: chat_server [ADDR] [WWW_DIR] [--redis redis://HOST:PORT/]";
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:8069".into());
-    let root = PathBuf::from(std::env::args().nth(2).unwrap_or_else(|| "www".into()));
-    let room = WebSockets::new();
+    let mut positional = Vec::new();
+    let mut redis_url = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--redis" => redis_url = Some(args.next().ok_or_else(|| usage_error(USAGE))?),
+            _ if arg.starts_with("--") => return Err(usage_error(USAGE)),
+            _ => positional.push(arg),
+        }
+    }
+    let mut positional = positional.into_iter();
+    let addr = positional.next().unwrap_or_else(|| "127.0.0.1:8069".into());
+    let root = PathBuf::from(positional.next().unwrap_or_else(|| "www".into()));
+    let room = match redis_url {
+        None => WebSockets::new(),
+        Some(url) => redis_room(&url).await?,
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     loop {
@@ -36,6 +56,32 @@ async fn main() -> std::io::Result<()> {
             }
         });
     }
+}
+
+fn usage_error(usage: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, usage.to_string())
+}
+
+/// A room shared with every chat server on the same Redis.
+#[cfg(feature = "redis")]
+async fn redis_room(url: &str) -> std::io::Result<WebSockets> {
+    let redis = unisock::backplane::RedisBackplane::connect(url)
+        .await
+        .map_err(std::io::Error::other)?;
+    let room = WebSockets::with_backplane(redis);
+    room.on_backplane_error(|e| eprintln!("backplane error: {e}"));
+    println!(
+        "sharing the room over {url} as node {}",
+        unisock::backplane::node_id().unwrap_or("?")
+    );
+    Ok(room)
+}
+
+#[cfg(not(feature = "redis"))]
+async fn redis_room(_url: &str) -> std::io::Result<WebSockets> {
+    Err(usage_error(
+        "--redis needs the redis feature: cargo run --features redis --example chat_server",
+    ))
 }
 
 /// Reads one request head: `/ws` is upgraded into the room, anything else is a file.
@@ -65,8 +111,21 @@ fn chat_socket(room: &WebSockets) -> WebSocket {
     ws.on_message({
         let (room, id) = (room.clone(), id.clone());
         move |msg| {
-            if let MsgEvent::Text(text) = msg {
-                room.broadcast_text(&format!("{id} says, '{text}'"), None);
+            let MsgEvent::Text(text) = msg else { return };
+            match text
+                .strip_prefix("/msg ")
+                .and_then(|rest| rest.split_once(' '))
+            {
+                // On whichever server `to` is connected.
+                Some((to, whisper)) => {
+                    let whisper = MsgEvent::Text(format!("{id} whispers, '{whisper}'"));
+                    if let Err(e) = room.send_to(to, whisper) {
+                        let _ = room.send_to(&id, MsgEvent::Text(format!("* {e}")));
+                    }
+                }
+                None => {
+                    room.broadcast_text(&format!("{id} says, '{text}'"), None);
+                }
             }
         }
     });
