@@ -2,8 +2,10 @@
 # unisock's one entry point. Every subcommand is idempotent and safe to run twice.
 #   ./build.sh setup        install what the other commands need (fresh Debian 12 + rustup)
 #   ./build.sh build        native build, wasm32 build, wasm-bindgen output in www/pkg/
-#   ./build.sh test         setup, fmt, clippy (both targets), native tests, browser tests
-#                           (wasm_bindgen_test + the chat page end to end), conformance
+#   ./build.sh test         setup, fmt, clippy (both targets), native tests, the Redis
+#                           scale-out test, browser tests (wasm_bindgen_test + the chat
+#                           page end to end), conformance
+#   ./build.sh redis_test   only the Redis scale-out test
 #   ./build.sh demo         build and run the chat demo on http://127.0.0.1:8069/
 #   ./build.sh conformance  the Autobahn testsuite, both modes
 #   ./build.sh fuzz [SECS]  each cargo-fuzz target for SECS seconds (default 60)
@@ -48,6 +50,15 @@ setup() {
   if [ ! node_modules/.package-lock.json -nt package-lock.json ]; then
     npm ci --no-audit --no-fund
   fi
+  redis_setup
+}
+
+# Debian's redis-server, for the scale-out test (tests/redis.rs starts its own instances).
+redis_setup() {
+  if ! command -v redis-server >/dev/null; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends redis-server
+  fi
 }
 
 # The chat page's wasm module, bound for the browser into www/pkg/ (served with www/).
@@ -90,6 +101,17 @@ test_native() {
   log "native tests"
   cargo test --all-targets --all-features
   cargo test --doc --all-features
+}
+
+# Two chat_server processes sharing a room over a redis-server the test starts on a free
+# port, kills and restarts (tests/redis.rs); prints how many messages the outage lost.
+# Reuses test_native's debug build (same features), so it adds seconds, not a build.
+redis_test() {
+  log "scale-out over Redis (two chat servers, redis-server killed and restarted)"
+  redis_setup
+  cargo build --all-features --example chat_server
+  REDIS_SERVER_BIN=$(command -v redis-server) CHAT_SERVER=target/debug/examples/chat_server \
+    cargo test --all-features --test redis -- --ignored --nocapture
 }
 
 test_browser() {
@@ -272,6 +294,7 @@ run_tests() {
   setup
   lint
   test_native
+  redis_test
   test_browser
   conformance full
   fuzz 30
@@ -292,6 +315,7 @@ case "${1:-}" in
   setup) setup ;;
   build) setup; build ;;
   test) run_tests ;;
+  redis_test) redis_test ;;
   demo) demo ;;
   conformance) setup; conformance full ;;
   fuzz) fuzz "${2:-60}" ;;

@@ -51,7 +51,8 @@
 //! - Native only: the `WebSockets` registry (get, broadcast, shutdown) with `serve(listener,
 //!   handler)`, the `WebSocketExt` trait (ping, limits, send-queue cap, read timeout, TLS
 //!   config, upgrades with an editable 101 response), and, with the `axum` feature,
-//!   `unisock::axum::WebSocketUpgrade`.
+//!   `unisock::axum::WebSocketUpgrade`; with the `redis` feature, one registry across many
+//!   processes over Redis pub/sub (`backplane`).
 //! - Protocol: RFC 6455 complete for both roles (checked with the Autobahn testsuite); the
 //!   sans-io core is public as [`protocol`].
 //!

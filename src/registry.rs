@@ -197,8 +197,11 @@ impl WebSockets {
     /// [`RedisBackplane`](crate::backplane)). See [`crate::backplane`] for the delivery
     /// semantics: local delivery first and always, at most once across nodes.
     ///
-    /// Spawns the backplane's publisher and subscriber tasks: call it inside a Tokio
-    /// runtime. They end when the last clone of the registry is dropped.
+    /// Spawns the backplane's publisher and subscriber tasks, which end when the last
+    /// clone of the registry is dropped.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (as `tokio::spawn` does).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
