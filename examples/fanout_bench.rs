@@ -3,14 +3,14 @@
 //! Prints one JSON line.
 //!
 //! `cargo run --release --features redis --example fanout_bench -- [--sockets 1000]
-//! [--messages 20000] [--redis redis://127.0.0.1:6379/]`
+//! [--messages 5000] [--redis redis://127.0.0.1:6379/]`
 //!
 //! Without `--redis` it starts `redis-server` (REDIS_SERVER_BIN, or on PATH) on a free port
 //! and stops it after. Both "nodes" are registries in this process, each with its own
 //! Redis connections, so every cross-node broadcast goes through Redis: node A delivers to
 //! its half of the sockets at once and publishes once; node B receives it from Redis and
 //! delivers to its half. The clients (native unisock sockets over 127.0.0.1) run in the
-//! same process too. Broadcasts are sent in windows of 100 ahead of the slowest receiver,
+//! same process too. Broadcasts are sent in windows of 1,000 ahead of the slowest receiver,
 //! so queues stay bounded. Needs `ulimit -n` above twice the socket count.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use unisock::backplane::RedisBackplane;
 use unisock::{WebSocket, WebSockets};
 
 /// How many broadcasts may be in flight ahead of the receivers.
-const WINDOW: u64 = 100;
+const WINDOW: u64 = 1000;
 
 struct Args {
     sockets: usize,
@@ -34,7 +34,7 @@ fn args() -> Result<Args, String> {
     let usage = "usage: fanout_bench [--sockets N] [--messages M] [--redis URL]";
     let mut out = Args {
         sockets: 1000,
-        messages: 20_000,
+        messages: 5_000,
         redis: None,
     };
     let mut it = std::env::args().skip(1);
