@@ -182,3 +182,44 @@ async fn an_outage_is_counted_and_reported_while_local_delivery_goes_on() {
     assert!(!sockets.backplane_up());
     assert!(seen.len() >= 2 && seen.len() <= 4, "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_registry_that_joins_late_gets_what_is_published_after_and_one_leaving_harms_none() {
+    let hub = InProcess::new();
+    let a = WebSockets::with_backplane(hub.clone());
+    let (_ca, mut a_events) = open_client(&serve(&a).await).await;
+    until_len(&a, 1).await;
+    a.broadcast_text("before c joined", None);
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        text("before c joined")
+    );
+
+    // `c` joins: from now on it hears `a`.
+    let c = WebSockets::with_backplane(hub.clone());
+    let (_cc, mut c_events) = open_client(&serve(&c).await).await;
+    until_len(&c, 1).await;
+    a.broadcast_text("after c joined", None);
+    assert_eq!(
+        with_timeout(c_events.messages.recv()).await,
+        text("after c joined")
+    );
+
+    // `d` joins and leaves (dropped with its sockets' registry handles gone).
+    let d = WebSockets::with_backplane(hub);
+    drop(d);
+    c.broadcast_text("after d left", None);
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        text("after c joined")
+    );
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        text("after d left")
+    );
+    assert_eq!(
+        with_timeout(c_events.messages.recv()).await,
+        text("after d left")
+    );
+    assert_eq!(a.backplane_errors() + c.backplane_errors(), 0);
+}
