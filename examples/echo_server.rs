@@ -10,13 +10,21 @@
 //! So a browser test can check what the server saw of a close: on `/record?key=K` it
 //! echoes as usual and keeps the close event it got under `K`; on `/report?key=K` it
 //! sends that event as text (waiting up to 5 s for it), then closes with 1000.
+//!
+//! For the reconnect tests: `/close1000` closes with 1000 "bye" at once; `/silent` never
+//! answers anything. And a test can stop and restart a server of its own: on
+//! `/control/spawn` it starts another echo listener on a free port and answers its URL
+//! (`ws://127.0.0.1:PORT/`); `/control/down?port=PORT` closes that listener and every
+//! connection it accepted (with 1012, service restart), answering `down` once the port is
+//! closed; `/control/up?port=PORT` listens on the same port again, answering `up`. Each
+//! control connection then closes with 1000.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use unisock::protocol::handshake;
 use unisock::{MsgEvent, WebSocket, WebSocketExt};
@@ -25,15 +33,40 @@ use unisock::{MsgEvent, WebSocket, WebSocketExt};
 static CLOSES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 static RECORDED: Notify = Notify::const_new();
 
+/// The listeners started by `/control/spawn`, by port.
+static SPAWNED: Mutex<Option<HashMap<u16, Spawned>>> = Mutex::new(None);
+
+/// One listener a test can take down and bring back.
+#[derive(Default)]
+struct Spawned {
+    /// The accept loop while the listener is up.
+    accept: Option<tokio::task::JoinHandle<()>>,
+    /// The connections it accepted (closed ones too, until the next `down`).
+    sockets: Vec<WebSocket>,
+}
+
+fn spawned<R>(f: impl FnOnce(&mut HashMap<u16, Spawned>) -> R) -> R {
+    f(SPAWNED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashMap::new))
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9001".into());
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let listener = TcpListener::bind(&addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
-    loop {
-        let (tcp, _) = listener.accept().await?;
+    accept_loop(listener, None).await;
+    Ok(())
+}
+
+/// Accepts connections until the listener fails (or the task is aborted); `spawned` is
+/// the port of a listener made by `/control/spawn`.
+async fn accept_loop(listener: TcpListener, spawned: Option<u16>) {
+    while let Ok((tcp, _)) = listener.accept().await {
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
             let mut first = [0u8; 64];
@@ -41,21 +74,14 @@ async fn main() -> std::io::Result<()> {
             if first[..n].starts_with(b"GET /drop") {
                 let _ = upgrade_then_drop(tcp).await;
             } else {
-                echo(tcp).await;
+                echo(tcp, spawned).await;
             }
         });
     }
 }
 
-async fn echo(tcp: TcpStream) {
+async fn echo(tcp: TcpStream, spawned_on: Option<u16>) {
     let ws = WebSocket::new();
-    let echo = ws.clone();
-    ws.on_message(move |msg| {
-        let _ = match msg {
-            MsgEvent::Text(t) => echo.send_text(&t),
-            MsgEvent::Binary(b) => echo.send_binary(&b),
-        };
-    });
     let Ok(mut pending) = ws.upgrade_pending(tcp).await else {
         return;
     };
@@ -63,14 +89,40 @@ async fn echo(tcp: TcpStream) {
         pending.set_protocol(&first);
     }
     let uri = pending.request().uri().clone();
-    let key = uri
-        .query()
-        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("key=")))
-        .unwrap_or_default()
-        .to_string();
+    let param = |name: &str| {
+        uri.query()
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            })
+            .unwrap_or_default()
+            .to_string()
+    };
+    let key = param("key");
+    let port: u16 = param("port").parse().unwrap_or(0);
     let Ok(ws) = pending.commit().await else {
         return;
     };
+    if let Some(port) = spawned_on {
+        let up = spawned(|all| {
+            let server = all.entry(port).or_default();
+            server.sockets.push(ws.clone());
+            server.accept.is_some()
+        });
+        if !up {
+            // Taken down while this connection was being upgraded.
+            let _ = ws.close(1012, "down");
+        }
+    }
+    if uri.path() != "/silent" {
+        let echo = ws.clone();
+        ws.on_message(move |msg| {
+            let _ = match msg {
+                MsgEvent::Text(t) => echo.send_text(&t),
+                MsgEvent::Binary(b) => echo.send_binary(&b),
+            };
+        });
+    }
     match uri.path() {
         "/record" => ws.on_close(move |ev| {
             let mut closes = CLOSES.lock().unwrap_or_else(PoisonError::into_inner);
@@ -88,9 +140,69 @@ async fn echo(tcp: TcpStream) {
                 let _ = report.close(1000, "");
             });
         }
+        "/close1000" => {
+            let _ = ws.close(1000, "bye");
+        }
+        "/control/spawn" | "/control/down" | "/control/up" => {
+            let answer = control(uri.path(), port).await;
+            let _ = ws.send_text(&answer);
+            let _ = ws.close(1000, "");
+        }
         _ => {}
     }
     ws.read().await;
+}
+
+/// Runs a `/control/...` command; the answer is the text for the test.
+async fn control(command: &str, port: u16) -> String {
+    match command {
+        "/control/spawn" => match TcpListener::bind("127.0.0.1:0").await {
+            Ok(listener) => match listener.local_addr() {
+                Ok(addr) => {
+                    start(listener, addr.port());
+                    format!("ws://{addr}/")
+                }
+                Err(e) => format!("error: {e}"),
+            },
+            Err(e) => format!("error: {e}"),
+        },
+        "/control/down" => {
+            let (accept, sockets) = spawned(|all| {
+                let server = all.entry(port).or_default();
+                (server.accept.take(), std::mem::take(&mut server.sockets))
+            });
+            let Some(accept) = accept else {
+                return format!("error: nothing listens on port {port}");
+            };
+            // Aborting the accept loop drops (closes) the listener.
+            accept.abort();
+            let _ = accept.await;
+            for ws in sockets {
+                let _ = ws.close(1012, "restarting");
+            }
+            "down".into()
+        }
+        "/control/up" => {
+            if spawned(|all| all.get(&port).is_some_and(|s| s.accept.is_some())) {
+                return "up".into();
+            }
+            // The port was this server's: take it again (Tokio sets SO_REUSEADDR).
+            match TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(listener) => {
+                    start(listener, port);
+                    "up".into()
+                }
+                Err(e) => format!("error: port {port}: {e}"),
+            }
+        }
+        _ => "error: unknown command".into(),
+    }
+}
+
+/// Runs the accept loop of a spawned listener.
+fn start(listener: TcpListener, port: u16) {
+    let accept = tokio::spawn(accept_loop(listener, Some(port)));
+    spawned(|all| all.entry(port).or_default().accept = Some(accept));
 }
 
 /// Waits until a close was recorded under `key`, and returns it.

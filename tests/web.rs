@@ -181,3 +181,360 @@ async fn a_thousand_open_close_cycles_leave_no_listeners_behind() {
     next_tick().await;
     assert_eq!(unisock::__live_listener_sets(), 0);
 }
+
+// ---- reconnecting (issue #9): the same semantics as natively (tests/reconnect.rs) ----
+
+use std::collections::VecDeque;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use unisock::{CloseEvent, Heartbeat, Reconnect};
+
+/// How long any one awaited event may take before the test fails (it never hangs).
+const EVENT_TIMEOUT_MS: i32 = 10_000;
+
+/// Resolves after `ms` milliseconds.
+async fn sleep_ms(ms: i32) {
+    let timer = js_sys::Promise::new(&mut |resolve, _| {
+        let window = web_sys::window().expect("a window");
+        window
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .expect("setTimeout");
+    });
+    wasm_bindgen_futures::JsFuture::from(timer).await.unwrap();
+}
+
+/// Events of one kind, in the order they happened, awaited one at a time.
+struct Log<T>(Rc<RefCell<(VecDeque<T>, Option<Waker>)>>);
+
+impl<T> Clone for Log<T> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<T: 'static> Log<T> {
+    fn new() -> Self {
+        Self(Rc::new(RefCell::new((VecDeque::new(), None))))
+    }
+
+    fn push(&self, item: T) {
+        let mut log = self.0.borrow_mut();
+        log.0.push_back(item);
+        if let Some(waker) = log.1.take() {
+            waker.wake();
+        }
+    }
+
+    /// The next event; fails the test after `EVENT_TIMEOUT_MS` without one.
+    async fn next(&self, what: &str) -> T {
+        let next = std::future::poll_fn(|cx| {
+            let mut log = self.0.borrow_mut();
+            match log.0.pop_front() {
+                Some(item) => Poll::Ready(item),
+                None => {
+                    log.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        });
+        let timeout = sleep_ms(EVENT_TIMEOUT_MS);
+        futures_util::pin_mut!(next, timeout);
+        match futures_util::future::select(next, timeout).await {
+            futures_util::future::Either::Left((item, _)) => item,
+            futures_util::future::Either::Right(_) => {
+                panic!("no {what} within {EVENT_TIMEOUT_MS} ms")
+            }
+        }
+    }
+
+    /// An event that already happened, if any.
+    fn try_next(&self) -> Option<T> {
+        self.0.borrow_mut().0.pop_front()
+    }
+}
+
+/// What a socket's handlers saw.
+struct Seen {
+    opens: Log<()>,
+    messages: Log<MsgEvent>,
+    reconnecting: Log<(u32, Duration)>,
+    closes: Log<CloseEvent>,
+    errors: Log<unisock::Error>,
+}
+
+/// A socket with `policy` whose every event is logged.
+fn watched(policy: Reconnect) -> (WebSocket, Seen) {
+    let ws = WebSocket::new();
+    ws.set_reconnect(Some(policy));
+    let seen = Seen {
+        opens: Log::new(),
+        messages: Log::new(),
+        reconnecting: Log::new(),
+        closes: Log::new(),
+        errors: Log::new(),
+    };
+    let log = seen.opens.clone();
+    ws.on_open(move || log.push(()));
+    let log = seen.messages.clone();
+    ws.on_message(move |m| log.push(m));
+    let log = seen.reconnecting.clone();
+    ws.on_reconnecting(move |attempt, delay| log.push((attempt, delay)));
+    let log = seen.closes.clone();
+    ws.on_close(move |ev| log.push(ev));
+    let log = seen.errors.clone();
+    ws.on_error(move |e| log.push(e));
+    (ws, seen)
+}
+
+/// Short waits, so the tests stay fast.
+fn quick() -> Reconnect {
+    Reconnect::default().delays(Duration::from_millis(10), Duration::from_millis(100))
+}
+
+async fn expect_text(seen: &Seen, want: &str) {
+    assert_eq!(
+        seen.messages.next(&format!("message {want:?}")).await,
+        MsgEvent::Text(want.into())
+    );
+}
+
+/// Sends a command to the echo server's control paths and returns its answer.
+async fn control(command: &str) -> String {
+    let ws = WebSocket::new();
+    let answers = Log::new();
+    let log = answers.clone();
+    ws.on_message(move |m| log.push(m));
+    ws.open(&server_path(command), &[]).await.unwrap();
+    let answer = answers.next(&format!("an answer to {command}")).await;
+    assert_eq!(ws.closed().await.code, 1000);
+    match answer {
+        MsgEvent::Text(text) if !text.starts_with("error") => text,
+        other => panic!("{command}: {other:?}"),
+    }
+}
+
+/// A new echo server of this test's own, which it can take down and bring back: its URL
+/// and port.
+async fn own_server() -> (String, u16) {
+    let url = control("/control/spawn").await;
+    let port = url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a port");
+    (url, port)
+}
+
+#[wasm_bindgen_test]
+async fn a_restarted_server_is_reconnected_to_and_messages_sent_while_down_arrive_once_in_order() {
+    let (url, port) = own_server().await;
+    let (ws, seen) = watched(quick().buffer(64 * 1024));
+    ws.open(&url, &["chat.v1"]).await.unwrap();
+    seen.opens.next("open").await;
+    let id = ws.id().to_string();
+    ws.send_text("before").unwrap();
+    expect_text(&seen, "before").await;
+
+    assert_eq!(control(&format!("/control/down?port={port}")).await, "down");
+    let (attempt, delay) = seen.reconnecting.next("on_reconnecting").await;
+    assert_eq!(attempt, 1);
+    assert!(delay <= Duration::from_millis(10), "{delay:?}");
+    assert_eq!(ws.ready_state(), ReadyState::Connecting);
+    for i in 0..20 {
+        ws.send_text(&format!("while down {i}")).unwrap();
+    }
+    assert_eq!(
+        ws.buffered_amount(),
+        (0..20)
+            .map(|i| format!("while down {i}").len())
+            .sum::<usize>()
+    );
+    // Nothing listens: the attempt fails, and counts.
+    assert_eq!(seen.reconnecting.next("attempt 2").await.0, 2);
+    assert_eq!(ws.ready_state(), ReadyState::Connecting);
+
+    assert_eq!(control(&format!("/control/up?port={port}")).await, "up");
+    seen.opens.next("the second open").await;
+    for i in 0..20 {
+        expect_text(&seen, &format!("while down {i}")).await;
+    }
+    assert_eq!(ws.ready_state(), ReadyState::Open);
+    assert_eq!(ws.id(), id);
+    assert_eq!(ws.url().as_deref(), Some(url.as_str()));
+    assert_eq!(
+        ws.protocol(),
+        "chat.v1",
+        "the subprotocols are offered again"
+    );
+    assert_eq!(ws.buffered_amount(), 0);
+    ws.send_text("after").unwrap();
+    expect_text(&seen, "after").await;
+    // Exactly once: nothing else arrived, and the socket never reported a close or an error.
+    assert!(seen.messages.try_next().is_none());
+    assert!(seen.closes.try_next().is_none());
+    assert!(seen.errors.try_next().is_none());
+
+    ws.close(1000, "done").unwrap();
+    assert_eq!(seen.closes.next("on_close").await.code, 1000);
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+}
+
+#[wasm_bindgen_test]
+async fn a_normal_close_from_the_server_is_not_retried_unless_asked() {
+    let (ws, seen) = watched(quick());
+    ws.open(&server_path("/close1000"), &[]).await.unwrap();
+    let ev = seen.closes.next("on_close").await;
+    assert_eq!((ev.code, ev.reason.as_str()), (1000, "bye"));
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert!(
+        seen.reconnecting.try_next().is_none(),
+        "no reconnect after 1000"
+    );
+    assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+
+    // Asked to (and with a long wait): retried; a local close stops it for good.
+    let hour = Duration::from_secs(3600);
+    let (ws, seen) = watched(quick().delays(hour, hour).on_normal_close(true));
+    ws.open(&server_path("/close1000"), &[]).await.unwrap();
+    assert_eq!(seen.reconnecting.next("on_reconnecting").await.0, 1);
+    assert_eq!(ws.ready_state(), ReadyState::Connecting);
+    // Without a buffer, sends while disconnected fail and say so.
+    assert!(matches!(ws.send_text("x"), Err(unisock::Error::NotOpen)));
+    ws.close(1000, "").unwrap();
+    let ev = seen.closes.next("on_close").await;
+    assert_eq!(
+        (ev.code, ev.reason.as_str()),
+        (1000, "bye"),
+        "the close that started the reconnect"
+    );
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert_eq!(ws.closed().await, ev);
+    assert!(seen.closes.try_next().is_none(), "on_close once");
+}
+
+#[wasm_bindgen_test]
+async fn an_abnormal_close_is_retried_and_the_count_restarts_after_a_success() {
+    // `/drop` sends "bye" and drops TCP without a close frame (1006), every time.
+    let (ws, seen) = watched(quick());
+    ws.open(&server_path("/drop"), &[]).await.unwrap();
+    expect_text(&seen, "bye").await;
+    assert_eq!(seen.reconnecting.next("on_reconnecting").await.0, 1);
+    seen.opens.next("the first open").await;
+    seen.opens.next("the second open").await;
+    expect_text(&seen, "bye").await;
+    assert_eq!(seen.reconnecting.next("on_reconnecting").await.0, 1);
+    ws.close(1000, "").unwrap();
+    let ev = seen.closes.next("on_close").await;
+    assert_eq!(ev.code, 1006, "{ev}");
+    assert!(seen.closes.try_next().is_none());
+}
+
+#[wasm_bindgen_test]
+async fn the_heartbeat_is_answered_by_an_echo_and_keeps_the_connection() {
+    let (ws, seen) = watched(quick());
+    ws.set_heartbeat(Some(Heartbeat::new(
+        Duration::from_millis(30),
+        Duration::from_secs(5),
+        "hb",
+    )));
+    ws.open(server(), &[]).await.unwrap();
+    // Each echo of the heartbeat is a quiet 30 ms later than the last.
+    for _ in 0..3 {
+        expect_text(&seen, "hb").await;
+    }
+    assert!(seen.reconnecting.try_next().is_none());
+    ws.close(1000, "").unwrap();
+    assert_eq!(seen.closes.next("on_close").await.code, 1000);
+}
+
+#[wasm_bindgen_test]
+async fn a_silent_server_is_found_by_the_heartbeat_and_reconnected_to() {
+    let (ws, seen) = watched(quick());
+    ws.set_heartbeat(Some(Heartbeat::new(
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+        "hb",
+    )));
+    ws.open(&server_path("/silent"), &[]).await.unwrap();
+    let id = ws.id().to_string();
+    seen.opens.next("open").await;
+    assert_eq!(seen.reconnecting.next("on_reconnecting").await.0, 1);
+    seen.opens.next("the second open").await;
+    assert_eq!(ws.id(), id);
+    assert!(
+        seen.closes.try_next().is_none(),
+        "on_close only when closed for good"
+    );
+    ws.close(1000, "").unwrap();
+    assert_eq!(seen.closes.next("on_close").await.code, 1000);
+}
+
+#[wasm_bindgen_test]
+async fn a_silent_server_without_a_policy_ends_with_1006_and_a_timeout() {
+    let ws = WebSocket::new();
+    let closes = Log::new();
+    let errors = Log::new();
+    let log = closes.clone();
+    ws.on_close(move |ev| log.push(ev));
+    let log = errors.clone();
+    ws.on_error(move |e| log.push(e));
+    ws.set_heartbeat(Some(Heartbeat::new(
+        Duration::from_millis(50),
+        Duration::from_millis(100),
+        "hb",
+    )));
+    ws.open(&server_path("/silent"), &[]).await.unwrap();
+    let ev = closes.next("on_close").await;
+    assert_eq!(ev.code, 1006);
+    assert!(ev.reason.contains("no answer to the heartbeat"), "{ev}");
+    assert!(matches!(
+        errors.next("on_error").await,
+        unisock::Error::Timeout(_)
+    ));
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+}
+
+#[wasm_bindgen_test]
+async fn when_the_attempts_run_out_the_socket_closes_for_good() {
+    use futures_util::StreamExt;
+    let (url, port) = own_server().await;
+    let (mut ws, seen) = watched(quick().max_attempts(Some(3)).buffer(10));
+    ws.open(&url, &[]).await.unwrap();
+    seen.opens.next("open").await;
+    assert_eq!(control(&format!("/control/down?port={port}")).await, "down");
+    for want in 1..=3 {
+        assert_eq!(seen.reconnecting.next("on_reconnecting").await.0, want);
+        if want == 1 {
+            // The buffer is bounded: 10 bytes.
+            ws.send_text("0123456789").unwrap();
+            assert!(matches!(
+                ws.send_text("x"),
+                Err(unisock::Error::Capacity {
+                    buffered: 10,
+                    cap: 10
+                })
+            ));
+            assert_eq!(ws.buffered_amount(), 10);
+        }
+    }
+    let ev = seen.closes.next("on_close").await;
+    assert_eq!(ev.code, 1006);
+    assert!(ev.reason.contains("reconnect attempt 3 failed"), "{ev}");
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+    assert_eq!(ws.buffered_amount(), 0, "what waited is dropped");
+    assert!(matches!(
+        seen.errors.next("the last attempt's error").await,
+        unisock::Error::Js(_)
+    ));
+    assert!(seen.errors.try_next().is_none());
+    assert!(seen.reconnecting.try_next().is_none());
+    assert!(seen.closes.try_next().is_none(), "on_close once");
+    assert_eq!(ws.closed().await, ev);
+    assert_eq!(ws.next().await, None, "the stream has ended");
+    assert_eq!(control(&format!("/control/up?port={port}")).await, "up");
+}

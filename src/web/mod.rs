@@ -4,13 +4,19 @@
 //! signatures as `native::Socket`. The socket owns its JS closures; they are released
 //! (listeners removed, closures dropped) once the close event was delivered, or when the
 //! last handle is dropped, so nothing leaks per connection.
+//!
+//! With a [`crate::Reconnect`] policy, a lost connection is replaced by a new browser
+//! `WebSocket` to the same URL with the same subprotocols, after a wait on a JS timer; the
+//! semantics are those of the native backend (see `native::Socket::reconnect_after`).
 
 mod convert;
+mod timer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -18,6 +24,7 @@ use web_sys::{BinaryType, MessageEvent};
 
 use crate::protocol::CloseCode;
 use crate::{CloseEvent, Error, MsgEvent, ReadyState, Result};
+use timer::{defer_drop, Timer};
 
 /// A byte stream a server socket could be upgraded over. The browser has no server
 /// sockets: [`crate::WebSocket::upgrade`] always fails with [`Error::Unsupported`].
@@ -28,7 +35,7 @@ type OpenFn = Rc<dyn Fn()>;
 type MessageFn = Rc<dyn Fn(MsgEvent)>;
 type CloseFn = Rc<dyn Fn(CloseEvent)>;
 type ErrorFn = Rc<dyn Fn(Error)>;
-type ReconnectingFn = Rc<dyn Fn(u32, std::time::Duration)>;
+type ReconnectingFn = Rc<dyn Fn(u32, Duration)>;
 
 #[derive(Default)]
 struct Handlers {
@@ -40,16 +47,27 @@ struct Handlers {
 
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
-    /// How many sockets have their listeners (JS closures) installed right now.
+    /// How many sets of JS closures (a socket's listeners, a pending timer) are alive.
     static LIVE_LISTENER_SETS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The number of browser sockets whose JS closures are alive: each `open` adds one, and
-/// the release after the close event (or a failed open) removes it. Tests use it to show
-/// that nothing leaks per connection; not part of the API.
+/// The number of JS closure sets of browser sockets that are alive: the listeners of each
+/// browser `WebSocket` (one per `open` and per reconnect attempt, removed after its close
+/// event or a failed open) and each pending timer (a reconnect wait, a heartbeat check).
+/// Tests use it to show that nothing leaks per connection; not part of the API.
 #[doc(hidden)]
 pub fn __live_listener_sets() -> usize {
     LIVE_LISTENER_SETS.with(Cell::get)
+}
+
+fn count_live(added: bool) {
+    LIVE_LISTENER_SETS.with(|n| {
+        n.set(if added {
+            n.get() + 1
+        } else {
+            n.get().saturating_sub(1)
+        });
+    });
 }
 
 /// The listeners of one browser socket; dropping this removes them from the socket.
@@ -67,7 +85,7 @@ impl Drop for Listeners {
         self.ws.set_onmessage(None);
         self.ws.set_onerror(None);
         self.ws.set_onclose(None);
-        LIVE_LISTENER_SETS.with(|n| n.set(n.get().saturating_sub(1)));
+        count_live(false);
     }
 }
 
@@ -103,13 +121,48 @@ impl Messages {
     }
 }
 
+/// The state of a reconnect, from losing a connection to the next open (or giving up).
+#[derive(Default)]
+struct Reconnecting {
+    /// Set while reconnecting: sends go to `unsent` (if the policy has a buffer).
+    active: bool,
+    /// Attempts made so far in this reconnect.
+    attempts: u32,
+    /// How the connection (or the last attempt) ended: reported if the reconnect stops.
+    lost: Option<(CloseEvent, Option<Error>)>,
+    /// Messages sent while reconnecting (text?, payload), sent first on the next connection.
+    unsent: VecDeque<(bool, Vec<u8>)>,
+    unsent_bytes: usize,
+}
+
+/// The heartbeat's clock (`Date.now()` in ms).
+#[derive(Default, Clone, Copy)]
+struct Beat {
+    last_received: f64,
+    /// When the heartbeat message was sent, if nothing arrived since.
+    probe_sent: Option<f64>,
+}
+
+/// Which of a socket's timers.
+#[derive(Clone, Copy)]
+enum TimerKind {
+    /// The wait before the next reconnect attempt.
+    Retry,
+    /// The next heartbeat check.
+    Heartbeat,
+}
+
 struct Inner {
     id: String,
     stream: RefCell<Option<Rc<RefCell<Queue>>>>,
+    /// The close event, once the socket is closed for good.
     close_event: RefCell<Option<CloseEvent>>,
     close_wakers: RefCell<Vec<Waker>>,
+    /// The current browser socket (during a reconnect: the lost one, then the attempt's).
     ws: RefCell<Option<web_sys::WebSocket>>,
     url: RefCell<Option<String>>,
+    /// The subprotocols `open` offered, offered again on reconnect.
+    protocols: RefCell<Vec<String>>,
     allowed_origins: RefCell<Option<Vec<String>>>,
     handlers: RefCell<Handlers>,
     listeners: RefCell<Option<Listeners>>,
@@ -117,6 +170,12 @@ struct Inner {
     reconnect: RefCell<Option<crate::Reconnect>>,
     heartbeat: RefCell<Option<crate::Heartbeat>>,
     on_reconnecting: RefCell<Option<ReconnectingFn>>,
+    /// Set by a local `close`: never reconnect after it.
+    closed_locally: Cell<bool>,
+    reconnecting: RefCell<Reconnecting>,
+    beat: Cell<Beat>,
+    retry_timer: RefCell<Option<Timer>>,
+    heartbeat_timer: RefCell<Option<Timer>>,
 }
 
 impl Drop for Inner {
@@ -127,6 +186,35 @@ impl Drop for Inner {
             }
         }
     }
+}
+
+/// A 1006 close event with `reason`.
+fn abnormal(reason: String) -> CloseEvent {
+    CloseEvent {
+        code: 1006,
+        reason,
+        was_clean: false,
+    }
+}
+
+/// A new browser socket to `url` offering `protocols`, receiving binary as `ArrayBuffer`.
+fn connect(url: &str, protocols: &[String]) -> Result<web_sys::WebSocket> {
+    // Omit the protocols argument when there are none (Chrome would offer "null").
+    let ws = if protocols.is_empty() {
+        web_sys::WebSocket::new(url)
+    } else {
+        let list: js_sys::Array = protocols.iter().map(|p| JsValue::from_str(p)).collect();
+        web_sys::WebSocket::new_with_str_sequence(url, &list)
+    }
+    .map_err(convert::js_error)?;
+    // ArrayBuffer, not Blob: a Blob needs a promise to read, which could reorder events.
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    Ok(ws)
+}
+
+/// Milliseconds for a JS timer (at most `i32::MAX`, about 24 days).
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
 /// The browser socket: a cheap handle (`Rc`) to the shared state.
@@ -147,6 +235,7 @@ impl Socket {
             close_wakers: RefCell::new(Vec::new()),
             ws: RefCell::new(None),
             url: RefCell::new(None),
+            protocols: RefCell::new(Vec::new()),
             allowed_origins: RefCell::new(None),
             handlers: RefCell::new(Handlers::default()),
             listeners: RefCell::new(None),
@@ -154,6 +243,11 @@ impl Socket {
             reconnect: RefCell::new(None),
             heartbeat: RefCell::new(None),
             on_reconnecting: RefCell::new(None),
+            closed_locally: Cell::new(false),
+            reconnecting: RefCell::new(Reconnecting::default()),
+            beat: Cell::new(Beat::default()),
+            retry_timer: RefCell::new(None),
+            heartbeat_timer: RefCell::new(None),
         }))
     }
 
@@ -165,7 +259,21 @@ impl Socket {
         self.0.url.borrow().clone()
     }
 
+    fn is_reconnecting(&self) -> bool {
+        self.0.reconnecting.borrow().active
+    }
+
+    fn is_closed_for_good(&self) -> bool {
+        self.0.close_event.borrow().is_some()
+    }
+
     pub(crate) fn ready_state(&self) -> ReadyState {
+        if self.is_closed_for_good() {
+            return ReadyState::Closed;
+        }
+        if self.is_reconnecting() {
+            return ReadyState::Connecting;
+        }
         self.0
             .ws
             .borrow()
@@ -174,7 +282,13 @@ impl Socket {
             .unwrap_or(ReadyState::Connecting)
     }
 
+    /// The browser's `bufferedAmount`; while reconnecting, the bytes waiting for the next
+    /// connection (what the lost connection still held is lost with it, as natively).
     pub(crate) fn buffered_amount(&self) -> usize {
+        let reconnecting = self.0.reconnecting.borrow();
+        if reconnecting.active {
+            return reconnecting.unsent_bytes;
+        }
         self.0
             .ws
             .borrow()
@@ -215,7 +329,7 @@ impl Socket {
         self.0.handlers.borrow_mut().on_error = Some(Rc::from(f));
     }
 
-    pub(crate) fn set_on_reconnecting(&self, f: Box<dyn Fn(u32, std::time::Duration)>) {
+    pub(crate) fn set_on_reconnecting(&self, f: Box<dyn Fn(u32, Duration)>) {
         *self.0.on_reconnecting.borrow_mut() = Some(Rc::from(f));
     }
 
@@ -231,17 +345,8 @@ impl Socket {
         if self.0.ws.borrow().is_some() {
             return Err(Error::AlreadyConnected);
         }
-        // Omit the protocols argument when there are none (Chrome would offer "null").
-        let ws = if protocols.is_empty() {
-            web_sys::WebSocket::new(url.as_str())
-        } else {
-            let list: js_sys::Array = protocols.iter().map(|p| JsValue::from_str(p)).collect();
-            web_sys::WebSocket::new_with_str_sequence(url.as_str(), &list)
-        }
-        .map_err(convert::js_error)?;
-        // ArrayBuffer, not Blob: a Blob needs a promise to read, which could reorder events.
-        ws.set_binary_type(BinaryType::Arraybuffer);
-
+        let protocols: Vec<String> = protocols.iter().map(|p| (*p).to_string()).collect();
+        let ws = connect(url.as_str(), &protocols)?;
         let promise = js_sys::Promise::new(&mut |resolve, reject| {
             *self.0.pending.borrow_mut() = Pending {
                 resolve: Some(resolve),
@@ -250,6 +355,7 @@ impl Socket {
         });
         *self.0.listeners.borrow_mut() = Some(self.listen(&ws));
         *self.0.url.borrow_mut() = Some(url.to_string());
+        *self.0.protocols.borrow_mut() = protocols;
         *self.0.ws.borrow_mut() = Some(ws);
         match wasm_bindgen_futures::JsFuture::from(promise).await {
             Ok(_) => Ok(()),
@@ -259,8 +365,8 @@ impl Socket {
 
     /// Wires the four browser events to the handlers. The closures hold the socket
     /// strongly, as a browser keeps an open WebSocket alive: the socket lives while it is
-    /// connected, even with no Rust handle left, and the cycle is broken when the close
-    /// event releases the listeners.
+    /// connected (or reconnecting), even with no Rust handle left, and the cycle is broken
+    /// when the close event releases the listeners.
     fn listen(&self, ws: &web_sys::WebSocket) -> Listeners {
         let on_open = Closure::<dyn FnMut(web_sys::Event)>::new({
             let sock = self.clone();
@@ -282,7 +388,7 @@ impl Socket {
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        LIVE_LISTENER_SETS.with(|n| n.set(n.get() + 1));
+        count_live(true);
         Listeners {
             ws: ws.clone(),
             _on_open: on_open,
@@ -292,19 +398,90 @@ impl Socket {
         }
     }
 
+    /// Removes the current browser socket's listeners. The closures are dropped after the
+    /// running callback returns: a closure may not be dropped while it runs.
+    fn release_listeners(&self) {
+        if let Some(listeners) = self.0.listeners.borrow_mut().take() {
+            listeners.ws.set_onopen(None);
+            listeners.ws.set_onmessage(None);
+            listeners.ws.set_onerror(None);
+            listeners.ws.set_onclose(None);
+            defer_drop(listeners);
+        }
+    }
+
+    fn timer_slot(&self, kind: TimerKind) -> &RefCell<Option<Timer>> {
+        match kind {
+            TimerKind::Retry => &self.0.retry_timer,
+            TimerKind::Heartbeat => &self.0.heartbeat_timer,
+        }
+    }
+
+    /// Starts (or restarts) timer `kind`, firing after `delay`; false if it could not be set.
+    fn set_timer(&self, kind: TimerKind, delay: Duration) -> bool {
+        let sock = self.clone();
+        let timer = Timer::start(millis(delay), move || {
+            // This closure is running: its timer is released only after it returns.
+            if let Some(timer) = sock.timer_slot(kind).borrow_mut().take() {
+                defer_drop(timer);
+            }
+            match kind {
+                TimerKind::Retry => sock.attempt(),
+                TimerKind::Heartbeat => sock.check_heartbeat(),
+            }
+        });
+        let started = timer.is_some();
+        // Replacing a timer that is not running cancels it.
+        *self.timer_slot(kind).borrow_mut() = timer;
+        started
+    }
+
+    fn cancel_timer(&self, kind: TimerKind) {
+        // A running timer has already taken itself out of its slot: what is here is not running.
+        let timer = self.timer_slot(kind).borrow_mut().take();
+        drop(timer);
+    }
+
     fn handle_open(&self) {
         let resolve = self.0.pending.borrow_mut().resolve.take();
         self.0.pending.borrow_mut().reject = None;
         if let Some(resolve) = resolve {
             let _ = resolve.call0(&JsValue::NULL);
         }
+        let was_reconnecting = std::mem::take(&mut *self.0.reconnecting.borrow_mut());
+        if was_reconnecting.active {
+            tracing::debug!(id = %self.0.id, "reconnected after {} attempt(s)", was_reconnecting.attempts);
+            self.send_unsent(was_reconnecting.unsent);
+        }
+        self.start_heartbeat();
         let handler = self.0.handlers.borrow().on_open.clone();
         if let Some(h) = handler {
             h();
         }
     }
 
+    /// Sends, in order, what waited for the reconnect.
+    fn send_unsent(&self, unsent: VecDeque<(bool, Vec<u8>)>) {
+        let Some(ws) = self.0.ws.borrow().clone() else {
+            return;
+        };
+        for (text, data) in unsent {
+            let sent = if text {
+                ws.send_with_str(std::str::from_utf8(&data).unwrap_or_default())
+            } else {
+                ws.send_with_u8_array(&data)
+            };
+            if let Err(e) = sent {
+                tracing::warn!(id = %self.0.id, "a message kept for the reconnect was not sent: {}", convert::js_error(e));
+            }
+        }
+    }
+
     fn handle_message(&self, ev: &MessageEvent) {
+        self.0.beat.set(Beat {
+            last_received: js_sys::Date::now(),
+            probe_sent: None,
+        });
         let Some(msg) = convert::message(ev) else {
             return;
         };
@@ -324,7 +501,7 @@ impl Socket {
 
     pub(crate) fn subscribe(&self) -> Messages {
         let queue = Rc::new(RefCell::new(Queue {
-            ended: self.0.close_event.borrow().is_some(),
+            ended: self.is_closed_for_good(),
             ..Queue::default()
         }));
         *self.0.stream.borrow_mut() = Some(queue.clone());
@@ -343,17 +520,21 @@ impl Socket {
     }
 
     pub(crate) async fn flush(&self) -> Result<()> {
-        let ws = self.0.ws.borrow().clone().ok_or(Error::NotOpen)?;
-        while ws.buffered_amount() > 0 {
-            if ws.ready_state() >= web_sys::WebSocket::CLOSING {
+        if self.0.ws.borrow().is_none() {
+            return Err(Error::NotOpen);
+        }
+        while self.buffered_amount() > 0 {
+            let ended = self.0.ws.borrow().as_ref().is_some_and(|ws| {
+                ws.ready_state() >= web_sys::WebSocket::CLOSING && !self.is_reconnecting()
+            });
+            // A connection that ended may still be followed by a reconnect (its close event
+            // decides): only a socket closed for good, or one that cannot reconnect, fails.
+            if self.is_closed_for_good() || (ended && self.0.reconnect.borrow().is_none()) {
                 return Err(Error::Closed);
             }
             // The browser has no "drained" event: look again on the next timer tick.
             let tick = js_sys::Promise::new(&mut |resolve, _| {
-                if let Some(window) = web_sys::window() {
-                    let _ =
-                        window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 5);
-                }
+                let _ = timer::set_timeout(&resolve, 5);
             });
             let _ = wasm_bindgen_futures::JsFuture::from(tick).await;
         }
@@ -361,8 +542,9 @@ impl Socket {
     }
 
     fn handle_error(&self) {
-        if self.0.pending.borrow().reject.is_some() {
-            // Before open: `open` fails; the close event that follows settles nothing more.
+        if self.0.pending.borrow().reject.is_some() || self.is_reconnecting() {
+            // Before open (or during a reconnect attempt): `open` fails, or the attempt
+            // counts as failed; the close event that follows says so.
             return;
         }
         let handler = self.0.handlers.borrow().on_error.clone();
@@ -373,42 +555,207 @@ impl Socket {
 
     fn handle_close(&self, ev: &web_sys::CloseEvent) {
         let event = convert::close_event(ev);
+        self.release_listeners();
+        self.cancel_timer(TimerKind::Heartbeat);
         let reject = self.0.pending.borrow_mut().reject.take();
         self.0.pending.borrow_mut().resolve = None;
         if let Some(reject) = reject {
             let msg = format!("the connection failed before it opened ({event})");
             let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&msg));
-        } else {
-            *self.0.close_event.borrow_mut() = Some(event.clone());
-            for waker in self.0.close_wakers.borrow_mut().drain(..) {
+            return;
+        }
+        if self.is_reconnecting() {
+            let attempt = self.0.reconnecting.borrow().attempts;
+            tracing::debug!(id = %self.0.id, "reconnect attempt {attempt} failed: {event}");
+            self.0.reconnecting.borrow_mut().lost = Some((
+                abnormal(format!(
+                    "Abnormal Closure: reconnect attempt {attempt} failed ({event})"
+                )),
+                Some(Error::Js(format!(
+                    "reconnect attempt {attempt} failed: the connection failed before it opened ({event})"
+                ))),
+            ));
+            self.retry();
+            return;
+        }
+        self.lost(event, None);
+    }
+
+    /// The connection ended (not a reconnect attempt): reconnect if the policy says so,
+    /// else close for good.
+    fn lost(&self, event: CloseEvent, error: Option<Error>) {
+        let retry = !self.0.closed_locally.get()
+            && self
+                .0
+                .reconnect
+                .borrow()
+                .as_ref()
+                .is_some_and(|p| p.retries(&event));
+        if !retry {
+            self.finish(event, error);
+            return;
+        }
+        tracing::debug!(id = %self.0.id, "connection lost: {event}");
+        *self.0.reconnecting.borrow_mut() = Reconnecting {
+            active: true,
+            lost: Some((event, error)),
+            ..Reconnecting::default()
+        };
+        self.retry();
+    }
+
+    /// Schedules the next reconnect attempt, or gives up when the policy allows no more.
+    fn retry(&self) {
+        let attempts = self.0.reconnecting.borrow().attempts;
+        let policy = self.0.reconnect.borrow().clone();
+        let Some(policy) = policy.filter(|p| p.allows(attempts) && !self.0.closed_locally.get())
+        else {
+            self.give_up();
+            return;
+        };
+        let attempt = attempts + 1;
+        self.0.reconnecting.borrow_mut().attempts = attempt;
+        let delay = policy.delay(attempt, js_sys::Math::random());
+        let handler = self.0.on_reconnecting.borrow().clone();
+        if let Some(h) = handler {
+            h(attempt, delay);
+        }
+        // The handler may have closed the socket.
+        if self.is_reconnecting() && !self.set_timer(TimerKind::Retry, delay) {
+            self.give_up();
+        }
+    }
+
+    /// The wait is over: open a new browser socket to the same URL, same subprotocols.
+    fn attempt(&self) {
+        if !self.is_reconnecting() {
+            return;
+        }
+        let url = self.0.url.borrow().clone().unwrap_or_default();
+        let protocols = self.0.protocols.borrow().clone();
+        match connect(&url, &protocols) {
+            Ok(ws) => {
+                *self.0.listeners.borrow_mut() = Some(self.listen(&ws));
+                *self.0.ws.borrow_mut() = Some(ws);
+            }
+            Err(e) => {
+                let attempt = self.0.reconnecting.borrow().attempts;
+                self.0.reconnecting.borrow_mut().lost = Some((
+                    abnormal(format!(
+                        "Abnormal Closure: reconnect attempt {attempt} failed: {e}"
+                    )),
+                    Some(e),
+                ));
+                self.retry();
+            }
+        }
+    }
+
+    /// Stops reconnecting: closes for good with how the connection (or last attempt) ended.
+    fn give_up(&self) {
+        let lost = self.0.reconnecting.borrow_mut().lost.take();
+        let (event, error) = lost.unwrap_or_else(|| (abnormal("Abnormal Closure".into()), None));
+        self.finish(event, error);
+    }
+
+    /// Closed for good: report the close (then any error), end the stream and `closed`, and
+    /// drop the handlers, timers and listeners, so nothing holds the socket any more.
+    fn finish(&self, event: CloseEvent, error: Option<Error>) {
+        // Later sends fail with `Closed`, not `NotOpen`.
+        *self.0.reconnecting.borrow_mut() = Reconnecting::default();
+        self.cancel_timer(TimerKind::Retry);
+        self.cancel_timer(TimerKind::Heartbeat);
+        self.release_listeners();
+        *self.0.close_event.borrow_mut() = Some(event.clone());
+        for waker in self.0.close_wakers.borrow_mut().drain(..) {
+            waker.wake();
+        }
+        if let Some(queue) = self.0.stream.borrow_mut().take() {
+            let mut queue = queue.borrow_mut();
+            queue.ended = true;
+            if let Some(waker) = queue.waker.take() {
                 waker.wake();
             }
-            if let Some(queue) = self.0.stream.borrow_mut().take() {
-                let mut queue = queue.borrow_mut();
-                queue.ended = true;
-                if let Some(waker) = queue.waker.take() {
-                    waker.wake();
-                }
-            }
-            let handlers = std::mem::take(&mut *self.0.handlers.borrow_mut());
-            if let Some(h) = handlers.on_close {
-                h(event);
-            }
         }
-        // Release the listeners after this callback returns: a closure may not be dropped
-        // while it runs.
-        if let Some(listeners) = self.0.listeners.borrow_mut().take() {
-            wasm_bindgen_futures::spawn_local(async move { drop(listeners) });
+        let handlers = std::mem::take(&mut *self.0.handlers.borrow_mut());
+        self.0.on_reconnecting.borrow_mut().take();
+        if let Some(h) = handlers.on_close {
+            h(event);
         }
+        if let (Some(err), Some(h)) = (error, handlers.on_error) {
+            h(err);
+        }
+    }
+
+    /// Starts the heartbeat (if one is set) on a connection that just opened.
+    fn start_heartbeat(&self) {
+        let Some(interval) = self.0.heartbeat.borrow().as_ref().map(|hb| hb.interval) else {
+            return;
+        };
+        self.0.beat.set(Beat {
+            last_received: js_sys::Date::now(),
+            probe_sent: None,
+        });
+        let _ = self.set_timer(TimerKind::Heartbeat, interval);
+    }
+
+    /// After `interval` of quiet, sends the heartbeat; `timeout` after that, with still
+    /// nothing received, counts the connection as dead (1006).
+    fn check_heartbeat(&self) {
+        let Some(hb) = self.0.heartbeat.borrow().clone() else {
+            return;
+        };
+        if self.is_reconnecting() || self.is_closed_for_good() {
+            return;
+        }
+        let now = js_sys::Date::now();
+        let beat = self.0.beat.get();
+        let deadline = match beat.probe_sent {
+            None => beat.last_received + hb.interval.as_secs_f64() * 1000.0,
+            Some(sent) => sent + hb.timeout.as_secs_f64() * 1000.0,
+        };
+        if now < deadline {
+            // Something arrived since the timer was set: wait for the rest of the quiet time.
+            let left = Duration::from_secs_f64((deadline - now) / 1000.0);
+            let _ = self.set_timer(TimerKind::Heartbeat, left);
+            return;
+        }
+        if beat.probe_sent.is_none() {
+            tracing::trace!(id = %self.0.id, "sending the heartbeat");
+            let _ = self.send_text(&hb.message);
+            self.0.beat.set(Beat {
+                probe_sent: Some(now),
+                ..beat
+            });
+            let _ = self.set_timer(TimerKind::Heartbeat, hb.timeout);
+            return;
+        }
+        let secs = hb.timeout.as_secs_f32();
+        tracing::debug!(id = %self.0.id, "no answer to the heartbeat");
+        // The browser socket is abandoned: no event of it reaches us any more.
+        self.release_listeners();
+        if let Some(ws) = self.0.ws.borrow().as_ref() {
+            let _ = ws.close();
+        }
+        self.lost(
+            abnormal(format!(
+                "Abnormal Closure: no answer to the heartbeat within {secs} s"
+            )),
+            Some(Error::Timeout("no answer to the heartbeat")),
+        );
     }
 
     pub(crate) async fn read(&self) {}
 
     /// The user dropped every handle: as in JS, an open socket lives on until it closes
-    /// (its listeners hold it), so there is nothing to do.
+    /// (its listeners hold it), and so does a reconnecting one (its timer holds it), so
+    /// there is nothing to do.
     pub(crate) fn release(&self) {}
 
     fn socket(&self) -> Result<web_sys::WebSocket> {
+        if self.is_closed_for_good() {
+            return Err(Error::Closed);
+        }
         let ws = self.0.ws.borrow().clone().ok_or(Error::NotOpen)?;
         match ws.ready_state() {
             web_sys::WebSocket::CONNECTING => Err(Error::NotOpen),
@@ -417,13 +764,37 @@ impl Socket {
         }
     }
 
+    /// While reconnecting: keeps a message for the next connection, within the bound.
+    fn keep_for_reconnect(&self, text: bool, data: &[u8]) -> Result<()> {
+        let cap = self.0.reconnect.borrow().as_ref().map_or(0, |r| r.buffer);
+        if cap == 0 {
+            return Err(Error::NotOpen);
+        }
+        let mut reconnecting = self.0.reconnecting.borrow_mut();
+        if reconnecting.unsent_bytes.saturating_add(data.len()) > cap {
+            return Err(Error::Capacity {
+                buffered: reconnecting.unsent_bytes,
+                cap,
+            });
+        }
+        reconnecting.unsent.push_back((text, data.to_vec()));
+        reconnecting.unsent_bytes += data.len();
+        Ok(())
+    }
+
     pub(crate) fn send_text(&self, text: &str) -> Result<()> {
+        if self.is_reconnecting() {
+            return self.keep_for_reconnect(true, text.as_bytes());
+        }
         self.socket()?
             .send_with_str(text)
             .map_err(convert::js_error)
     }
 
     pub(crate) fn send_binary(&self, data: &[u8]) -> Result<()> {
+        if self.is_reconnecting() {
+            return self.keep_for_reconnect(false, data);
+        }
         self.socket()?
             .send_with_u8_array(data)
             .map_err(convert::js_error)
@@ -436,6 +807,21 @@ impl Socket {
             return Err(Error::InvalidCloseCode(code));
         }
         let ws = self.0.ws.borrow().clone().ok_or(Error::NotOpen)?;
+        if self.is_closed_for_good() {
+            return Ok(());
+        }
+        self.0.closed_locally.set(true);
+        self.cancel_timer(TimerKind::Heartbeat);
+        if self.is_reconnecting() {
+            // Stop: abandon the attempt in flight (if any); the close that started the
+            // reconnect (or the last failed attempt) is what `on_close` reports.
+            self.release_listeners();
+            if ws.ready_state() < web_sys::WebSocket::CLOSING {
+                let _ = ws.close();
+            }
+            self.give_up();
+            return Ok(());
+        }
         if ws.ready_state() >= web_sys::WebSocket::CLOSING {
             return Ok(());
         }
