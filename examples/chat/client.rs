@@ -4,7 +4,9 @@
 //!
 //! The front ends only render [`ChatEvent`]s and hand typed lines to [`Chat::submit`].
 
-use unisock::{MsgEvent, WasmNotSendSync, WebSocket};
+use std::time::Duration;
+
+use unisock::{MsgEvent, Reconnect, WasmNotSendSync, WebSocket};
 
 /// What the chat server sends a newcomer first, followed by its id (see `chat_server.rs`).
 pub(crate) const WELCOME: &str = "welcome, you are ";
@@ -12,10 +14,21 @@ pub(crate) const WELCOME: &str = "welcome, you are ";
 /// What a front end shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ChatEvent {
-    /// The connection status changed: connecting, connected, disconnected.
+    /// The connection status changed: connecting, connected, reconnecting, disconnected.
     Status(String),
     /// A line for the message list: someone said something, joined or left.
     Line(String),
+}
+
+/// What a front end's status starts with while the connection is being re-established.
+pub(crate) const RECONNECTING: &str = "reconnecting…";
+
+/// How the chat reconnects when it loses the server: soon, then backing off to every 5 s,
+/// forever; up to 64 KiB of lines typed meanwhile are said once it is back.
+fn reconnect_policy() -> Reconnect {
+    Reconnect::default()
+        .delays(Duration::from_millis(250), Duration::from_secs(5))
+        .buffer(64 * 1024)
 }
 
 /// One chat connection.
@@ -25,7 +38,8 @@ pub(crate) struct Chat {
 
 impl Chat {
     /// Connects to the chat server's `/ws` at `url`; every status change and received line
-    /// goes to `show`. Returns once connected.
+    /// goes to `show`. Returns once connected. When the connection is lost, it reconnects
+    /// (showing [`RECONNECTING`]); the server then welcomes it again.
     pub(crate) async fn connect<F>(url: &str, show: F) -> unisock::Result<Chat>
     where
         F: Fn(ChatEvent) + Clone + WasmNotSendSync + 'static,
@@ -43,6 +57,20 @@ impl Chat {
                 }
             }
         });
+        ws.set_reconnect(Some(reconnect_policy()));
+        ws.on_reconnecting({
+            let show = show.clone();
+            move |attempt, delay| {
+                show(ChatEvent::Status(format!(
+                    "{RECONNECTING} (attempt {attempt}, in {} ms)",
+                    delay.as_millis()
+                )))
+            }
+        });
+        ws.on_open({
+            let (show, url) = (show.clone(), url.to_string());
+            move || show(ChatEvent::Status(format!("connected to {url}")))
+        });
         ws.on_close({
             let show = show.clone();
             move |ev| show(ChatEvent::Status(format!("disconnected ({ev})")))
@@ -58,15 +86,14 @@ impl Chat {
             )));
             return Err(e);
         }
-        show(ChatEvent::Status(format!("connected to {url}")));
         Ok(Chat { ws })
     }
 
     /// Handles a line the user typed: `/quit` leaves, blank lines are ignored, anything
-    /// else is said to the room.
+    /// else is said to the room (while reconnecting: once the connection is back).
     ///
     /// # Errors
-    /// When the connection is closed.
+    /// When the connection is closed, or too much waits for the reconnect.
     pub(crate) fn submit(&self, line: &str) -> unisock::Result<()> {
         match line.trim() {
             "" => Ok(()),
@@ -83,8 +110,8 @@ impl Chat {
         self.ws.close(1000, "bye")
     }
 
-    /// Runs the connection until it closes: the event loop natively; in the browser it
-    /// returns at once (the browser runs the events).
+    /// Runs the connection until it closes for good (reconnects included): the event loop
+    /// natively; in the browser it returns at once (the browser runs the events).
     pub(crate) async fn run(&self) {
         self.ws.read().await
     }
