@@ -314,6 +314,12 @@ async fn control(command: &str) -> String {
     }
 }
 
+/// The JS closure sets alive, once the releases already due have run.
+async fn live_closures() -> usize {
+    next_tick().await;
+    unisock::__live_listener_sets()
+}
+
 /// A new echo server of this test's own, which it can take down and bring back: its URL
 /// and port.
 async fn own_server() -> (String, u16) {
@@ -330,6 +336,7 @@ async fn own_server() -> (String, u16) {
 #[wasm_bindgen_test]
 async fn a_restarted_server_is_reconnected_to_and_messages_sent_while_down_arrive_once_in_order() {
     let (url, port) = own_server().await;
+    let before = live_closures().await;
     let (ws, seen) = watched(quick().buffer(64 * 1024));
     ws.open(&url, &["chat.v1"]).await.unwrap();
     seen.opens.next("open").await;
@@ -380,6 +387,8 @@ async fn a_restarted_server_is_reconnected_to_and_messages_sent_while_down_arriv
     assert_eq!(seen.closes.next("on_close").await.code, 1000);
     assert_eq!(ws.ready_state(), ReadyState::Closed);
     assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+    // Every listener set and timer of the reconnects was released.
+    assert!(live_closures().await <= before);
 }
 
 #[wasm_bindgen_test]
@@ -452,6 +461,7 @@ async fn the_heartbeat_is_answered_by_an_echo_and_keeps_the_connection() {
 
 #[wasm_bindgen_test]
 async fn a_silent_server_is_found_by_the_heartbeat_and_reconnected_to() {
+    let before = live_closures().await;
     let (ws, seen) = watched(quick());
     ws.set_heartbeat(Some(Heartbeat::new(
         Duration::from_millis(200),
@@ -470,6 +480,7 @@ async fn a_silent_server_is_found_by_the_heartbeat_and_reconnected_to() {
     );
     ws.close(1000, "").unwrap();
     assert_eq!(seen.closes.next("on_close").await.code, 1000);
+    assert!(live_closures().await <= before, "heartbeat timers released");
 }
 
 #[wasm_bindgen_test]
@@ -502,6 +513,7 @@ async fn a_silent_server_without_a_policy_ends_with_1006_and_a_timeout() {
 async fn when_the_attempts_run_out_the_socket_closes_for_good() {
     use futures_util::StreamExt;
     let (url, port) = own_server().await;
+    let before = live_closures().await;
     let (mut ws, seen) = watched(quick().max_attempts(Some(3)).buffer(10));
     ws.open(&url, &[]).await.unwrap();
     seen.opens.next("open").await;
@@ -536,5 +548,6 @@ async fn when_the_attempts_run_out_the_socket_closes_for_good() {
     assert!(seen.closes.try_next().is_none(), "on_close once");
     assert_eq!(ws.closed().await, ev);
     assert_eq!(ws.next().await, None, "the stream has ended");
+    assert!(live_closures().await <= before);
     assert_eq!(control(&format!("/control/up?port={port}")).await, "up");
 }
