@@ -126,3 +126,136 @@ impl KeepAlive {
         self
     }
 }
+
+/// permessage-deflate (RFC 7692) options: whether a socket offers (client) or accepts
+/// (server) compression, and how. Natively only: in the browser, the browser negotiates and
+/// compresses by itself.
+///
+/// Compression is used only when both sides agree during the opening handshake; the
+/// negotiated extension is reported by [`WebSocket::extensions`](crate::WebSocket::extensions).
+///
+/// ```
+/// let deflate = unisock::DeflateConfig::default()
+///     .min_size(256)
+///     .server_no_context_takeover(true);
+/// assert!(deflate.enabled);
+/// assert_eq!(deflate.server_max_window_bits, 15);
+/// assert!(!unisock::DeflateConfig::disabled().enabled);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeflateConfig {
+    /// Offer (client) or accept (server) permessage-deflate. Default `true`.
+    pub enabled: bool,
+    /// Messages shorter than this many bytes are sent uncompressed. Default 32.
+    pub min_size: usize,
+    /// Compression level, 0 (none) to 9 (smallest, slowest). Default 1: the fastest level
+    /// already removes most of the redundancy of JSON-like text.
+    pub level: u32,
+    /// The server resets its compressor after every message (less memory, worse ratio).
+    /// A server requests it from itself; a client asks it of the server. Default `false`.
+    pub server_no_context_takeover: bool,
+    /// The client resets its compressor after every message. A server requests it of the
+    /// client; a client announces it. Default `false`.
+    pub client_no_context_takeover: bool,
+    /// The largest LZ77 window (as a power of two, 9 to 15) the server compresses with.
+    /// Default 15 (32 KiB).
+    pub server_max_window_bits: u8,
+    /// The largest LZ77 window (9 to 15) the client compresses with. Default 15.
+    pub client_max_window_bits: u8,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_size: 32,
+            level: 1,
+            server_no_context_takeover: false,
+            client_no_context_takeover: false,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        }
+    }
+}
+
+impl DeflateConfig {
+    /// Neither offers nor accepts compression.
+    ///
+    /// ```
+    /// assert!(!unisock::DeflateConfig::disabled().enabled);
+    /// ```
+    #[must_use]
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`DeflateConfig::min_size`].
+    ///
+    /// ```
+    /// assert_eq!(unisock::DeflateConfig::default().min_size(0).min_size, 0);
+    /// ```
+    #[must_use]
+    pub fn min_size(mut self, bytes: usize) -> Self {
+        self.min_size = bytes;
+        self
+    }
+
+    /// Sets [`DeflateConfig::level`] (clamped to 0..=9).
+    ///
+    /// ```
+    /// assert_eq!(unisock::DeflateConfig::default().level(12).level, 9);
+    /// ```
+    #[must_use]
+    pub fn level(mut self, level: u32) -> Self {
+        self.level = level.min(9);
+        self
+    }
+
+    /// Sets [`DeflateConfig::server_no_context_takeover`].
+    ///
+    /// ```
+    /// assert!(unisock::DeflateConfig::default().server_no_context_takeover(true).server_no_context_takeover);
+    /// ```
+    #[must_use]
+    pub fn server_no_context_takeover(mut self, on: bool) -> Self {
+        self.server_no_context_takeover = on;
+        self
+    }
+
+    /// Sets [`DeflateConfig::client_no_context_takeover`].
+    ///
+    /// ```
+    /// assert!(unisock::DeflateConfig::default().client_no_context_takeover(true).client_no_context_takeover);
+    /// ```
+    #[must_use]
+    pub fn client_no_context_takeover(mut self, on: bool) -> Self {
+        self.client_no_context_takeover = on;
+        self
+    }
+
+    /// Sets [`DeflateConfig::server_max_window_bits`] (clamped to 9..=15).
+    ///
+    /// ```
+    /// assert_eq!(unisock::DeflateConfig::default().server_max_window_bits(8).server_max_window_bits, 9);
+    /// ```
+    #[must_use]
+    pub fn server_max_window_bits(mut self, bits: u8) -> Self {
+        self.server_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+
+    /// Sets [`DeflateConfig::client_max_window_bits`] (clamped to 9..=15).
+    ///
+    /// ```
+    /// assert_eq!(unisock::DeflateConfig::default().client_max_window_bits(10).client_max_window_bits, 10);
+    /// ```
+    #[must_use]
+    pub fn client_max_window_bits(mut self, bits: u8) -> Self {
+        self.client_max_window_bits = bits.clamp(9, 15);
+        self
+    }
+}

@@ -99,7 +99,7 @@ mod send_sync;
 mod socket;
 
 pub use backend::Transport;
-pub use config::{KeepAlive, Limits};
+pub use config::{DeflateConfig, KeepAlive, Limits};
 pub use error::{Error, Result};
 pub use event::{CloseEvent, MsgEvent, ReadyState};
 pub use reconnect::{Heartbeat, Reconnect};

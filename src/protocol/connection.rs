@@ -9,11 +9,12 @@ use std::fmt;
 use std::mem;
 
 use super::close::{self, CloseCode};
+use super::deflate::{codec::Codec, DeflateParams};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, Opcode, MAX_CONTROL_PAYLOAD};
 use super::mask::apply_mask;
 use super::message::MessageBuffer;
-use crate::{Limits, MsgEvent};
+use crate::{DeflateConfig, Limits, MsgEvent};
 
 /// Which end of the connection this is; it decides who masks (RFC 6455 §5.1).
 ///
@@ -56,6 +57,9 @@ pub enum ConnectionState {
     /// should flush it and drop TCP. Further input is ignored.
     Failed,
 }
+
+/// RSV1 in [`FrameHeader::rsv`]: the message is compressed (RFC 7692 §6).
+const RSV1: u8 = 0b100;
 
 /// What the peer did, in order.
 ///
@@ -167,6 +171,10 @@ pub struct Connection {
     /// (see [`PONG_BACKLOG`]).
     deferred_pong: Option<Vec<u8>>,
     mask_source: MaskSource,
+    /// permessage-deflate, once negotiated (natively).
+    deflate: Option<Codec>,
+    /// Compressed payload bytes being unmasked before they are inflated.
+    scratch: Vec<u8>,
 }
 
 /// When this many bytes already wait to be written, a ping's pong is not queued at once:
@@ -183,6 +191,7 @@ impl fmt::Debug for Connection {
             .field("limits", &self.limits)
             .field("pending_events", &self.events.len())
             .field("data_to_send", &self.out.len())
+            .field("deflate", &self.deflate.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -211,7 +220,29 @@ impl Connection {
             out: Vec::new(),
             deferred_pong: None,
             mask_source: MaskSource::Builtin(0x9E37_79B9),
+            deflate: None,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Turns on permessage-deflate (RFC 7692) as negotiated in the opening handshake: from
+    /// now on RSV1 marks compressed messages, and messages of at least
+    /// [`DeflateConfig::min_size`] bytes are sent compressed. Returns whether compression
+    /// is on: always natively; never in the browser, where the browser compresses.
+    ///
+    /// ```
+    /// use unisock::protocol::{deflate::DeflateParams, Connection, Event, Role};
+    /// use unisock::{DeflateConfig, Limits, MsgEvent};
+    ///
+    /// let mut client = Connection::new(Role::Client, Limits::default());
+    /// assert!(client.set_deflate(&DeflateParams::default(), &DeflateConfig::default()));
+    /// // RFC 7692 §7.2.3.1: "Hello", compressed, from the server.
+    /// client.receive_data(&[0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]);
+    /// assert_eq!(client.next_event(), Some(Event::Message(MsgEvent::Text("Hello".into()))));
+    /// ```
+    pub fn set_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) -> bool {
+        self.deflate = Codec::new(self.role, params, config);
+        self.deflate.is_some()
     }
 
     /// Client role: where mask keys come from. The native driver passes a CSPRNG-backed
@@ -314,7 +345,7 @@ impl Connection {
     /// [`ProtocolError::SendAfterClose`] once a close frame has been sent.
     pub fn send_text(&mut self, text: &str) -> Result<(), ProtocolError> {
         self.check_can_send()?;
-        self.write_frame(Opcode::Text, text.as_bytes());
+        self.write_message(Opcode::Text, text.as_bytes());
         Ok(())
     }
 
@@ -324,7 +355,7 @@ impl Connection {
     /// [`ProtocolError::SendAfterClose`] once a close frame has been sent.
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         self.check_can_send()?;
-        self.write_frame(Opcode::Binary, data);
+        self.write_message(Opcode::Binary, data);
         Ok(())
     }
 
@@ -535,7 +566,12 @@ impl Connection {
     }
 
     fn check_frame(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
-        if header.rsv != 0 {
+        // RSV1 belongs to permessage-deflate, on the first frame of a data message only
+        // (RFC 7692 §6); RSV2 and RSV3 are never ours.
+        let compressed = header.rsv == RSV1
+            && self.deflate.is_some()
+            && matches!(header.opcode, Opcode::Text | Opcode::Binary);
+        if header.rsv != 0 && !compressed {
             return Err(ProtocolError::ReservedBitsSet);
         }
         match (self.role, header.mask) {
@@ -552,7 +588,7 @@ impl Connection {
         }
         if !header.opcode.is_control() {
             self.message
-                .begin_frame(header, self.limits.max_message_size)?;
+                .begin_frame(header, self.limits.max_message_size, compressed)?;
         }
         Ok(())
     }
@@ -575,6 +611,11 @@ impl Connection {
                 if let Some(key) = header.mask {
                     apply_mask(dst, key, offset);
                 }
+            }
+        } else if self.message.is_compressed() {
+            if let Err(err) = self.inflate(chunk, header.mask, offset) {
+                self.fail(err);
+                return;
             }
         } else if let Err(err) =
             self.message
@@ -600,6 +641,10 @@ impl Connection {
         match header.opcode {
             Opcode::Continuation | Opcode::Text | Opcode::Binary => {
                 if header.fin {
+                    if let Err(err) = self.finish_inflating() {
+                        self.fail(err);
+                        return;
+                    }
                     match self.message.finish() {
                         Ok(msg) => self.events.push_back(Event::Message(msg)),
                         Err(err) => self.fail(err),
@@ -685,6 +730,52 @@ impl Connection {
         Ok(())
     }
 
+    /// Unmasks a piece of a compressed message and inflates it onto the message.
+    fn inflate(
+        &mut self,
+        chunk: &[u8],
+        mask: Option<[u8; 4]>,
+        offset: usize,
+    ) -> Result<(), ProtocolError> {
+        let Some(codec) = self.deflate.as_mut() else {
+            return Err(ProtocolError::ReservedBitsSet);
+        };
+        self.scratch.clear();
+        self.scratch.extend_from_slice(chunk);
+        if let Some(key) = mask {
+            apply_mask(&mut self.scratch, key, offset);
+        }
+        let input = &self.scratch;
+        let max = self.limits.max_message_size;
+        self.message
+            .append_inflated(|out| codec.decompress(input, out, max), false)
+    }
+
+    /// The last frame of a message arrived: if it is compressed, inflate the tail.
+    fn finish_inflating(&mut self) -> Result<(), ProtocolError> {
+        match self.deflate.as_mut() {
+            Some(codec) if self.message.is_compressed() => {
+                let max = self.limits.max_message_size;
+                self.message
+                    .append_inflated(|out| codec.finish_message(out, max), true)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends a data message as one frame, compressed when permessage-deflate is on and
+    /// the message is not too short.
+    fn write_message(&mut self, opcode: Opcode, payload: &[u8]) {
+        match self
+            .deflate
+            .as_mut()
+            .and_then(|codec| codec.compress(payload))
+        {
+            Some(compressed) => self.write_frame_rsv(opcode, RSV1, &compressed),
+            None => self.write_frame(opcode, payload),
+        }
+    }
+
     /// Appends one final frame to the out buffer; a client masks it with a fresh key.
     fn write_frame(&mut self, opcode: Opcode, payload: &[u8]) {
         if opcode == Opcode::Close {
@@ -693,13 +784,17 @@ impl Connection {
                 self.write_frame(Opcode::Pong, &pong);
             }
         }
+        self.write_frame_rsv(opcode, 0, payload);
+    }
+
+    fn write_frame_rsv(&mut self, opcode: Opcode, rsv: u8, payload: &[u8]) {
         let mask = match self.role {
             Role::Client => Some(self.mask_source.next_key()),
             Role::Server => None,
         };
         let header = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,

@@ -79,6 +79,9 @@ pub enum ProtocolError {
         /// The configured limit.
         max: usize,
     },
+    /// A compressed message (permessage-deflate) did not inflate: corrupt deflate data.
+    #[error("invalid compressed data in a permessage-deflate message (RFC 7692 §7.2.2)")]
+    InvalidCompressedData,
     /// The caller tried to send data after a close frame was sent or the connection failed.
     #[error("cannot send after the close frame was sent (RFC 6455 §5.5.1)")]
     SendAfterClose,

@@ -85,6 +85,15 @@ pub enum HandshakeError {
     /// The server answered with extensions although none were offered.
     #[error("the server selected extensions '{0}', but none were offered")]
     UnexpectedExtensions(String),
+    /// The server's `Sec-WebSocket-Extensions` answer is not a valid answer to our
+    /// permessage-deflate offer (RFC 7692 §5).
+    #[error("invalid 'Sec-WebSocket-Extensions' answer '{header}': {why}")]
+    InvalidExtensions {
+        /// The header value.
+        header: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The URL cannot be requested (no host).
     #[error("cannot build a request for the URL '{0}'")]
     InvalidUrl(String),

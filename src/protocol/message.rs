@@ -17,6 +17,10 @@ pub(crate) struct MessageBuffer {
     text: Option<bool>,
     data: Vec<u8>,
     utf8: Utf8Validator,
+    /// The message is compressed (permessage-deflate): `data` holds the inflated bytes.
+    compressed: bool,
+    /// Compressed payload bytes received so far (when `compressed`).
+    wire_len: u64,
 }
 
 impl MessageBuffer {
@@ -25,28 +29,64 @@ impl MessageBuffer {
     ///
     /// The caller has already checked the payload length against the frame size limit,
     /// so the reservation is bounded by the limits.
+    ///
+    /// `compressed` (RSV1 on the first frame, permessage-deflate negotiated) marks the
+    /// message compressed: then nothing is reserved, the compressed size is what is
+    /// checked here, and the inflated size is checked as it grows.
     pub(crate) fn begin_frame(
         &mut self,
         header: &FrameHeader,
         max_message_size: usize,
+        compressed: bool,
     ) -> Result<(), ProtocolError> {
         let text = match (header.opcode, self.text) {
             (Opcode::Continuation, Some(text)) => text,
             (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
             (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
-            (opcode, None) => opcode == Opcode::Text,
+            (opcode, None) => {
+                self.compressed = compressed;
+                self.wire_len = 0;
+                opcode == Opcode::Text
+            }
         };
-        let size = u64::try_from(self.data.len())
-            .unwrap_or(u64::MAX)
-            .saturating_add(header.payload_len);
+        let so_far = if self.compressed {
+            self.wire_len
+        } else {
+            u64::try_from(self.data.len()).unwrap_or(u64::MAX)
+        };
+        let size = so_far.saturating_add(header.payload_len);
         let max = max_message_size;
         if size > u64::try_from(max).unwrap_or(u64::MAX) {
             return Err(ProtocolError::MessageTooLarge { size, max });
         }
-        let additional = usize::try_from(header.payload_len)
-            .map_err(|_| ProtocolError::MessageTooLarge { size, max })?;
-        self.data.reserve(additional);
+        if self.compressed {
+            self.wire_len = size;
+        } else {
+            let additional = usize::try_from(header.payload_len)
+                .map_err(|_| ProtocolError::MessageTooLarge { size, max })?;
+            self.data.reserve(additional);
+        }
         self.text = Some(text);
+        Ok(())
+    }
+
+    /// Whether the message being received is compressed.
+    pub(crate) fn is_compressed(&self) -> bool {
+        self.compressed
+    }
+
+    /// Appends inflated bytes: `inflate` writes them onto the payload (and checks its
+    /// limit); the text is validated as with [`MessageBuffer::append`].
+    pub(crate) fn append_inflated(
+        &mut self,
+        inflate: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtocolError>,
+        completes_message: bool,
+    ) -> Result<(), ProtocolError> {
+        let start = self.data.len();
+        inflate(&mut self.data)?;
+        if self.text == Some(true) && !completes_message {
+            self.utf8.feed(self.data.get(start..).unwrap_or_default())?;
+        }
         Ok(())
     }
 
@@ -79,6 +119,8 @@ impl MessageBuffer {
     pub(crate) fn finish(&mut self) -> Result<MsgEvent, ProtocolError> {
         let text = self.text.take();
         self.utf8 = Utf8Validator::default();
+        self.compressed = false;
+        self.wire_len = 0;
         let data = mem::take(&mut self.data);
         match text {
             Some(true) => String::from_utf8(data)
@@ -117,9 +159,10 @@ mod tests {
     #[test]
     fn reassembles_text() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Text, false, 3), 100).unwrap();
+        m.begin_frame(&header(Opcode::Text, false, 3), 100, false)
+            .unwrap();
         m.append(b"Hel", None, 0, false).unwrap();
-        m.begin_frame(&header(Opcode::Continuation, true, 2), 100)
+        m.begin_frame(&header(Opcode::Continuation, true, 2), 100, false)
             .unwrap();
         m.append(b"lo", None, 0, true).unwrap();
         assert_eq!(m.finish(), Ok(MsgEvent::Text("Hello".into())));
@@ -130,13 +173,13 @@ mod tests {
     fn fragmentation_rules() {
         let mut m = MessageBuffer::default();
         assert_eq!(
-            m.begin_frame(&header(Opcode::Continuation, true, 1), 100),
+            m.begin_frame(&header(Opcode::Continuation, true, 1), 100, false),
             Err(ProtocolError::UnexpectedContinuation)
         );
-        m.begin_frame(&header(Opcode::Binary, false, 1), 100)
+        m.begin_frame(&header(Opcode::Binary, false, 1), 100, false)
             .unwrap();
         assert_eq!(
-            m.begin_frame(&header(Opcode::Text, true, 1), 100),
+            m.begin_frame(&header(Opcode::Text, true, 1), 100, false),
             Err(ProtocolError::ExpectedContinuation)
         );
     }
@@ -144,11 +187,11 @@ mod tests {
     #[test]
     fn message_limit_across_fragments() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Binary, false, 6), 10)
+        m.begin_frame(&header(Opcode::Binary, false, 6), 10, false)
             .unwrap();
         m.append(&[0; 6], None, 0, false).unwrap();
         assert_eq!(
-            m.begin_frame(&header(Opcode::Continuation, true, 5), 10),
+            m.begin_frame(&header(Opcode::Continuation, true, 5), 10, false),
             Err(ProtocolError::MessageTooLarge { size: 11, max: 10 })
         );
     }
@@ -157,7 +200,8 @@ mod tests {
     fn unmasks_in_place_from_an_offset() {
         let mut m = MessageBuffer::default();
         let key = [0x37, 0xfa, 0x21, 0x3d];
-        m.begin_frame(&header(Opcode::Text, true, 5), 100).unwrap();
+        m.begin_frame(&header(Opcode::Text, true, 5), 100, false)
+            .unwrap();
         m.append(&[0x7f, 0x9f], Some(key), 0, false).unwrap();
         m.append(&[0x4d, 0x51, 0x58], Some(key), 2, true).unwrap();
         assert_eq!(m.finish(), Ok(MsgEvent::Text("Hello".into())));
@@ -166,7 +210,7 @@ mod tests {
     #[test]
     fn invalid_text_fails_before_the_end() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Text, true, 100), 1000)
+        m.begin_frame(&header(Opcode::Text, true, 100), 1000, false)
             .unwrap();
         assert_eq!(
             m.append(&[b'a', 0xff], None, 0, false),
@@ -177,9 +221,10 @@ mod tests {
     #[test]
     fn truncated_text_fails_at_the_end() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Text, false, 2), 100).unwrap();
+        m.begin_frame(&header(Opcode::Text, false, 2), 100, false)
+            .unwrap();
         m.append(&[b'a', 0xe2], None, 0, false).unwrap();
-        m.begin_frame(&header(Opcode::Continuation, true, 1), 100)
+        m.begin_frame(&header(Opcode::Continuation, true, 1), 100, false)
             .unwrap();
         m.append(&[0x82], None, 0, true).unwrap();
         assert_eq!(m.finish(), Err(ProtocolError::InvalidUtf8));

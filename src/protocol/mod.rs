@@ -17,6 +17,7 @@
 
 mod close;
 mod connection;
+pub mod deflate;
 mod error;
 mod frame;
 pub mod handshake;

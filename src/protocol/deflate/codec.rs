@@ -1,0 +1,484 @@
+//! The per-message compressor and decompressor of permessage-deflate (native only), on
+//! flate2's zlib-rs backend: raw deflate, sync-flushed, the `00 00 ff ff` tail stripped
+//! on send and put back on receive (RFC 7692 §7.2), contexts kept or reset per message
+//! as negotiated, and inflation in bounded steps so that a message can never inflate past
+//! the message size limit.
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+use super::DeflateParams;
+use crate::protocol::{ProtocolError, Role};
+use crate::DeflateConfig;
+
+/// What a sync flush ends with, removed from each compressed message (RFC 7692 §7.2.1).
+const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// How much output one inflate step may produce.
+const INFLATE_STEP: usize = 32 * 1024;
+
+/// One connection's compression state, for the role it plays.
+pub(crate) struct Codec {
+    compress: Compress,
+    /// Reset the compressor after each message (our `*_no_context_takeover`).
+    reset_compress: bool,
+    decompress: Decompress,
+    /// Reset the decompressor after each message (the peer's `*_no_context_takeover`).
+    reset_decompress: bool,
+    min_size: usize,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("reset_compress", &self.reset_compress)
+            .field("reset_decompress", &self.reset_decompress)
+            .field("min_size", &self.min_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Codec {
+    /// The codec for `role` under the negotiated `params`.
+    pub(crate) fn new(role: Role, params: &DeflateParams, config: &DeflateConfig) -> Option<Self> {
+        let (ours, theirs, reset_ours, reset_theirs) = match role {
+            Role::Server => (
+                params.server_max_window_bits,
+                params.client_max_window_bits,
+                params.server_no_context_takeover,
+                params.client_no_context_takeover,
+            ),
+            Role::Client => (
+                params.client_max_window_bits,
+                params.server_max_window_bits,
+                params.client_no_context_takeover,
+                params.server_no_context_takeover,
+            ),
+        };
+        // zlib cannot compress with an 8-bit window (madler/zlib#171). When the peer
+        // insists on one (a server may answer our value-less client_max_window_bits with
+        // 8), send stored blocks: they hold no back-references, so any window decodes them.
+        let level = if ours < 9 {
+            Compression::none()
+        } else {
+            Compression::new(config.level.min(9))
+        };
+        Some(Self {
+            compress: Compress::new_with_window_bits(level, false, ours.clamp(9, 15)),
+            reset_compress: reset_ours,
+            // A larger window always decodes a stream made with a smaller one.
+            decompress: Decompress::new_with_window_bits(false, theirs.clamp(9, 15)),
+            reset_decompress: reset_theirs,
+            min_size: config.min_size,
+        })
+    }
+
+    /// Compresses one whole message, or `None` to send it uncompressed (shorter than the
+    /// minimum size, or the compressor failed).
+    pub(crate) fn compress(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        if data.len() < self.min_size {
+            return None;
+        }
+        let mut out = Vec::with_capacity(data.len() / 2 + 64);
+        let start = self.compress.total_in();
+        let result = loop {
+            let consumed = usize::try_from(self.compress.total_in() - start).unwrap_or(usize::MAX);
+            let input = data.get(consumed..).unwrap_or_default();
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(64));
+            }
+            if let Err(e) = self
+                .compress
+                .compress_vec(input, &mut out, FlushCompress::Sync)
+            {
+                break Err(e);
+            }
+            let consumed = usize::try_from(self.compress.total_in() - start).unwrap_or(usize::MAX);
+            // A sync flush is complete once all input is taken and the output has room left.
+            if consumed >= data.len() && out.len() < out.capacity() {
+                break Ok(());
+            }
+        };
+        if self.reset_compress || result.is_err() {
+            self.compress.reset();
+        }
+        if let Err(e) = result {
+            tracing::warn!("deflate failed, sending uncompressed: {e}");
+            return None;
+        }
+        if out.ends_with(&TAIL) {
+            out.truncate(out.len() - TAIL.len());
+        }
+        Some(out)
+    }
+
+    /// Inflates compressed payload bytes of the message being received onto `out`, which
+    /// may not grow past `max` bytes (the message size limit): the output is produced in
+    /// bounded steps and checked as it grows.
+    pub(crate) fn decompress(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), ProtocolError> {
+        loop {
+            let room = max
+                .saturating_sub(out.len())
+                .saturating_add(1)
+                .min(INFLATE_STEP);
+            let len = out.len();
+            out.resize(len + room, 0);
+            let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
+            let status = self.decompress.decompress(
+                input,
+                out.get_mut(len..).unwrap_or_default(),
+                FlushDecompress::None,
+            );
+            let consumed =
+                usize::try_from(self.decompress.total_in() - in_before).unwrap_or(usize::MAX);
+            let produced =
+                usize::try_from(self.decompress.total_out() - out_before).unwrap_or(usize::MAX);
+            out.truncate(len + produced);
+            let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
+            input = input.get(consumed..).unwrap_or_default();
+            if out.len() > max {
+                return Err(ProtocolError::MessageTooLarge {
+                    size: out.len() as u64,
+                    max,
+                });
+            }
+            if status == Status::StreamEnd {
+                // The peer ended the deflate stream (a final block): what follows, if
+                // anything, may only be the tail we appended; the next message starts a
+                // new stream.
+                self.decompress.reset(false);
+                return if input.iter().all(|&b| b == 0) || input == TAIL {
+                    Ok(())
+                } else {
+                    Err(ProtocolError::InvalidCompressedData)
+                };
+            }
+            if input.is_empty() && produced < room {
+                return Ok(());
+            }
+            if consumed == 0 && produced == 0 {
+                return Err(ProtocolError::InvalidCompressedData);
+            }
+        }
+    }
+
+    /// Ends a compressed message: inflates the stripped tail and resets the
+    /// decompressor if the peer does not take its context over.
+    pub(crate) fn finish_message(
+        &mut self,
+        out: &mut Vec<u8>,
+        max: usize,
+    ) -> Result<(), ProtocolError> {
+        let result = self.decompress(&TAIL, out, max);
+        if self.reset_decompress || result.is_err() {
+            self.decompress.reset(false);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(params: DeflateParams, config: DeflateConfig) -> (Codec, Codec) {
+        (
+            Codec::new(Role::Client, &params, &config).unwrap(),
+            Codec::new(Role::Server, &params, &config).unwrap(),
+        )
+    }
+
+    fn round_trip(from: &mut Codec, to: &mut Codec, msg: &[u8]) -> Vec<u8> {
+        let wire = from.compress(msg).expect("compressed");
+        let mut out = Vec::new();
+        // Any split of the compressed payload (fragments, reads) inflates the same.
+        let (a, b) = wire.split_at(wire.len() / 3);
+        to.decompress(a, &mut out, usize::MAX).unwrap();
+        to.decompress(b, &mut out, usize::MAX).unwrap();
+        to.finish_message(&mut out, usize::MAX).unwrap();
+        out
+    }
+
+    #[test]
+    fn rfc_7692_hello_example() {
+        // RFC 7692 §7.2.3.1: "Hello" compressed, tail stripped.
+        let wire = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+        let (_, mut server) = pair(DeflateParams::default(), DeflateConfig::default());
+        let mut out = Vec::new();
+        server.decompress(&wire, &mut out, 100).unwrap();
+        server.finish_message(&mut out, 100).unwrap();
+        assert_eq!(out, b"Hello");
+        // §7.2.3.2: with context takeover, the second "Hello" refers back to the first.
+        server
+            .decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], &mut out, 100)
+            .unwrap();
+        server.finish_message(&mut out, 100).unwrap();
+        assert_eq!(out, b"HelloHello");
+        // What we send for "Hello" decodes the same and ends without the tail.
+        let (mut client, _) = pair(
+            DeflateParams::default(),
+            DeflateConfig::default().min_size(0),
+        );
+        let sent = client.compress(b"Hello").unwrap();
+        assert!(!sent.ends_with(&TAIL));
+    }
+
+    #[test]
+    fn context_takeover_shrinks_repeats_and_no_takeover_does_not() {
+        let msg = br#"{"user":"alice","action":"move","x":12,"y":34,"room":"lobby"}"#;
+        let (mut c, mut s) = pair(DeflateParams::default(), DeflateConfig::default());
+        let first = c.compress(msg).unwrap().len();
+        let second = c.compress(msg).unwrap().len();
+        assert!(second < first / 2, "{first} then {second}");
+        let reset = DeflateParams {
+            client_no_context_takeover: true,
+            server_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
+        let (mut c2, mut s2) = pair(reset, DeflateConfig::default());
+        assert_eq!(c2.compress(msg).unwrap().len(), first);
+        assert_eq!(c2.compress(msg).unwrap().len(), first);
+        for _ in 0..3 {
+            assert_eq!(round_trip(&mut s, &mut c, msg), msg);
+            assert_eq!(round_trip(&mut c2, &mut s2, msg), msg);
+        }
+    }
+
+    #[test]
+    fn every_window_size_round_trips() {
+        let text: Vec<u8> = (0..200_000u64)
+            .map(|i| b"abcdefghij"[(i * i % 7) as usize])
+            .collect();
+        for bits in 8..=15 {
+            let params = DeflateParams {
+                server_max_window_bits: bits,
+                client_max_window_bits: bits,
+                ..DeflateParams::default()
+            };
+            let (mut c, mut s) = pair(params, DeflateConfig::default());
+            assert_eq!(round_trip(&mut c, &mut s, &text), text, "{bits}");
+            assert_eq!(round_trip(&mut s, &mut c, &text), text, "{bits}");
+        }
+    }
+
+    #[test]
+    fn short_messages_stay_uncompressed() {
+        let (mut c, _) = pair(
+            DeflateParams::default(),
+            DeflateConfig::default().min_size(10),
+        );
+        assert!(c.compress(b"123456789").is_none());
+        assert!(c.compress(b"1234567890").is_some());
+    }
+
+    #[test]
+    fn empty_message_is_one_zero_byte() {
+        let (mut c, mut s) = pair(
+            DeflateParams::default(),
+            DeflateConfig::default().min_size(0),
+        );
+        assert_eq!(c.compress(b"").unwrap(), [0x00]);
+        assert_eq!(round_trip(&mut c, &mut s, b""), b"");
+    }
+
+    #[test]
+    fn inflate_stops_at_the_limit() {
+        let (mut c, mut s) = pair(DeflateParams::default(), DeflateConfig::default().level(9));
+        let wire = c.compress(&vec![0u8; 1 << 20]).unwrap();
+        assert!(wire.len() < 2048, "{}", wire.len());
+        let mut out = Vec::new();
+        let err = s.decompress(&wire, &mut out, 1000).unwrap_err();
+        assert_eq!(
+            err,
+            ProtocolError::MessageTooLarge {
+                size: 1001,
+                max: 1000
+            }
+        );
+        assert!(out.capacity() < 64 * 1024, "{}", out.capacity());
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        let (_, mut s) = pair(DeflateParams::default(), DeflateConfig::default());
+        let mut out = Vec::new();
+        // BTYPE 11 is reserved.
+        assert_eq!(
+            s.decompress(&[0xff, 0xff, 0xff], &mut out, 1000),
+            Err(ProtocolError::InvalidCompressedData)
+        );
+    }
+
+    // The codec inside the connection: RSV1 rules, fragments, limits, both directions.
+
+    use crate::protocol::{Connection, ConnectionState, Event, FrameHeader, Opcode};
+    use crate::{Limits, MsgEvent};
+
+    fn deflate_conn(role: Role, limits: Limits) -> Connection {
+        let mut conn = Connection::new(role, limits);
+        assert!(conn.set_deflate(
+            &DeflateParams::default(),
+            &DeflateConfig::default().min_size(0)
+        ));
+        conn
+    }
+
+    /// A masked client frame with the first header byte `first`.
+    fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
+        let key = [0x11, 0x22, 0x33, 0x44];
+        let header = FrameHeader {
+            fin: first & 0x80 != 0,
+            rsv: (first >> 4) & 7,
+            opcode: Opcode::try_from(first & 0xf).unwrap(),
+            mask: Some(key),
+            payload_len: payload.len() as u64,
+        };
+        let mut out = Vec::new();
+        header.encode(&mut out);
+        let start = out.len();
+        out.extend_from_slice(payload);
+        crate::protocol::apply_mask(&mut out[start..], key, 0);
+        out
+    }
+
+    fn events(conn: &mut Connection) -> Vec<Event> {
+        std::iter::from_fn(|| conn.next_event()).collect()
+    }
+
+    fn failed_with(conn: &mut Connection, err: ProtocolError) {
+        assert_eq!(events(conn).last(), Some(&Event::Error(err)));
+        assert_eq!(conn.state(), ConnectionState::Failed);
+    }
+
+    #[test]
+    fn fragmented_compressed_message_rfc_7692_7_2_3_3() {
+        // "Hello" compressed, in two fragments: RSV1 only on the first.
+        let mut wire = masked(0x41, &[0xf2, 0x48, 0xcd]);
+        wire.extend(masked(0x89, b"ping"));
+        wire.extend(masked(0x80, &[0xc9, 0xc9, 0x07, 0x00]));
+        for step in [1, 3, wire.len()] {
+            let mut s = deflate_conn(Role::Server, Limits::default());
+            for piece in wire.chunks(step) {
+                s.receive_data(piece);
+            }
+            assert_eq!(
+                events(&mut s),
+                [
+                    Event::Ping(b"ping".to_vec()),
+                    Event::Message(MsgEvent::Text("Hello".into()))
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn rsv1_rules() {
+        // Without the extension, RSV1 is still a protocol error.
+        let mut plain = Connection::new(Role::Server, Limits::default());
+        plain.receive_data(&masked(0xc1, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00]));
+        failed_with(&mut plain, ProtocolError::ReservedBitsSet);
+        // With it: never on a continuation, a control frame, or RSV2/RSV3.
+        for wire in [
+            [masked(0x01, b"a"), masked(0xc0, b"b")].concat(),
+            masked(0xc9, b""),
+            masked(0xa1, b"x"),
+            masked(0xe1, b"x"),
+        ] {
+            let mut s = deflate_conn(Role::Server, Limits::default());
+            s.receive_data(&wire);
+            failed_with(&mut s, ProtocolError::ReservedBitsSet);
+        }
+        // Uncompressed messages still pass when it is negotiated.
+        let mut s = deflate_conn(Role::Server, Limits::default());
+        s.receive_data(&masked(0x81, b"plain"));
+        assert_eq!(
+            events(&mut s),
+            [Event::Message(MsgEvent::Text("plain".into()))]
+        );
+    }
+
+    #[test]
+    fn both_directions_through_two_connections() {
+        let mut client = deflate_conn(Role::Client, Limits::default());
+        let mut server = deflate_conn(Role::Server, Limits::default());
+        let text = "{\"id\":1,\"name\":\"unisock\",\"tags\":[\"a\",\"b\"]}".repeat(500);
+        for _ in 0..3 {
+            client.send_text(&text).unwrap();
+            client.send_binary(text.as_bytes()).unwrap();
+            client.send_ping(b"p").unwrap();
+            let wire = client.take_data_to_send();
+            // Compressed: far smaller than the two messages.
+            assert!(wire.len() < text.len() / 4, "{}", wire.len());
+            // RSV1 on data frames only.
+            assert_eq!(wire[0], 0xc1);
+            server.receive_data(&wire);
+            assert_eq!(
+                events(&mut server),
+                [
+                    Event::Message(MsgEvent::Text(text.clone())),
+                    Event::Message(MsgEvent::Binary(text.clone().into_bytes())),
+                    Event::Ping(b"p".to_vec()),
+                ]
+            );
+            let pong = server.take_data_to_send();
+            assert_eq!(pong, [0x8a, 0x01, b'p']);
+            server.send_text(&text).unwrap();
+            client.receive_data(&server.take_data_to_send());
+            assert_eq!(
+                events(&mut client),
+                [Event::Message(MsgEvent::Text(text.clone()))]
+            );
+        }
+        // Close frames are never compressed.
+        server.send_close(None, "").unwrap();
+        assert_eq!(server.data_to_send(), [0x88, 0x00]);
+    }
+
+    #[test]
+    fn compressed_invalid_utf8_is_1007() {
+        let (mut c, _) = pair(
+            DeflateParams::default(),
+            DeflateConfig::default().min_size(0),
+        );
+        let wire = c.compress(b"valid then \xff invalid").unwrap();
+        let mut s = deflate_conn(Role::Server, Limits::default());
+        s.receive_data(&masked(0xc1, &wire));
+        failed_with(&mut s, ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn inflated_size_is_limited_across_fragments() {
+        let (mut c, _) = pair(DeflateParams::default(), DeflateConfig::default().level(9));
+        let wire = c.compress(&vec![b'a'; 1 << 20]).unwrap();
+        let (a, b) = wire.split_at(wire.len() / 2);
+        let mut input = masked(0x42, a);
+        input.extend(masked(0x80, b));
+        let mut s = deflate_conn(Role::Server, Limits::default().max_message_size(100_000));
+        s.receive_data(&input);
+        failed_with(
+            &mut s,
+            ProtocolError::MessageTooLarge {
+                size: 100_001,
+                max: 100_000,
+            },
+        );
+        // The same message fits under a larger limit.
+        let mut s = deflate_conn(Role::Server, Limits::default().max_message_size(1 << 20));
+        s.receive_data(&input);
+        assert_eq!(
+            events(&mut s),
+            [Event::Message(MsgEvent::Binary(vec![b'a'; 1 << 20]))]
+        );
+    }
+
+    #[test]
+    fn corrupt_compressed_data_fails_the_connection() {
+        let mut s = deflate_conn(Role::Server, Limits::default());
+        s.receive_data(&masked(0xc2, &[0xff, 0xff, 0xff, 0xff]));
+        failed_with(&mut s, ProtocolError::InvalidCompressedData);
+    }
+}
