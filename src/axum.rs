@@ -106,6 +106,16 @@ impl WebSocketUpgrade {
                 .into_response();
         };
         let mut response = crate::native::response_101(&accept.accept);
+        let registry_deflate = ws.inner.deflate_config().or(sockets.deflate());
+        let deflate = ws.inner.negotiate_deflate(&self.request, registry_deflate);
+        if let Some(value) = deflate
+            .as_ref()
+            .and_then(|n| http::HeaderValue::from_str(&n.answer).ok())
+        {
+            response
+                .headers_mut()
+                .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
         if let Some(p) = protocol.and_then(|p| http::HeaderValue::from_str(p).ok()) {
             response
                 .headers_mut()
@@ -119,10 +129,15 @@ impl WebSocketUpgrade {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let io = TokioIo::new(upgraded);
-                    if ws
-                        .attach_upgraded(io, &request, protocol.as_deref())
-                        .is_ok()
-                    {
+                    if ws.inner.check_unconnected().is_ok() {
+                        ws.inner.attach(
+                            Box::new(io),
+                            Vec::new(),
+                            crate::protocol::Role::Server,
+                            request.uri().to_string(),
+                            protocol,
+                            deflate,
+                        );
                         sockets.run(ws).await;
                     }
                 }

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::backplane::{Backplane, BackplaneEvent, Envelope, Subscription};
 use crate::server::PendingUpgrade;
-use crate::{Error, MsgEvent, Result, Transport, WebSocket, WebSocketExt};
+use crate::{DeflateConfig, Error, MsgEvent, Result, Transport, WebSocket, WebSocketExt};
 
 type UpgradeHook = Arc<dyn Fn(&mut PendingUpgrade) + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
@@ -27,6 +27,7 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 struct Inner {
     sockets: RwLock<HashMap<String, WebSocket>>,
     read_timeout: Mutex<Option<Duration>>,
+    deflate: Mutex<Option<DeflateConfig>>,
     on_upgrade: Mutex<Option<UpgradeHook>>,
     emptied: Notify,
     plane: Option<Plane>,
@@ -121,6 +122,7 @@ impl Inner {
         Self {
             sockets: RwLock::new(HashMap::new()),
             read_timeout: Mutex::new(Some(Duration::from_secs(300))),
+            deflate: Mutex::new(None),
             on_upgrade: Mutex::new(None),
             emptied: Notify::new(),
             plane,
@@ -306,6 +308,29 @@ impl WebSockets {
     /// ```
     pub fn set_read_timeout(&self, timeout: Option<Duration>) {
         *lock(&self.0.read_timeout) = timeout;
+    }
+
+    /// permessage-deflate options for the sockets this registry upgrades from now on,
+    /// unless a socket has its own ([`WebSocketExt::set_deflate`]). Unset: the server
+    /// default (on; see the README, "Compression").
+    ///
+    /// ```
+    /// let sockets = unisock::WebSockets::new();
+    /// assert_eq!(sockets.deflate(), None);
+    /// sockets.set_deflate(unisock::DeflateConfig::disabled());
+    /// assert!(!sockets.deflate().unwrap().enabled);
+    /// ```
+    pub fn set_deflate(&self, config: DeflateConfig) {
+        *lock(&self.0.deflate) = Some(config);
+    }
+
+    /// The permessage-deflate options set with [`WebSockets::set_deflate`], if any.
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSockets::new().deflate(), None);
+    /// ```
+    pub fn deflate(&self) -> Option<DeflateConfig> {
+        *lock(&self.0.deflate)
     }
 
     /// A hook called after a request was validated and before its 101 response is sent:
@@ -547,6 +572,9 @@ impl WebSockets {
     /// [`crate::Error::Io`] when the 101 response cannot be written.
     pub async fn service_pending(&self, mut pending: PendingUpgrade) -> Result<()> {
         pending.websocket().set_read_timeout(self.read_timeout());
+        if let (None, Some(config)) = (pending.websocket().inner.deflate_config(), self.deflate()) {
+            pending.set_deflate(config);
+        }
         let hook = lock(&self.0.on_upgrade).clone();
         if let Some(hook) = hook {
             hook(&mut pending);

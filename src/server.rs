@@ -3,9 +3,9 @@
 
 use tokio::io::AsyncWriteExt;
 
-use crate::backend::BoxIo;
+use crate::backend::{BoxIo, Negotiated};
 use crate::protocol::Role;
-use crate::{Result, WebSocket};
+use crate::{DeflateConfig, Result, WebSocket};
 
 /// A validated upgrade request whose `101 Switching Protocols` response has not been sent
 /// yet: add headers (a subprotocol, cookies) with [`PendingUpgrade::response_mut`], then
@@ -32,6 +32,8 @@ pub struct PendingUpgrade {
     pub(crate) response: http::Response<()>,
     pub(crate) stream: BoxIo,
     pub(crate) leftover: Vec<u8>,
+    /// permessage-deflate as answered in `response`, if accepted.
+    pub(crate) deflate: Option<Negotiated>,
 }
 
 impl std::fmt::Debug for PendingUpgrade {
@@ -57,13 +59,48 @@ impl PendingUpgrade {
         let origins = ws.allowed_origins();
         let v =
             crate::native::validate_request(request, stream, leftover, origins.as_deref()).await?;
-        Ok(Self {
+        let mut pending = Self {
             ws,
             request: v.request,
             response: v.response,
             stream: v.stream,
             leftover: v.leftover,
-        })
+            deflate: None,
+        };
+        pending.answer_deflate(None);
+        Ok(pending)
+    }
+
+    /// (Re)answers the client's permessage-deflate offers with `config` (else the
+    /// socket's own options, else the server default).
+    fn answer_deflate(&mut self, config: Option<DeflateConfig>) {
+        let headers = self.response.headers_mut();
+        headers.remove(http::header::SEC_WEBSOCKET_EXTENSIONS);
+        self.deflate = self.ws.inner.negotiate_deflate(&self.request, config);
+        if let Some(value) = self
+            .deflate
+            .as_ref()
+            .and_then(|n| http::HeaderValue::from_str(&n.answer).ok())
+        {
+            headers.insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
+        }
+    }
+
+    /// Answers the client's permessage-deflate offers with `config` instead of the
+    /// socket's options (or the server default); [`DeflateConfig::disabled`] declines
+    /// compression for this connection. Removing `Sec-WebSocket-Extensions` from
+    /// [`PendingUpgrade::response_mut`] declines it too.
+    ///
+    /// ```no_run
+    /// # async fn run(tcp: tokio::net::TcpStream) -> unisock::Result<()> {
+    /// use unisock::{DeflateConfig, WebSocket, WebSocketExt};
+    /// let mut pending = WebSocket::new().upgrade_pending(tcp).await?;
+    /// pending.set_deflate(DeflateConfig::disabled());
+    /// assert!(pending.response_mut().headers().get("sec-websocket-extensions").is_none());
+    /// # Ok(()) }
+    /// ```
+    pub fn set_deflate(&mut self, config: DeflateConfig) {
+        self.answer_deflate(Some(config));
     }
 
     /// The client's upgrade request.
@@ -106,6 +143,7 @@ impl PendingUpgrade {
             response,
             mut stream,
             leftover,
+            deflate,
         } = self;
         stream
             .write_all(&crate::native::encode_response(&response))
@@ -115,12 +153,19 @@ impl PendingUpgrade {
             .get(http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        // Compression is on only if the response still carries our answer.
+        let answered = response
+            .headers()
+            .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
+            .and_then(|v| v.to_str().ok());
+        let deflate = deflate.filter(|n| answered == Some(n.answer.as_str()));
         ws.inner.attach(
             stream,
             leftover,
             Role::Server,
             request.uri().to_string(),
             protocol,
+            deflate,
         );
         Ok(ws)
     }

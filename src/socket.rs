@@ -185,6 +185,18 @@ impl WebSocket {
         self.inner.protocol()
     }
 
+    /// The extensions the server selected (its `Sec-WebSocket-Extensions` answer), or
+    /// `""` when none, e.g. `"permessage-deflate"` when messages are compressed. Natively
+    /// compression is configured with `WebSocketExt::set_deflate`; in the browser the
+    /// browser offers and negotiates it by itself.
+    ///
+    /// ```
+    /// assert_eq!(unisock::WebSocket::new().extensions(), "");
+    /// ```
+    pub fn extensions(&self) -> String {
+        self.inner.extensions()
+    }
+
     /// The `Origin` globs a server socket accepts in [`WebSocket::upgrade`] (`*` any run,
     /// `?` one character, all else literal, whole-string match). `None` (the default)
     /// accepts every origin. Ignored by clients.

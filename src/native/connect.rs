@@ -3,9 +3,9 @@
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::{rng, BoxIo};
+use super::{rng, BoxIo, Negotiated};
 use crate::protocol::handshake;
-use crate::{Error, Result};
+use crate::{DeflateConfig, Error, Result};
 
 /// A connected client stream after a successful handshake.
 pub(super) struct Connected {
@@ -13,6 +13,8 @@ pub(super) struct Connected {
     /// Bytes read past the response head: the start of the WebSocket stream.
     pub(super) leftover: Vec<u8>,
     pub(super) protocol: Option<String>,
+    /// permessage-deflate, if the server accepted our offer.
+    pub(super) deflate: Option<Negotiated>,
 }
 
 /// Connects to `url` (`ws://` over TCP, `wss://` over TLS) and shakes hands.
@@ -20,6 +22,7 @@ pub(super) async fn connect(
     url: &url::Url,
     protocols: &[&str],
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+    deflate: DeflateConfig,
 ) -> Result<Connected> {
     let host = url
         .host_str()
@@ -35,7 +38,7 @@ pub(super) async fn connect(
     } else {
         Box::new(tcp)
     };
-    handshake_over(stream, url, protocols).await
+    handshake_over(stream, url, protocols, deflate).await
 }
 
 /// Runs the client handshake over an already connected stream.
@@ -43,18 +46,31 @@ async fn handshake_over(
     mut stream: BoxIo,
     url: &url::Url,
     protocols: &[&str],
+    deflate: DeflateConfig,
 ) -> Result<Connected> {
     let mut random = [0u8; 16];
     rng::fill(&mut random);
     let key = handshake::generate_key(random);
-    let request = handshake::client_request(url, &key, protocols, None, &[])?;
+    let offer = crate::protocol::deflate::client_offer(&deflate);
+    let extra: &[(&str, &str)] = if deflate.enabled {
+        &[("Sec-WebSocket-Extensions", &offer)]
+    } else {
+        &[]
+    };
+    let request = handshake::client_request(url, &key, protocols, None, extra)?;
     stream.write_all(&request).await?;
     let (response, leftover) =
         super::upgrade::read_head(&mut stream, handshake::parse_response, "server").await??;
-    let protocol = handshake::validate_response(&response, &key, protocols)?;
+    let offered = deflate.enabled.then_some(&deflate);
+    let checked = handshake::check_response(&response, &key, protocols, offered)?;
     Ok(Connected {
         stream,
         leftover,
-        protocol,
+        protocol: checked.protocol,
+        deflate: checked.deflate.map(|(params, answer)| Negotiated {
+            params,
+            config: deflate,
+            answer,
+        }),
     })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{lock, upgrade, Transport};
 use crate::protocol::Role;
 use crate::server::PendingUpgrade;
-use crate::{KeepAlive, Limits, Result, WebSocket};
+use crate::{DeflateConfig, KeepAlive, Limits, Result, WebSocket};
 
 /// Native-only extras of [`WebSocket`]; `use unisock::WebSocketExt` to call them.
 ///
@@ -29,6 +29,19 @@ pub trait WebSocketExt {
     /// Sets the size limits for incoming frames and messages. Takes effect at the next
     /// `open`/`upgrade`.
     fn set_limits(&self, limits: Limits);
+
+    /// permessage-deflate (RFC 7692) options for this socket: what a client offers, what
+    /// a server accepts. Takes effect at the next `open`/`upgrade`. Unset, a client offers
+    /// [`DeflateConfig::default`] and a server accepts with the server default (see the
+    /// README, "Compression"); [`DeflateConfig::disabled`] turns it off.
+    ///
+    /// ```
+    /// use unisock::{DeflateConfig, WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// ws.set_deflate(DeflateConfig::default().min_size(1024));
+    /// ws.set_deflate(DeflateConfig::disabled());
+    /// ```
+    fn set_deflate(&self, config: DeflateConfig);
 
     /// Caps the payload bytes waiting in the send queue (default 64 MiB); a send beyond it
     /// fails with [`crate::Error::Capacity`] instead of growing memory.
@@ -107,6 +120,10 @@ impl WebSocketExt for WebSocket {
         *lock(&self.inner.0.limits) = limits;
     }
 
+    fn set_deflate(&self, config: DeflateConfig) {
+        self.inner.set_deflate(Some(config));
+    }
+
     fn set_send_queue_cap(&self, bytes: usize) {
         self.inner
             .0
@@ -168,6 +185,7 @@ impl WebSocketExt for WebSocket {
             Role::Server,
             request.uri().to_string(),
             protocol.map(str::to_string),
+            None,
         );
         Ok(())
     }

@@ -324,6 +324,42 @@ pub fn validate_response(
     key: &str,
     protocols: &[&str],
 ) -> Result<Option<String>, HandshakeError> {
+    check_response(resp, key, protocols, None).map(|checked| checked.protocol)
+}
+
+/// What a valid server answer selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CheckedResponse {
+    /// The selected subprotocol, if any.
+    pub protocol: Option<String>,
+    /// permessage-deflate, if the server accepted it: the agreement and the server's
+    /// `Sec-WebSocket-Extensions` value.
+    pub deflate: Option<(crate::protocol::deflate::DeflateParams, String)>,
+}
+
+/// As [`validate_response`], for a request that offered permessage-deflate with
+/// `deflate` (`None`: no extension was offered, so none may be answered).
+///
+/// # Errors
+/// As [`validate_response`], and [`HandshakeError::InvalidExtensions`] for an answer
+/// that does not fit the offer.
+///
+/// ```
+/// use unisock::protocol::handshake::{check_response, parse_response};
+/// let head = b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+/// let (resp, _) = parse_response(head).unwrap().unwrap();
+/// let config = unisock::DeflateConfig::default();
+/// let checked = check_response(&resp, "dGhlIHNhbXBsZSBub25jZQ==", &[], Some(&config)).unwrap();
+/// assert_eq!(checked.deflate.unwrap().1, "permessage-deflate");
+/// assert!(check_response(&resp, "dGhlIHNhbXBsZSBub25jZQ==", &[], None).is_err());
+/// ```
+pub fn check_response(
+    resp: &http::Response<()>,
+    key: &str,
+    protocols: &[&str],
+    deflate: Option<&crate::DeflateConfig>,
+) -> Result<CheckedResponse, HandshakeError> {
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let reason = resp
             .extensions()
@@ -344,14 +380,30 @@ pub fn validate_response(
     if accept.trim() != accept_key(key.as_bytes()) {
         return Err(HandshakeError::BadAccept);
     }
-    if let Some(ext) = header(headers, "Sec-WebSocket-Extensions", &()) {
-        return Err(HandshakeError::UnexpectedExtensions(ext.to_string()));
-    }
-    match header(headers, "Sec-WebSocket-Protocol", &()) {
-        None => Ok(None),
-        Some(p) if protocols.contains(&p.trim()) => Ok(Some(p.trim().to_string())),
-        Some(p) => Err(HandshakeError::UnexpectedProtocol(p.to_string())),
-    }
+    let answers: Vec<&str> = headers
+        .get_all("Sec-WebSocket-Extensions")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+        .collect();
+    let deflate = match (answers.as_slice(), deflate) {
+        ([], _) => None,
+        ([answer], Some(config)) => Some((
+            crate::protocol::deflate::accept_response(answer, config)?,
+            answer.trim().to_string(),
+        )),
+        (_, Some(config)) => {
+            let joined = answers.join(", ");
+            crate::protocol::deflate::accept_response(&joined, config)?;
+            return Err(HandshakeError::UnexpectedExtensions(joined));
+        }
+        (_, None) => return Err(HandshakeError::UnexpectedExtensions(answers.join(", "))),
+    };
+    let protocol = match header(headers, "Sec-WebSocket-Protocol", &()) {
+        None => None,
+        Some(p) if protocols.contains(&p.trim()) => Some(p.trim().to_string()),
+        Some(p) => return Err(HandshakeError::UnexpectedProtocol(p.to_string())),
+    };
+    Ok(CheckedResponse { protocol, deflate })
 }
 
 /// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more. On

@@ -305,6 +305,15 @@ impl Socket {
             .unwrap_or_default()
     }
 
+    pub(crate) fn extensions(&self) -> String {
+        self.0
+            .ws
+            .borrow()
+            .as_ref()
+            .map(web_sys::WebSocket::extensions)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
         *self.0.allowed_origins.borrow_mut() = origins;
     }
