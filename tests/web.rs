@@ -551,3 +551,21 @@ async fn when_the_attempts_run_out_the_socket_closes_for_good() {
     assert!(live_closures().await <= before);
     assert_eq!(control(&format!("/control/up?port={port}")).await, "up");
 }
+
+#[wasm_bindgen_test]
+async fn chromium_negotiates_permessage_deflate_and_a_mebibyte_of_text_round_trips() {
+    let ws = WebSocket::new();
+    ws.open(server(), &[]).await.unwrap();
+    // Chromium offers permessage-deflate by itself; the unisock server accepts it.
+    let extensions = ws.extensions();
+    assert!(
+        extensions.starts_with("permessage-deflate"),
+        "negotiated extensions: {extensions:?}"
+    );
+    let line = "{\"room\":\"lobby\",\"user\":\"chromium\",\"text\":\"compress me\"}\n";
+    let text = line.repeat((1 << 20) / line.len() + 1);
+    let reply = next_message(&ws);
+    ws.send_text(&text).unwrap();
+    assert_eq!(reply.await, MsgEvent::Text(text));
+    ws.close(1000, "").unwrap();
+}

@@ -3,6 +3,15 @@
 //! on send and put back on receive (RFC 7692 §7.2), contexts kept or reset per message
 //! as negotiated, and inflation in bounded steps so that a message can never inflate past
 //! the message size limit.
+//!
+//! Memory: a zlib compressor with a 32 KiB window holds about 300 KiB, a decompressor
+//! about 40 KiB. Both are created on first use, so an idle connection holds none. A
+//! context that is reset after every message (`no_context_takeover`) carries nothing from
+//! one message to the next, so the connection does not keep it: it is borrowed from a
+//! small per-thread pool for one message and given back. A server with
+//! `server_no_context_takeover` (its default) holds no compressor per connection.
+
+use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -16,12 +25,76 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// How much output one inflate step may produce.
 const INFLATE_STEP: usize = 32 * 1024;
 
+/// Reset contexts kept per thread, per kind (level and window bits): at most this many.
+const POOL_PER_KIND: usize = 2;
+
+thread_local! {
+    static COMPRESSORS: RefCell<Vec<(u32, u8, Compress)>> = const { RefCell::new(Vec::new()) };
+    static DECOMPRESSORS: RefCell<Vec<(u8, Decompress)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A reset compressor for `level` and `bits`: from this thread's pool, or a new one.
+fn pooled_compressor(level: Compression, bits: u8) -> Compress {
+    let found = COMPRESSORS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let at = pool
+            .iter()
+            .position(|(l, b, _)| *l == level.level() && *b == bits)?;
+        Some(pool.swap_remove(at).2)
+    });
+    found.unwrap_or_else(|| Compress::new_with_window_bits(level, false, bits))
+}
+
+/// Resets a compressor and gives it back to this thread's pool, unless that is full.
+fn return_compressor(level: Compression, bits: u8, mut c: Compress) {
+    c.reset();
+    COMPRESSORS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let same = pool
+            .iter()
+            .filter(|(l, b, _)| *l == level.level() && *b == bits)
+            .count();
+        if same < POOL_PER_KIND {
+            pool.push((level.level(), bits, c));
+        }
+    });
+}
+
+/// A reset decompressor for `bits`: from this thread's pool, or a new one.
+fn pooled_decompressor(bits: u8) -> Decompress {
+    let found = DECOMPRESSORS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let at = pool.iter().position(|(b, _)| *b == bits)?;
+        Some(pool.swap_remove(at).1)
+    });
+    found.unwrap_or_else(|| Decompress::new_with_window_bits(false, bits))
+}
+
+/// Resets a decompressor and gives it back to this thread's pool, unless that is full.
+fn return_decompressor(bits: u8, mut d: Decompress) {
+    d.reset(false);
+    DECOMPRESSORS.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        if pool.iter().filter(|(b, _)| *b == bits).count() < POOL_PER_KIND {
+            pool.push((bits, d));
+        }
+    });
+}
+
 /// One connection's compression state, for the role it plays.
 pub(crate) struct Codec {
-    compress: Compress,
-    /// Reset the compressor after each message (our `*_no_context_takeover`).
+    /// Our compressor while we keep its context (created on first use).
+    compress: Option<Compress>,
+    level: Compression,
+    /// Our window bits (9-15).
+    compress_bits: u8,
+    /// Reset the compressor after each message (our `*_no_context_takeover`): it is then
+    /// borrowed from the pool for each message.
     reset_compress: bool,
-    decompress: Decompress,
+    /// The decompressor while its context is kept or a message is being inflated.
+    decompress: Option<Decompress>,
+    /// The peer's window bits, at least 9: a larger window decodes a smaller one.
+    decompress_bits: u8,
     /// Reset the decompressor after each message (the peer's `*_no_context_takeover`).
     reset_decompress: bool,
     min_size: usize,
@@ -30,7 +103,9 @@ pub(crate) struct Codec {
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
+            .field("compress_bits", &self.compress_bits)
             .field("reset_compress", &self.reset_compress)
+            .field("decompress_bits", &self.decompress_bits)
             .field("reset_decompress", &self.reset_decompress)
             .field("min_size", &self.min_size)
             .finish_non_exhaustive()
@@ -63,10 +138,12 @@ impl Codec {
             Compression::new(config.level.min(9))
         };
         Some(Self {
-            compress: Compress::new_with_window_bits(level, false, ours.clamp(9, 15)),
+            compress: None,
+            level,
+            compress_bits: ours.clamp(9, 15),
             reset_compress: reset_ours,
-            // A larger window always decodes a stream made with a smaller one.
-            decompress: Decompress::new_with_window_bits(false, theirs.clamp(9, 15)),
+            decompress: None,
+            decompress_bits: theirs.clamp(9, 15),
             reset_decompress: reset_theirs,
             min_size: config.min_size,
         })
@@ -78,28 +155,37 @@ impl Codec {
         if data.len() < self.min_size {
             return None;
         }
+        let (level, bits) = (self.level, self.compress_bits);
+        let mut compress = match self.compress.take() {
+            Some(c) => c,
+            None if self.reset_compress => pooled_compressor(level, bits),
+            None => Compress::new_with_window_bits(level, false, bits),
+        };
         let mut out = Vec::with_capacity(data.len() / 2 + 64);
-        let start = self.compress.total_in();
+        let start = compress.total_in();
         let result = loop {
-            let consumed = usize::try_from(self.compress.total_in() - start).unwrap_or(usize::MAX);
+            let consumed = usize::try_from(compress.total_in() - start).unwrap_or(usize::MAX);
             let input = data.get(consumed..).unwrap_or_default();
             if out.len() == out.capacity() {
                 out.reserve(out.capacity().max(64));
             }
-            if let Err(e) = self
-                .compress
-                .compress_vec(input, &mut out, FlushCompress::Sync)
-            {
+            if let Err(e) = compress.compress_vec(input, &mut out, FlushCompress::Sync) {
                 break Err(e);
             }
-            let consumed = usize::try_from(self.compress.total_in() - start).unwrap_or(usize::MAX);
+            let consumed = usize::try_from(compress.total_in() - start).unwrap_or(usize::MAX);
             // A sync flush is complete once all input is taken and the output has room left.
             if consumed >= data.len() && out.len() < out.capacity() {
                 break Ok(());
             }
         };
-        if self.reset_compress || result.is_err() {
-            self.compress.reset();
+        if self.reset_compress {
+            return_compressor(level, bits, compress);
+        } else {
+            if result.is_err() {
+                // The peer saw nothing of this message: start over without a context.
+                compress.reset();
+            }
+            self.compress = Some(compress);
         }
         if let Err(e) = result {
             tracing::warn!("deflate failed, sending uncompressed: {e}");
@@ -120,6 +206,14 @@ impl Codec {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), ProtocolError> {
+        let (bits, reset) = (self.decompress_bits, self.reset_decompress);
+        let decompress = self.decompress.get_or_insert_with(|| {
+            if reset {
+                pooled_decompressor(bits)
+            } else {
+                Decompress::new_with_window_bits(false, bits)
+            }
+        });
         loop {
             let room = max
                 .saturating_sub(out.len())
@@ -127,16 +221,15 @@ impl Codec {
                 .min(INFLATE_STEP);
             let len = out.len();
             out.resize(len + room, 0);
-            let (in_before, out_before) = (self.decompress.total_in(), self.decompress.total_out());
-            let status = self.decompress.decompress(
+            let (in_before, out_before) = (decompress.total_in(), decompress.total_out());
+            let status = decompress.decompress(
                 input,
                 out.get_mut(len..).unwrap_or_default(),
                 FlushDecompress::None,
             );
-            let consumed =
-                usize::try_from(self.decompress.total_in() - in_before).unwrap_or(usize::MAX);
+            let consumed = usize::try_from(decompress.total_in() - in_before).unwrap_or(usize::MAX);
             let produced =
-                usize::try_from(self.decompress.total_out() - out_before).unwrap_or(usize::MAX);
+                usize::try_from(decompress.total_out() - out_before).unwrap_or(usize::MAX);
             out.truncate(len + produced);
             let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
             input = input.get(consumed..).unwrap_or_default();
@@ -150,7 +243,7 @@ impl Codec {
                 // The peer ended the deflate stream (a final block): what follows, if
                 // anything, may only be the tail we appended; the next message starts a
                 // new stream.
-                self.decompress.reset(false);
+                decompress.reset(false);
                 return if input.iter().all(|&b| b == 0) || input == TAIL {
                     Ok(())
                 } else {
@@ -166,16 +259,21 @@ impl Codec {
         }
     }
 
-    /// Ends a compressed message: inflates the stripped tail and resets the
-    /// decompressor if the peer does not take its context over.
+    /// Ends a compressed message: inflates the stripped tail; a decompressor whose context
+    /// is not taken over goes back to the pool.
     pub(crate) fn finish_message(
         &mut self,
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), ProtocolError> {
         let result = self.decompress(&TAIL, out, max);
-        if self.reset_decompress || result.is_err() {
-            self.decompress.reset(false);
+        if self.reset_decompress {
+            if let Some(d) = self.decompress.take() {
+                return_decompressor(self.decompress_bits, d);
+            }
+        } else if result.is_err() {
+            // The connection is failed: nothing more will be inflated.
+            self.decompress = None;
         }
         result
     }
@@ -262,6 +360,25 @@ mod tests {
             let (mut c, mut s) = pair(params, DeflateConfig::default());
             assert_eq!(round_trip(&mut c, &mut s, &text), text, "{bits}");
             assert_eq!(round_trip(&mut s, &mut c, &text), text, "{bits}");
+        }
+    }
+
+    #[test]
+    fn contexts_are_created_on_use_and_reset_ones_are_not_kept() {
+        let msg = [b'x'; 1000];
+        let (mut c, mut s) = pair(DeflateParams::default(), DeflateConfig::default());
+        assert!(c.compress.is_none() && c.decompress.is_none());
+        round_trip(&mut c, &mut s, &msg);
+        assert!(c.compress.is_some() && s.decompress.is_some());
+        let reset = DeflateParams {
+            client_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
+        let (mut c, mut s) = pair(reset, DeflateConfig::default());
+        for _ in 0..3 {
+            assert_eq!(round_trip(&mut c, &mut s, &msg), msg);
+            // Between messages neither side holds the client-to-server context.
+            assert!(c.compress.is_none() && s.decompress.is_none());
         }
     }
 
