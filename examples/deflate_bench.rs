@@ -87,6 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{:<17} {:>10} {:>12} {:>14} {:>12} {:>16}",
         "mode", "msgs/s", "MB/s (text)", "wire/payload", "server RSS", "RSS per conn"
     );
+    codec_only(&messages);
     let mut base_rss = None;
     for mode in MODES {
         let mut server = Server::start(mode)?;
@@ -298,4 +299,57 @@ async fn open_many(
         open.push(ws);
     }
     Ok(open)
+}
+
+/// The sans-io cost alone: a client `Connection` compresses each message, a server
+/// `Connection` inflates it, no sockets.
+fn codec_only(messages: &[String]) {
+    use unisock::protocol::{deflate::DeflateParams, Connection, Event, Role};
+    for (mode, params) in [
+        ("off", None),
+        (
+            "server-default",
+            Some(DeflateParams {
+                server_no_context_takeover: true,
+                ..DeflateParams::default()
+            }),
+        ),
+        ("context-takeover", Some(DeflateParams::default())),
+        (
+            "no-takeover-both",
+            Some(DeflateParams {
+                server_no_context_takeover: true,
+                client_no_context_takeover: true,
+                ..DeflateParams::default()
+            }),
+        ),
+    ] {
+        let mut client = Connection::new(Role::Client, unisock::Limits::default());
+        let mut server = Connection::new(Role::Server, unisock::Limits::default());
+        let level = std::env::var("LEVEL")
+            .ok()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(1);
+        if let Some(p) = params {
+            client.set_deflate(&p, &DeflateConfig::default().level(level));
+            server.set_deflate(&p, &DeflateConfig::default().level(level));
+        }
+        let n = 200_000;
+        let start = Instant::now();
+        let mut bytes = 0usize;
+        for i in 0..n {
+            let m = &messages[i % messages.len()];
+            client.send_text(m).unwrap_or_default();
+            let wire = client.take_data_to_send();
+            bytes += wire.len();
+            server.receive_data(&wire);
+            while let Some(ev) = server.next_event() {
+                if !matches!(ev, Event::Message(_)) {
+                    panic!("{ev:?}");
+                }
+            }
+        }
+        let t = start.elapsed().as_secs_f64();
+        println!("codec only, client->server, {mode:<17}: {:>8.0} msgs/s, {:.2} us/msg, wire/payload {:.3}", n as f64 / t, t * 1e6 / n as f64, bytes as f64 / messages.iter().cycle().take(n).map(String::len).sum::<usize>() as f64);
+    }
 }

@@ -29,6 +29,9 @@ const INFLATE_STEP: usize = 32 * 1024;
 const POOL_PER_KIND: usize = 2;
 
 thread_local! {
+    /// Where inflated bytes land before they are appended to the message: reused, so no
+    /// step zeroes fresh memory.
+    static INFLATE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static COMPRESSORS: RefCell<Vec<(u32, u8, Compress)>> = const { RefCell::new(Vec::new()) };
     static DECOMPRESSORS: RefCell<Vec<(u8, Decompress)>> = const { RefCell::new(Vec::new()) };
 }
@@ -214,49 +217,54 @@ impl Codec {
                 Decompress::new_with_window_bits(false, bits)
             }
         });
-        loop {
-            let room = max
-                .saturating_sub(out.len())
-                .saturating_add(1)
-                .min(INFLATE_STEP);
-            let len = out.len();
-            out.resize(len + room, 0);
-            let (in_before, out_before) = (decompress.total_in(), decompress.total_out());
-            let status = decompress.decompress(
-                input,
-                out.get_mut(len..).unwrap_or_default(),
-                FlushDecompress::None,
-            );
-            let consumed = usize::try_from(decompress.total_in() - in_before).unwrap_or(usize::MAX);
-            let produced =
-                usize::try_from(decompress.total_out() - out_before).unwrap_or(usize::MAX);
-            out.truncate(len + produced);
-            let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
-            input = input.get(consumed..).unwrap_or_default();
-            if out.len() > max {
-                return Err(ProtocolError::MessageTooLarge {
-                    size: out.len() as u64,
-                    max,
-                });
+        INFLATE_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < INFLATE_STEP {
+                scratch.resize(INFLATE_STEP, 0);
             }
-            if status == Status::StreamEnd {
-                // The peer ended the deflate stream (a final block): what follows, if
-                // anything, may only be the tail we appended; the next message starts a
-                // new stream.
-                decompress.reset(false);
-                return if input.iter().all(|&b| b == 0) || input == TAIL {
-                    Ok(())
-                } else {
-                    Err(ProtocolError::InvalidCompressedData)
-                };
+            loop {
+                let room = max
+                    .saturating_sub(out.len())
+                    .saturating_add(1)
+                    .min(INFLATE_STEP);
+                let (in_before, out_before) = (decompress.total_in(), decompress.total_out());
+                let status = decompress.decompress(
+                    input,
+                    scratch.get_mut(..room).unwrap_or_default(),
+                    FlushDecompress::None,
+                );
+                let consumed =
+                    usize::try_from(decompress.total_in() - in_before).unwrap_or(usize::MAX);
+                let produced =
+                    usize::try_from(decompress.total_out() - out_before).unwrap_or(usize::MAX);
+                out.extend_from_slice(scratch.get(..produced).unwrap_or_default());
+                let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
+                input = input.get(consumed..).unwrap_or_default();
+                if out.len() > max {
+                    return Err(ProtocolError::MessageTooLarge {
+                        size: out.len() as u64,
+                        max,
+                    });
+                }
+                if status == Status::StreamEnd {
+                    // The peer ended the deflate stream (a final block): what follows, if
+                    // anything, may only be the tail we appended; the next message starts
+                    // a new stream.
+                    decompress.reset(false);
+                    return if input.iter().all(|&b| b == 0) || input == TAIL {
+                        Ok(())
+                    } else {
+                        Err(ProtocolError::InvalidCompressedData)
+                    };
+                }
+                if input.is_empty() && produced < room {
+                    return Ok(());
+                }
+                if consumed == 0 && produced == 0 {
+                    return Err(ProtocolError::InvalidCompressedData);
+                }
             }
-            if input.is_empty() && produced < room {
-                return Ok(());
-            }
-            if consumed == 0 && produced == 0 {
-                return Err(ProtocolError::InvalidCompressedData);
-            }
-        }
+        })
     }
 
     /// Ends a compressed message: inflates the stripped tail; a decompressor whose context
