@@ -76,18 +76,22 @@ impl MessageBuffer {
     }
 
     /// Appends inflated bytes: `inflate` writes them onto the payload (and checks its
-    /// limit); the text is validated as with [`MessageBuffer::append`].
+    /// limit); the text is validated as with [`MessageBuffer::append`], also the part
+    /// inflated before an error.
     pub(crate) fn append_inflated(
         &mut self,
         inflate: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtocolError>,
         completes_message: bool,
     ) -> Result<(), ProtocolError> {
         let start = self.data.len();
-        inflate(&mut self.data)?;
-        if self.text == Some(true) && !completes_message {
+        let inflated = inflate(&mut self.data);
+        // What was inflated before an error is validated too, so the error reported does
+        // not depend on how the input was split (invalid text before corrupt data is 1007
+        // however the frames arrived).
+        if self.text == Some(true) && (!completes_message || inflated.is_err()) {
             self.utf8.feed(self.data.get(start..).unwrap_or_default())?;
         }
-        Ok(())
+        inflated
     }
 
     /// Appends payload bytes of the current frame, unmasking them in place with `mask`

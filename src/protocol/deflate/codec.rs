@@ -601,6 +601,27 @@ mod tests {
     }
 
     #[test]
+    fn the_error_does_not_depend_on_the_split() {
+        // Invalid UTF-8 inflated before corrupt data: 1007 whether the frame arrives whole
+        // or a byte at a time (found by the inflate fuzz target).
+        let (mut c, _) = pair(
+            DeflateParams::default(),
+            DeflateConfig::default().min_size(0),
+        );
+        let mut payload = c.compress(b"abc\xff\xfe").unwrap();
+        payload.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        let wire = masked(0xc1, &payload);
+        let mut whole = deflate_conn(Role::Server, Limits::default());
+        whole.receive_data(&wire);
+        failed_with(&mut whole, ProtocolError::InvalidUtf8);
+        let mut bytewise = deflate_conn(Role::Server, Limits::default());
+        for b in &wire {
+            bytewise.receive_data(std::slice::from_ref(b));
+        }
+        failed_with(&mut bytewise, ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
     fn corrupt_compressed_data_fails_the_connection() {
         let mut s = deflate_conn(Role::Server, Limits::default());
         s.receive_data(&masked(0xc2, &[0xff, 0xff, 0xff, 0xff]));
