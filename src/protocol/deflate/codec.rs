@@ -100,6 +100,9 @@ pub(crate) struct Codec {
     decompress_bits: u8,
     /// Reset the decompressor after each message (the peer's `*_no_context_takeover`).
     reset_decompress: bool,
+    /// The message being inflated ended its deflate stream (a final block): nothing
+    /// more may follow in it.
+    stream_ended: bool,
     min_size: usize,
 }
 
@@ -148,6 +151,7 @@ impl Codec {
             decompress: None,
             decompress_bits: theirs.clamp(9, 15),
             reset_decompress: reset_theirs,
+            stream_ended: false,
             min_size: config.min_size,
         })
     }
@@ -209,7 +213,15 @@ impl Codec {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), ProtocolError> {
+        if self.stream_ended {
+            return if input.is_empty() {
+                Ok(())
+            } else {
+                Err(ProtocolError::InvalidCompressedData)
+            };
+        }
         let (bits, reset) = (self.decompress_bits, self.reset_decompress);
+        let stream_ended = &mut self.stream_ended;
         let decompress = self.decompress.get_or_insert_with(|| {
             if reset {
                 pooled_decompressor(bits)
@@ -247,11 +259,12 @@ impl Codec {
                     });
                 }
                 if status == Status::StreamEnd {
-                    // The peer ended the deflate stream (a final block): what follows, if
-                    // anything, may only be the tail we appended; the next message starts
-                    // a new stream.
+                    // The peer ended the deflate stream (a final block): nothing may follow
+                    // in this message (the tail is not appended then); the next message
+                    // starts a new stream.
                     decompress.reset(false);
-                    return if input.iter().all(|&b| b == 0) || input == TAIL {
+                    *stream_ended = true;
+                    return if input.is_empty() {
                         Ok(())
                     } else {
                         Err(ProtocolError::InvalidCompressedData)
@@ -261,7 +274,13 @@ impl Codec {
                     return Ok(());
                 }
                 if consumed == 0 && produced == 0 {
-                    return Err(ProtocolError::InvalidCompressedData);
+                    // Output that exactly filled the last step leaves nothing for this one;
+                    // input that cannot be decoded any further is corrupt.
+                    return if input.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(ProtocolError::InvalidCompressedData)
+                    };
                 }
             }
         })
@@ -274,7 +293,11 @@ impl Codec {
         out: &mut Vec<u8>,
         max: usize,
     ) -> Result<(), ProtocolError> {
-        let result = self.decompress(&TAIL, out, max);
+        let result = if std::mem::take(&mut self.stream_ended) {
+            Ok(())
+        } else {
+            self.decompress(&TAIL, out, max)
+        };
         if self.reset_decompress {
             if let Some(d) = self.decompress.take() {
                 return_decompressor(self.decompress_bits, d);
@@ -619,6 +642,32 @@ mod tests {
             bytewise.receive_data(std::slice::from_ref(b));
         }
         failed_with(&mut bytewise, ProtocolError::InvalidUtf8);
+    }
+
+    #[test]
+    fn a_final_block_ends_the_message_and_nothing_may_follow_it() {
+        // A peer may end a message with a final block (BFINAL): it inflates, and the
+        // next message starts a new stream.
+        let mut raw = Compress::new(Compression::default(), false);
+        let mut hello = Vec::with_capacity(64);
+        raw.compress_vec(b"Hello", &mut hello, FlushCompress::Finish)
+            .unwrap();
+        let mut s = deflate_conn(Role::Server, Limits::default());
+        s.receive_data(&masked(0xc1, &hello));
+        s.receive_data(&masked(0xc1, &hello));
+        let hello_event = Event::Message(MsgEvent::Text("Hello".into()));
+        assert_eq!(events(&mut s), [hello_event.clone(), hello_event]);
+        // Bytes after the final block fail the message, however the frames are split
+        // (found by the inflate fuzz target).
+        let mut wire = masked(0x42, &[0x03, 0x00]);
+        wire.extend(masked(0x80, &[0x00, 0x09]));
+        for step in [1, 7, wire.len()] {
+            let mut s = deflate_conn(Role::Server, Limits::default());
+            for piece in wire.chunks(step) {
+                s.receive_data(piece);
+            }
+            failed_with(&mut s, ProtocolError::InvalidCompressedData);
+        }
     }
 
     #[test]
