@@ -185,7 +185,8 @@ JSON
 {"url": "ws://127.0.0.1:$port", "outdir": "./reports/client",
  "cases": ["*"], "exclude-cases": $excluded, "exclude-agent-cases": {}}
 JSON
-  (cd "$AB" && exec venv/bin/wstest -m fuzzingserver -s fuzzingserver.json >fuzzingserver.log 2>&1) &
+  # --webport 0: no report web server on the fixed port 8080 (another run may hold it).
+  (cd "$AB" && exec venv/bin/wstest -m fuzzingserver --webport 0 -s fuzzingserver.json >fuzzingserver.log 2>&1) &
   PIDS+=($!)
   for _ in $(seq 1 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
