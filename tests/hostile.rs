@@ -264,7 +264,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_send_queue_stays_capped(
 #[tokio::test]
 async fn a_ping_flood_from_a_peer_that_does_not_read_is_dropped() {
     let (addr, mut closes, _errors) = impatient_server(|ws| ws.set_keepalive(None)).await;
-    let mut tcp = raw_client(addr, "/").await;
+    let mut tcp = common::raw_client_small_buffer(addr, "/").await;
     let flood: Vec<u8> = (0..1000)
         .flat_map(|_| client_frame(9, &[b'p'; 125]))
         .collect();

@@ -78,8 +78,25 @@ pub async fn open_client(url: &str) -> (WebSocket, Events) {
 
 /// A raw TCP client that completed the opening handshake with a server at `addr`.
 pub async fn raw_client(addr: SocketAddr, path: &str) -> tokio::net::TcpStream {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    raw_handshake(tcp, addr, path).await
+}
+
+/// As [`raw_client`], with a small kernel receive buffer (4 KiB asked): a peer that does
+/// not read fills it, and so stalls the server's writes, after little data.
+pub async fn raw_client_small_buffer(addr: SocketAddr, path: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    raw_handshake(tcp, addr, path).await
+}
+
+async fn raw_handshake(
+    mut tcp: tokio::net::TcpStream,
+    addr: SocketAddr,
+    path: &str,
+) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
