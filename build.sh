@@ -10,7 +10,9 @@
 #   ./build.sh conformance  the Autobahn testsuite, both modes
 #   ./build.sh fuzz [SECS]  each cargo-fuzz target for SECS seconds (default 60)
 #   ./build.sh soak [SECS] [CONNS]  the soak test (default 60 s, 10,000 connections)
-#   ./build.sh bench        benchmarks (placeholder)
+#   ./build.sh bench [--quick]  unisock vs tokio-tungstenite, fastwebsockets, tokio-websockets,
+#                           yawc: writes BENCHMARKS.md + target/bench/results.json (~10 min);
+#                           --quick: one tiny iteration of every row (what `test` runs)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -279,11 +281,36 @@ soak() {
   [ "$fail" = 0 ]
 }
 
+# The side-by-side benchmarks (bench/). The servers run on CPU 0 and the load generator on
+# CPU 1 when there are two cores; 10,000 idle connections need the open-file limit raised.
+bench() {
+  local quick=${1:-} pin=() pinflag=""
+  log "bench ${quick}"
+  cargo build --release -p unisock-bench
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+    pin=(taskset -c 1); pinflag=--pin
+  fi
+  if [ "$quick" = --quick ]; then
+    cargo test --release -p unisock-bench
+    "${pin[@]}" target/release/unisock-bench run --quick $pinflag >target/bench-quick.log 2>&1 ||
+      { cat target/bench-quick.log; return 1; }
+    tail -n 4 target/bench-quick.log
+    # Every row must have produced a number for unisock.
+    if grep -q 'unisock failed' target/bench/BENCHMARKS.quick.md; then
+      grep 'unisock failed' target/bench/BENCHMARKS.quick.md; return 1
+    fi
+  else
+    "${pin[@]}" target/release/unisock-bench run $pinflag
+  fi
+}
+
 run_tests() {
   setup
   lint
   test_native
   redis_test
+  bench --quick
   test_browser
   conformance ci
   fuzz 30
@@ -309,6 +336,6 @@ case "${1:-}" in
   conformance) setup; conformance full ;;
   fuzz) fuzz "${2:-60}" ;;
   soak) soak "${2:-60}" "${3:-10000}" ;;
-  bench) echo "bench: no benchmarks yet (the performance issue adds them)" ;;
-  *) echo "usage: $0 setup|build|test|demo|conformance|fuzz [SECS]|soak [SECS] [CONNS]|bench"; exit 2 ;;
+  bench) bench "${2:-}" ;;
+  *) echo "usage: $0 setup|build|test|demo|conformance|fuzz [SECS]|soak [SECS] [CONNS]|bench [--quick]"; exit 2 ;;
 esac

@@ -1,0 +1,372 @@
+//! The load generator: a lean raw-frame WebSocket client. Frames are built and masked once
+//! up front; the hot loop only writes those bytes and counts the echoed frames' headers,
+//! so the client does much less work per message than any server under test.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+/// One client frame (FIN, masked) of `len` payload bytes, text or binary.
+pub fn masked_frame(text: bool, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 14);
+    out.push(if text { 0x81 } else { 0x82 });
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= 0xffff {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&KEY);
+    out.extend((0..len).map(|i| (b'a' + (i % 26) as u8) ^ KEY[i % 4]));
+    out
+}
+
+/// Opens a TCP connection and completes the opening handshake.
+pub async fn connect(addr: &str) -> io::Result<TcpStream> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    // Read the response byte by byte up to its blank line, so no frame byte is consumed.
+    let mut head = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if tcp.read(&mut byte).await? == 0 || head.len() > 8192 {
+            return Err(io::Error::other("handshake: connection closed"));
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(io::Error::other(format!(
+            "handshake refused: {}",
+            String::from_utf8_lossy(&head).lines().next().unwrap_or("")
+        )));
+    }
+    Ok(tcp)
+}
+
+/// Counts the server's (unmasked) frames in a byte stream, however it is split.
+#[derive(Default)]
+pub struct FrameCounter {
+    head: [u8; 14],
+    head_len: usize,
+    skip: u64,
+    /// Frames completed so far.
+    pub frames: u64,
+}
+
+impl FrameCounter {
+    fn head_needed(&self) -> usize {
+        if self.head_len < 2 {
+            return 2;
+        }
+        let mask = if self.head[1] & 0x80 != 0 { 4 } else { 0 };
+        2 + mask
+            + match self.head[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            }
+    }
+
+    /// Feeds bytes; returns an error for a close frame (the server gave up).
+    pub fn feed(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if self.skip > 0 {
+                let n = (self.skip.min(data.len() as u64)) as usize;
+                self.skip -= n as u64;
+                data = &data[n..];
+                if self.skip == 0 {
+                    self.frames += 1;
+                }
+                continue;
+            }
+            let need = self.head_needed();
+            let take = (need - self.head_len).min(data.len());
+            self.head[self.head_len..self.head_len + take].copy_from_slice(&data[..take]);
+            self.head_len += take;
+            data = &data[take..];
+            if self.head_len < 2 || self.head_len < self.head_needed() {
+                continue;
+            }
+            if self.head[0] & 0x0f == 0x8 {
+                return Err(io::Error::other("the server sent a close frame"));
+            }
+            let len = match self.head[1] & 0x7f {
+                126 => u16::from_be_bytes([self.head[2], self.head[3]]) as u64,
+                127 => u64::from_be_bytes(self.head[2..10].try_into().unwrap_or_default()),
+                n => n as u64,
+            };
+            self.head_len = 0;
+            if len == 0 {
+                self.frames += 1;
+            } else {
+                self.skip = len;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens `n` connections, at most 200 handshakes at a time.
+pub async fn connect_many(addr: &str, n: usize) -> io::Result<Vec<TcpStream>> {
+    let mut conns = Vec::with_capacity(n);
+    while conns.len() < n {
+        let batch = (n - conns.len()).min(200);
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..batch {
+            let addr = addr.to_string();
+            set.spawn(async move { connect(&addr).await });
+        }
+        while let Some(r) = set.join_next().await {
+            conns.push(r.map_err(io::Error::other)??);
+        }
+    }
+    Ok(conns)
+}
+
+/// Echo throughput: `conns` connections each keep `window` messages of `len` bytes in
+/// flight (written in half-window batches, so the pipe never drains). Returns messages
+/// per second over `measure`, after `warmup`.
+pub async fn throughput(
+    addr: &str,
+    conns: usize,
+    text: bool,
+    len: usize,
+    window: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> io::Result<f64> {
+    let per_batch = (window / 2).max(1);
+    let batch: Arc<Vec<u8>> = Arc::new(masked_frame(text, len).repeat(per_batch));
+    let done = Arc::new(AtomicU64::new(0));
+    let streams = connect_many(addr, conns).await?;
+    let mut set = tokio::task::JoinSet::new();
+    for tcp in streams {
+        let (batch, done) = (batch.clone(), done.clone());
+        set.spawn(async move {
+            let (mut rd, mut wr) = tcp.into_split();
+            let permits = Arc::new(Semaphore::new(window.max(per_batch)));
+            let writer_permits = permits.clone();
+            let writer = write_batches(&mut wr, &batch, &writer_permits, per_batch);
+            let reader = count_echoes(&mut rd, &done, &permits);
+            tokio::try_join!(writer, reader).map(|_| ())
+        });
+    }
+    let sample = async {
+        tokio::time::sleep(warmup).await;
+        let (c0, t0) = (done.load(Ordering::Relaxed), Instant::now());
+        tokio::time::sleep(measure).await;
+        let (c1, t1) = (done.load(Ordering::Relaxed), Instant::now());
+        (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
+    };
+    let failed = async {
+        match set.join_next().await {
+            Some(Ok(Err(e))) => e,
+            Some(Err(e)) => io::Error::other(e),
+            _ => io::Error::other("a connection ended"),
+        }
+    };
+    let result = tokio::select! {
+        rate = sample => Ok(rate),
+        e = failed => Err(e),
+    };
+    set.abort_all();
+    while set.join_next().await.is_some() {}
+    let rate = result?;
+    if rate == 0.0 {
+        return Err(io::Error::other("no message was echoed"));
+    }
+    Ok(rate)
+}
+
+async fn write_batches(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    batch: &[u8],
+    permits: &Semaphore,
+    per_batch: usize,
+) -> io::Result<()> {
+    loop {
+        permits
+            .acquire_many(per_batch as u32)
+            .await
+            .map_err(io::Error::other)?
+            .forget();
+        wr.write_all(batch).await?;
+    }
+}
+
+async fn count_echoes(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    done: &AtomicU64,
+    permits: &Semaphore,
+) -> io::Result<()> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut counter = FrameCounter::default();
+    loop {
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::Error::other("the server closed the connection"));
+        }
+        let before = counter.frames;
+        counter.feed(&buf[..n])?;
+        let got = counter.frames - before;
+        if got > 0 {
+            done.fetch_add(got, Ordering::Relaxed);
+            permits.add_permits(got as usize);
+        }
+    }
+}
+
+/// Round-trip latency of 16-byte text messages: `conns` connections each send one message
+/// every `period` and wait for its echo. Returns the sorted round-trip times (µs).
+pub async fn latency(
+    addr: &str,
+    conns: usize,
+    period: Duration,
+    warmup: Duration,
+    measure: Duration,
+) -> io::Result<Vec<f64>> {
+    let frame = Arc::new(masked_frame(true, 16));
+    let streams = connect_many(addr, conns).await?;
+    let start = Instant::now();
+    let (measure_from, measure_to) = (start + warmup, start + warmup + measure);
+    let mut set = tokio::task::JoinSet::new();
+    for mut tcp in streams {
+        let frame = frame.clone();
+        set.spawn(async move {
+            let mut samples = Vec::new();
+            let mut buf = vec![0u8; 4096];
+            let mut counter = FrameCounter::default();
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let sent = Instant::now();
+                if sent >= measure_to {
+                    return Ok::<_, io::Error>(samples);
+                }
+                tcp.write_all(&frame).await?;
+                let want = counter.frames + 1;
+                while counter.frames < want {
+                    let n = tcp.read(&mut buf).await?;
+                    if n == 0 {
+                        return Err(io::Error::other("the server closed the connection"));
+                    }
+                    counter.feed(&buf[..n])?;
+                }
+                if sent >= measure_from {
+                    samples.push(sent.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r.map_err(io::Error::other)??);
+    }
+    if all.is_empty() {
+        return Err(io::Error::other("no round trip measured"));
+    }
+    all.sort_by(f64::total_cmp);
+    Ok(all)
+}
+
+/// The value at quantile `q` of sorted samples.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The resident memory of process `pid` in kB (VmRSS).
+pub fn rss_kb(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no VmRSS"))
+}
+
+/// Resident memory of the server per idle open connection, in bytes: open `n` connections,
+/// echo one 16-byte message on each (so every lazily made buffer exists), then leave them
+/// idle and compare the server's RSS with its RSS before.
+pub async fn idle_memory(addr: &str, pid: u32, n: usize, settle: Duration) -> io::Result<f64> {
+    // One connection first, so the server's one-time allocations are in the baseline.
+    drop(echo_once(connect(addr).await?).await?);
+    tokio::time::sleep(settle).await;
+    let before = rss_kb(pid)?;
+    let streams = connect_many(addr, n).await?;
+    let mut set = tokio::task::JoinSet::new();
+    for tcp in streams {
+        set.spawn(echo_once(tcp));
+    }
+    let mut open = Vec::with_capacity(n);
+    while let Some(r) = set.join_next().await {
+        open.push(r.map_err(io::Error::other)??);
+    }
+    tokio::time::sleep(settle).await;
+    let after = rss_kb(pid)?;
+    drop(open);
+    Ok(after.saturating_sub(before) as f64 * 1024.0 / n as f64)
+}
+
+async fn echo_once(mut tcp: TcpStream) -> io::Result<TcpStream> {
+    tcp.write_all(&masked_frame(true, 16)).await?;
+    let mut counter = FrameCounter::default();
+    let mut buf = [0u8; 256];
+    while counter.frames == 0 {
+        let n = tcp.read(&mut buf).await?;
+        if n == 0 {
+            return Err(io::Error::other("the server closed the connection"));
+        }
+        counter.feed(&buf[..n])?;
+    }
+    Ok(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_frames_split_anywhere() {
+        // Two unmasked server frames: 3 bytes, then 300 bytes (16-bit length).
+        let mut stream = vec![0x81, 3, b'a', b'b', b'c', 0x82, 126, 1, 44];
+        stream.extend(std::iter::repeat_n(7u8, 300));
+        for split in 0..stream.len() {
+            let mut c = FrameCounter::default();
+            c.feed(&stream[..split]).unwrap();
+            c.feed(&stream[split..]).unwrap();
+            assert_eq!(c.frames, 2, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn masked_frame_unmasks_to_the_alphabet() {
+        let f = masked_frame(true, 300);
+        assert_eq!(&f[..4], &[0x81, 0x80 | 126, 1, 44]);
+        let payload: Vec<u8> = f[8..]
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ KEY[i % 4])
+            .collect();
+        assert!(payload
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == b'a' + (i % 26) as u8));
+    }
+}
