@@ -59,7 +59,11 @@ impl Settings {
             warmup: Duration::from_millis(if quick { 20 } else { 300 }),
             measure: Duration::from_millis(if quick { 60 } else { 1000 }),
             many: if quick { 50 } else { 1000 },
-            idle: if quick { 100 } else { 10_000 },
+            idle: match value("--idle") {
+                Some(n) => n.parse().map_err(io::Error::other)?,
+                None if quick => 100,
+                None => 10_000,
+            },
             codec_time: Duration::from_millis(if quick { 20 } else { 400 }),
             crates,
             out: value("--out").unwrap_or_else(|| out.into()),

@@ -11,8 +11,13 @@ use super::{lock, BoxIo, Reader, Socket};
 use crate::protocol::{CloseCode, ConnectionState, Event, Role};
 use crate::{CloseEvent, Error, ReadyState};
 
-/// Size of the reusable read buffer of a connection that is being read.
+/// Size of the reusable read buffer of a busy connection.
 const READ_BUFFER: usize = 16 * 1024;
+/// Size of the read buffer of a quiet connection: an idle or lightly used connection holds
+/// only this much, and moves to `READ_BUFFER` when a read fills it.
+const SMALL_READ_BUFFER: usize = 512;
+/// After this many reads in a row that would have fit the small buffer, go back to it.
+const SHRINK_AFTER: u32 = 64;
 /// How long to wait for the peer's half of the closing handshake (and, as a client, for the
 /// server to end TCP afterwards).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -110,7 +115,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     } else {
         process(sock, &leftover, &mut ended)
     };
-    let mut buf = vec![0u8; READ_BUFFER];
+    let mut buf = ReadBuffer::default();
     let mut deadline: Option<Instant> = None;
     let read_timeout = *lock(&shared.read_timeout);
     // A quiet connection is probed: with the heartbeat's text if one is set, else a ping.
@@ -153,7 +158,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                 Some(sent) => sent + *timeout,
             });
         tokio::select! {
-            read = reader.rd.read(&mut buf) => match read {
+            read = reader.rd.read(buf.as_mut()) => match read {
                 Ok(0) => {
                     ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
@@ -161,7 +166,8 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                 Ok(n) => {
                     last_received = Instant::now();
                     ping_sent = None;
-                    next = process(sock, buf.get(..n).unwrap_or_default(), &mut ended);
+                    next = process(sock, buf.as_mut().get(..n).unwrap_or_default(), &mut ended);
+                    buf.adapt(n);
                 }
                 Err(e) => {
                     ended.close.get_or_insert_with(|| abnormal(&format!("Abnormal Closure: {e}")));
@@ -207,6 +213,44 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
         }
     }
     ended
+}
+
+/// The read buffer: small while the connection is quiet, so idle connections cost little,
+/// and `READ_BUFFER` while reads fill it.
+struct ReadBuffer {
+    buf: Vec<u8>,
+    /// Reads in a row that would have fit the small buffer.
+    small_reads: u32,
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        Self {
+            buf: vec![0; SMALL_READ_BUFFER],
+            small_reads: 0,
+        }
+    }
+}
+
+impl ReadBuffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+
+    /// Grows after a read that filled the buffer; shrinks after many small reads.
+    fn adapt(&mut self, n: usize) {
+        if n == self.buf.len() && n < READ_BUFFER {
+            self.buf = vec![0; READ_BUFFER];
+            self.small_reads = 0;
+        } else if n <= SMALL_READ_BUFFER && self.buf.len() > SMALL_READ_BUFFER {
+            self.small_reads += 1;
+            if self.small_reads >= SHRINK_AFTER {
+                *self = Self::default();
+            }
+        } else {
+            self.small_reads = 0;
+        }
+    }
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -366,5 +410,32 @@ pub(super) fn finish(sock: &Socket, ended: EndState) {
         if catch_unwind(AssertUnwindSafe(|| h(err))).is_err() {
             tracing::warn!(id = %shared.id, "Err in on_error() handler");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_buffer_is_small_until_a_read_fills_it_and_shrinks_when_reads_stay_small() {
+        let mut buf = ReadBuffer::default();
+        assert_eq!(buf.as_mut().len(), SMALL_READ_BUFFER);
+        buf.adapt(100);
+        assert_eq!(buf.as_mut().len(), SMALL_READ_BUFFER);
+        buf.adapt(SMALL_READ_BUFFER);
+        assert_eq!(buf.as_mut().len(), READ_BUFFER);
+        // Busy: big reads interleaved with small ones keep the big buffer.
+        for _ in 0..10 * SHRINK_AFTER {
+            buf.adapt(10);
+            buf.adapt(4000);
+        }
+        assert_eq!(buf.as_mut().len(), READ_BUFFER);
+        for _ in 1..SHRINK_AFTER {
+            buf.adapt(10);
+        }
+        assert_eq!(buf.as_mut().len(), READ_BUFFER);
+        buf.adapt(10);
+        assert_eq!(buf.as_mut().len(), SMALL_READ_BUFFER);
     }
 }
