@@ -24,6 +24,8 @@ struct Settings {
     idle: usize,
     codec_time: Duration,
     crates: Vec<String>,
+    /// Only the rows whose id contains this (`--rows`), for profiling one workload.
+    rows: Option<String>,
     out: String,
     json: String,
 }
@@ -66,6 +68,7 @@ impl Settings {
             },
             codec_time: Duration::from_millis(if quick { 20 } else { 400 }),
             crates,
+            rows: value("--rows"),
             out: value("--out").unwrap_or_else(|| out.into()),
             json: value("--json").unwrap_or_else(|| json.into()),
         })
@@ -232,6 +235,12 @@ impl Server {
     }
 }
 
+impl Settings {
+    fn wants(&self, row: &str) -> bool {
+        self.rows.as_ref().is_none_or(|r| row.contains(r.as_str()))
+    }
+}
+
 fn record(results: &mut Results, row: &str, krate: &str, value: Result<f64, String>) {
     if let Err(e) = &value {
         eprintln!("    {row} {krate}: FAILED: {e}");
@@ -269,14 +278,19 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
         }
     };
     let settle = Duration::from_millis(if s.quick { 50 } else { 500 });
-    let idle = timed(
-        settle * 2,
-        load::idle_memory(&server.addr, server.pid, s.idle, settle),
-    )
-    .await;
-    record(results, "idle_memory", krate, idle);
+    if s.wants("idle_memory") {
+        let idle = timed(
+            settle * 2,
+            load::idle_memory(&server.addr, server.pid, s.idle, settle),
+        )
+        .await;
+        record(results, "idle_memory", krate, idle);
+    }
 
     for (id, _, text, len, conns, window) in echo_rows(s) {
+        if !s.wants(&id) {
+            continue;
+        }
         if !server.alive() {
             match start_server(s, krate).await {
                 Ok(srv) => server = srv,
@@ -300,6 +314,10 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
         record(results, &id, krate, value);
     }
 
+    if !s.wants("latency") {
+        server.stop().await;
+        return;
+    }
     let measure = s.measure + s.measure / 2;
     let lat = timed(
         s.warmup + measure,
@@ -342,6 +360,9 @@ fn codec_rows(s: &Settings, results: &mut Results) -> Vec<Row> {
             ("memcpy", codec::memcpy),
         ] {
             let id = format!("codec_{}_{len}", what.split(' ').next().unwrap_or(what));
+            if !s.wants(&id) {
+                continue;
+            }
             for _ in 0..s.reps {
                 record(results, &id, "unisock", Ok(f(len, s.codec_time)));
             }
@@ -476,7 +497,10 @@ fn markdown(
     let _ = writeln!(md, "|---|---|{}---|", "---:|".repeat(crates.len()));
     let mut behind = Vec::new();
     for row in rows {
-        let by_crate = results.get(&row.id);
+        let Some(by_crate) = results.get(&row.id) else {
+            continue; // not run (--rows)
+        };
+        let by_crate = Some(by_crate);
         let get = |c: &str| by_crate.and_then(|m| m.get(c)).and_then(|v| stats(v));
         let ours = get("unisock");
         let _ = write!(md, "| {} | {} |", row.title, row.unit);
