@@ -1,0 +1,129 @@
+//! Allocations on the echo hot path, counted by a global allocator: a unisock server
+//! echoing messages over a real 127.0.0.1 socket allocates once per message (the owned
+//! payload `MsgEvent` hands to the handler) and nothing else: the read buffer, the
+//! connection's output buffer and the writer's buffer are reused.
+#![allow(unsafe_code, reason = "a counting GlobalAlloc needs unsafe impls")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use unisock::{MsgEvent, WebSocket};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
+// counter is an atomic and allocates nothing.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation goes there).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as for `dealloc`; the caller upholds `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Starts a one-connection unisock echo server (as examples/echo_server.rs) on its own
+/// thread; returns its address.
+fn spawn_server() -> std::net::SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let (tcp, _) = listener.accept().await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let ws = WebSocket::new();
+            let echo = ws.clone();
+            ws.on_message(move |msg| {
+                let _ = match msg {
+                    MsgEvent::Text(t) => echo.send_text(&t),
+                    MsgEvent::Binary(b) => echo.send_binary(&b),
+                };
+            });
+            ws.upgrade(tcp).await.unwrap();
+            ws.read().await;
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+/// A masked client text frame of `len` bytes (len < 126).
+fn frame(len: usize) -> Vec<u8> {
+    let key = [1, 2, 3, 4];
+    let mut f = vec![0x81, 0x80 | len as u8];
+    f.extend_from_slice(&key);
+    f.extend((0..len).map(|i| b'x' ^ key[i % 4]));
+    f
+}
+
+/// Sends one message and reads its echo (an unmasked frame of the same length).
+fn round_trip(tcp: &mut TcpStream, frame: &[u8], len: usize, echo: &mut [u8; 127]) {
+    tcp.write_all(frame).unwrap();
+    let echo = &mut echo[..2 + len];
+    tcp.read_exact(echo).unwrap();
+    assert_eq!(&echo[..2], &[0x81, len as u8]);
+    assert!(echo[2..].iter().all(|&b| b == b'x'));
+}
+
+#[test]
+fn echoing_allocates_only_the_message_payload() {
+    let addr = spawn_server();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tcp.write_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+
+    let (len, n) = (100, 2000u64);
+    let f = frame(len);
+    let mut echo = [0u8; 127];
+    for _ in 0..100 {
+        round_trip(&mut tcp, &f, len, &mut echo); // warm up: buffers reach their working size
+    }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    for _ in 0..n {
+        round_trip(&mut tcp, &f, len, &mut echo);
+    }
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    // One per message (the String in MsgEvent::Text), plus a little slack for one-off
+    // growth (e.g. a runtime's internal queues); the test's own side allocates nothing.
+    assert!(
+        allocs <= n + 20,
+        "{allocs} allocations for {n} echoed messages ({:.2} per message)",
+        allocs as f64 / n as f64
+    );
+    assert!(
+        allocs >= n,
+        "the payload allocation was expected: {allocs} for {n}"
+    );
+}
