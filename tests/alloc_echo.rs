@@ -2,6 +2,7 @@
 //! echoing messages over a real 127.0.0.1 socket allocates once per message (the owned
 //! payload `MsgEvent` hands to the handler) and nothing else: the read buffer, the
 //! connection's output buffer and the writer's buffer are reused.
+#![cfg(not(target_arch = "wasm32"))]
 #![allow(unsafe_code, reason = "a counting GlobalAlloc needs unsafe impls")]
 
 use std::alloc::{GlobalAlloc, Layout, System};
