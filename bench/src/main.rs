@@ -1,7 +1,7 @@
 //! unisock-bench: unisock side by side with the fastest Rust WebSocket crates.
 //!
 //! ```text
-//! unisock-bench run [--quick] [--pin] [--only CRATE,CRATE] [--idle N] [--out FILE.md] [--json FILE]
+//! unisock-bench run [--quick] [--pin] [--only CRATE,CRATE] [--idle N] [--rows ID] [--note TEXT] [--out FILE.md] [--json FILE]
 //! unisock-bench server CRATE ADDR     one crate's echo server (the harness starts these)
 //! ```
 //!
@@ -24,7 +24,7 @@ fn main() -> ExitCode {
         Some("run") => report::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: unisock-bench run [--quick] [--pin] [--only CRATES] [--idle N] [--out FILE] [--json FILE]\n\
+                "usage: unisock-bench run [--quick] [--pin] [--only CRATES] [--idle N] [--rows ID] [--note TEXT] [--out FILE] [--json FILE]\n\
                  \x20      unisock-bench server CRATE ADDR   (CRATE: {})",
                 servers::CRATES.join(", ")
             );

@@ -11,6 +11,9 @@ use tokio::process::{Child, Command};
 
 use crate::{codec, load, servers::CRATES};
 
+/// Above this spread (half the range over the median) a row is too noisy to call.
+const NOISY: f64 = 0.15;
+
 /// How long every row may take beyond its own measuring time before it counts as failed.
 const ROW_GRACE: Duration = Duration::from_secs(60);
 
@@ -26,6 +29,8 @@ struct Settings {
     crates: Vec<String>,
     /// Only the rows whose id contains this (`--rows`), for profiling one workload.
     rows: Option<String>,
+    /// A line on the conditions of the run (`--note`), written under the machine.
+    note: Option<String>,
     out: String,
     json: String,
 }
@@ -69,6 +74,7 @@ impl Settings {
             codec_time: Duration::from_millis(if quick { 20 } else { 400 }),
             crates,
             rows: value("--rows"),
+            note: value("--note"),
             out: value("--out").unwrap_or_else(|| out.into()),
             json: value("--json").unwrap_or_else(|| json.into()),
         })
@@ -468,8 +474,9 @@ fn markdown(
         "Written by `./build.sh bench{}` (bench/, see its README). Each cell: the median of \
          {} run{} ± half the range as a share of the median; a peer's cell also gives its ratio \
          to unisock (peer / unisock: above 1 is better than unisock for msg/s, MB/s and GB/s, \
-         worse for µs and bytes). The last column compares unisock with the best peer: ✅ \
-         at least equal within noise (the larger spread, at least 3%), ❌ behind.\n",
+         worse for µs and bytes). The last column compares unisock with the best peer (>1 is \
+         unisock ahead): ✅ ahead or at least equal within noise (the larger spread, at least \
+         3%), ❔ behind but within a noise above 15% (no verdict), ❌ behind.\n",
         if s.quick { " --quick" } else { "" },
         s.reps,
         if s.reps == 1 { "" } else { "s" }
@@ -487,6 +494,9 @@ fn markdown(
         },
         if s.pin { " on CPU 1" } else { "" }
     );
+    if let Some(note) = &s.note {
+        let _ = writeln!(md, "- Conditions: {note}");
+    }
     let _ = writeln!(md, "- Whole run: {:.0} s.\n", took.as_secs_f64());
     let crates: Vec<&str> = s.crates.iter().map(String::as_str).collect();
     let _ = write!(md, "| Workload | Unit |");
@@ -532,22 +542,36 @@ fn markdown(
         let verdict = match (ours, best) {
             (Some((u, usp, _)), Some((bc, b, bsp))) => {
                 let noise = usp.max(bsp).max(0.03);
-                let (ok, gap) = if row.higher_is_better {
+                let (within, gap) = if row.higher_is_better {
                     (u >= b * (1.0 - noise), u / b)
                 } else {
                     (u <= b * (1.0 + noise), b / u)
                 };
-                if !ok {
+                // Ahead, or behind by less than a modest noise: a pass. Behind within a
+                // noise above NOISY says nothing either way, and is shown as such.
+                let mark = if gap >= 1.0 || (within && noise <= NOISY) {
+                    "✅"
+                } else if within {
+                    "❔"
+                } else {
+                    "❌"
+                };
+                if gap < 1.0 && mark != "✅" {
                     behind.push(format!(
-                        "- {}: unisock {} {} vs {bc} {} ({:.0}% behind).",
+                        "- {}: unisock {} {} vs {bc} {} ({:.0}% behind{}).",
                         row.title,
                         fmt_value(u),
                         row.unit,
                         fmt_value(b),
-                        (1.0 - gap) * 100.0
+                        (1.0 - gap) * 100.0,
+                        if within {
+                            format!(", within this run's noise of ±{:.0}%", noise * 100.0)
+                        } else {
+                            String::new()
+                        }
                     ));
                 }
-                format!("{} {:.2}x {bc}", if ok { "✅" } else { "❌" }, gap)
+                format!("{mark} {gap:.2}x {bc}")
             }
             (None, _) => "❌ unisock failed".into(),
             (_, None) => "no peer".into(),
