@@ -15,7 +15,7 @@ use crate::{CloseEvent, Error, ReadyState};
 const READ_BUFFER: usize = 16 * 1024;
 /// Size of the read buffer of a quiet connection: an idle or lightly used connection holds
 /// only this much, and moves to `READ_BUFFER` when a read fills it.
-const SMALL_READ_BUFFER: usize = 512;
+const SMALL_READ_BUFFER: usize = 256;
 /// After this many reads in a row that would have fit the small buffer, go back to it.
 const SHRINK_AFTER: u32 = 64;
 /// How long to wait for the peer's half of the closing handshake (and, as a client, for the
