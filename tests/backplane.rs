@@ -9,35 +9,9 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{open_client, with_timeout, Events};
-use tokio::net::TcpListener;
+use common::{open_client, serve_registry, until_len, with_timeout, Events};
 use unisock::backplane::{Backplane, BackplaneEvent, BoxFuture, Envelope, InProcess, Subscription};
-use unisock::{Error, MsgEvent, WebSocket, WebSockets};
-
-/// Serves `sockets` on a free port; returns the ws:// URL.
-async fn serve(sockets: &WebSockets) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let registry = sockets.clone();
-    tokio::spawn(async move {
-        registry
-            .serve(listener, |req| {
-                (req.uri().path() == "/ws").then(WebSocket::new)
-            })
-            .await
-    });
-    format!("ws://{addr}/ws")
-}
-
-/// Waits until the registry holds `n` sockets.
-async fn until_len(sockets: &WebSockets, n: usize) {
-    with_timeout(async {
-        while sockets.len() != n {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-}
+use unisock::{Error, MsgEvent, WebSockets};
 
 fn text(s: &str) -> Option<MsgEvent> {
     Some(MsgEvent::Text(s.into()))
@@ -48,8 +22,8 @@ async fn two_rooms() -> (WebSockets, WebSockets, Events, Events) {
     let hub = InProcess::new();
     let a = WebSockets::with_backplane(hub.clone());
     let b = WebSockets::with_backplane(hub);
-    let (_ca, a_events) = open_client(&serve(&a).await).await;
-    let (_cb, b_events) = open_client(&serve(&b).await).await;
+    let (_ca, a_events) = open_client(&serve_registry(&a).await).await;
+    let (_cb, b_events) = open_client(&serve_registry(&b).await).await;
     until_len(&a, 1).await;
     until_len(&b, 1).await;
     (a, b, a_events, b_events)
@@ -151,7 +125,7 @@ async fn an_outage_is_counted_and_reported_while_local_delivery_goes_on() {
     sockets.on_backplane_error(move |e| {
         let _ = tx.send(e.to_string());
     });
-    let (_client, mut events) = open_client(&serve(&sockets).await).await;
+    let (_client, mut events) = open_client(&serve_registry(&sockets).await).await;
     until_len(&sockets, 1).await;
 
     for i in 0..3 {
@@ -187,7 +161,7 @@ async fn an_outage_is_counted_and_reported_while_local_delivery_goes_on() {
 async fn a_registry_that_joins_late_gets_what_is_published_after_and_one_leaving_harms_none() {
     let hub = InProcess::new();
     let a = WebSockets::with_backplane(hub.clone());
-    let (_ca, mut a_events) = open_client(&serve(&a).await).await;
+    let (_ca, mut a_events) = open_client(&serve_registry(&a).await).await;
     until_len(&a, 1).await;
     a.broadcast_text("before c joined", None);
     assert_eq!(
@@ -197,7 +171,7 @@ async fn a_registry_that_joins_late_gets_what_is_published_after_and_one_leaving
 
     // `c` joins: from now on it hears `a`.
     let c = WebSockets::with_backplane(hub.clone());
-    let (_cc, mut c_events) = open_client(&serve(&c).await).await;
+    let (_cc, mut c_events) = open_client(&serve_registry(&c).await).await;
     until_len(&c, 1).await;
     a.broadcast_text("after c joined", None);
     assert_eq!(

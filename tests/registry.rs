@@ -4,39 +4,14 @@
 
 mod common;
 
-use common::{open_client, record, with_timeout};
+use common::{open_client, record, serve_registry, until_len, with_timeout};
 use tokio::net::TcpListener;
 use unisock::{MsgEvent, WebSocket, WebSockets};
-
-/// Serves `sockets` on a free port with an echo-less handler; returns the ws:// base URL.
-async fn serve(sockets: &WebSockets) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let registry = sockets.clone();
-    tokio::spawn(async move {
-        registry
-            .serve(listener, |req| {
-                (req.uri().path() == "/ws").then(WebSocket::new)
-            })
-            .await
-    });
-    format!("ws://{addr}/ws")
-}
-
-/// Waits until the registry holds `n` sockets (each step is event-driven by the server).
-async fn until_len(sockets: &WebSockets, n: usize) {
-    with_timeout(async {
-        while sockets.len() != n {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-}
 
 #[tokio::test]
 async fn broadcast_reaches_every_client_and_closed_sockets_are_removed() {
     let sockets = WebSockets::new();
-    let url = serve(&sockets).await;
+    let url = serve_registry(&sockets).await;
     let (a, mut a_events) = open_client(&url).await;
     let (_b, mut b_events) = open_client(&url).await;
     until_len(&sockets, 2).await;
@@ -72,7 +47,7 @@ async fn broadcast_reaches_every_client_and_closed_sockets_are_removed() {
 #[tokio::test]
 async fn shutdown_closes_everyone_with_1001_and_empties_the_registry() {
     let sockets = WebSockets::new();
-    let url = serve(&sockets).await;
+    let url = serve_registry(&sockets).await;
     let (_a, mut a_events) = open_client(&url).await;
     let (_b, mut b_events) = open_client(&url).await;
     until_len(&sockets, 2).await;
@@ -90,7 +65,7 @@ async fn shutdown_closes_everyone_with_1001_and_empties_the_registry() {
 #[tokio::test]
 async fn a_route_that_returns_none_is_a_404() {
     let sockets = WebSockets::new();
-    let url = serve(&sockets).await.replace("/ws", "/nothing");
+    let url = serve_registry(&sockets).await.replace("/ws", "/nothing");
     let err = with_timeout(WebSocket::new().open(&url, &[]))
         .await
         .unwrap_err();
@@ -106,7 +81,7 @@ async fn the_on_upgrade_hook_and_read_timeout_apply_to_serviced_sockets() {
             pending.set_protocol("chat");
         }
     });
-    let url = serve(&sockets).await;
+    let url = serve_registry(&sockets).await;
     let ws = WebSocket::new();
     let mut events = record(&ws);
     with_timeout(ws.open(&url, &["other", "chat"]))
@@ -156,7 +131,7 @@ async fn a_bad_handshake_in_service_is_answered_and_not_registered() {
 #[tokio::test]
 async fn no_message_queued_before_shutdown_is_lost() {
     let sockets = WebSockets::new();
-    let url = serve(&sockets).await;
+    let url = serve_registry(&sockets).await;
     let (_a, mut events) = open_client(&url).await;
     until_len(&sockets, 1).await;
     for i in 0..500 {

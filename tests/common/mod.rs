@@ -190,3 +190,28 @@ pub async fn spawn_server(
     });
     (addr, rx)
 }
+
+/// Serves `sockets` on a free port, upgrading requests for `/ws`; returns the ws:// URL.
+pub async fn serve_registry(sockets: &unisock::WebSockets) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let registry = sockets.clone();
+    tokio::spawn(async move {
+        registry
+            .serve(listener, |req| {
+                (req.uri().path() == "/ws").then(WebSocket::new)
+            })
+            .await
+    });
+    format!("ws://{addr}/ws")
+}
+
+/// Waits until the registry holds `n` sockets (each step is event-driven by the server).
+pub async fn until_len(sockets: &unisock::WebSockets, n: usize) {
+    with_timeout(async {
+        while sockets.len() != n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
