@@ -194,7 +194,8 @@ where
     F: Fn(&http::Request<()>) -> Option<WebSocket>,
 {
     let mut stream: BoxIo = Box::new(tcp);
-    let (request, leftover) = crate::native::read_request_timed(&mut stream).await?;
+    let (request, leftover) =
+        crate::native::read_request_timed(&mut stream, crate::native::HANDSHAKE_TIMEOUT).await?;
     let Some(ws) = handler(&request) else {
         let body = "no WebSocket here";
         let head = format!(

@@ -277,3 +277,27 @@ async fn a_ping_flood_from_a_peer_that_does_not_read_is_dropped() {
     with_timeout(flooder).await.unwrap();
     still_serving(addr).await;
 }
+
+#[tokio::test]
+async fn a_handshake_that_never_finishes_is_answered_408_and_dropped() {
+    let (addr, _closes) = spawn_server(|ws| {
+        ws.set_handshake_timeout(Duration::from_millis(200));
+        let echo = ws.clone();
+        ws.on_message(move |m| {
+            if let MsgEvent::Text(t) = m {
+                let _ = echo.send_text(&t);
+            }
+        });
+    })
+    .await;
+    // Slowloris: the start of a request head, and then nothing.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    with_timeout(tcp.read_to_end(&mut answer)).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    still_serving(addr).await;
+}

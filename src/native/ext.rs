@@ -72,6 +72,15 @@ pub trait WebSocketExt {
     /// [`crate::Error::Timeout`]. `None` waits forever (the send queue cap still holds).
     fn set_write_timeout(&self, timeout: Option<Duration>);
 
+    /// Server side: how long a client may take to send its whole upgrade request before
+    /// it is answered 408 and dropped (default 10 s; a guard against slowloris).
+    ///
+    /// ```
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// WebSocket::new().set_handshake_timeout(std::time::Duration::from_secs(5));
+    /// ```
+    fn set_handshake_timeout(&self, timeout: Duration);
+
     /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
     /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>);
@@ -143,6 +152,10 @@ impl WebSocketExt for WebSocket {
         self.inner.keepalive()
     }
 
+    fn set_handshake_timeout(&self, timeout: Duration) {
+        *lock(&self.inner.0.handshake_timeout) = timeout;
+    }
+
     fn set_write_timeout(&self, timeout: Option<Duration>) {
         *lock(&self.inner.0.write_timeout) = timeout;
     }
@@ -159,7 +172,8 @@ impl WebSocketExt for WebSocket {
         async move {
             ws.inner.check_unconnected()?;
             let mut stream: super::BoxIo = Box::new(stream);
-            let (request, leftover) = upgrade::read_request_timed(&mut stream).await?;
+            let timeout = *lock(&ws.inner.0.handshake_timeout);
+            let (request, leftover) = upgrade::read_request_timed(&mut stream, timeout).await?;
             PendingUpgrade::validate(ws, request, stream, leftover).await
         }
     }

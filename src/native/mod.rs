@@ -16,7 +16,9 @@ mod upgrade;
 pub(crate) use messages::Messages;
 #[cfg(feature = "axum")]
 pub(crate) use upgrade::response_101;
-pub(crate) use upgrade::{encode_response, read_request_timed, validate as validate_request};
+pub(crate) use upgrade::{
+    encode_response, read_request_timed, validate as validate_request, HANDSHAKE_TIMEOUT,
+};
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -124,6 +126,8 @@ struct Shared {
     read_timeout: Mutex<Option<std::time::Duration>>,
     /// `None` until set: then servers use [`KeepAlive::SERVER_DEFAULT`] and clients none.
     keepalive: Mutex<Option<Option<KeepAlive>>>,
+    /// How long a client may take to send its upgrade request.
+    handshake_timeout: Mutex<std::time::Duration>,
     /// A write that makes no progress for this long means the peer stopped reading.
     write_timeout: Mutex<Option<std::time::Duration>>,
     /// Set by the writer when `write_timeout` expired.
@@ -187,6 +191,7 @@ impl Socket {
             limits: Mutex::new(Limits::default()),
             read_timeout: Mutex::new(None),
             keepalive: Mutex::new(None),
+            handshake_timeout: Mutex::new(HANDSHAKE_TIMEOUT),
             write_timeout: Mutex::new(Some(DEFAULT_WRITE_TIMEOUT)),
             write_stalled: std::sync::atomic::AtomicBool::new(false),
             reconnect: Mutex::new(None),

@@ -9,8 +9,9 @@ use super::BoxIo;
 use crate::protocol::handshake::{self, HandshakeError};
 use crate::{Error, Result};
 
-/// How long a client may take to send its whole request head (slowloris guard).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its whole request head (slowloris guard), unless
+/// set with `WebSocketExt::set_handshake_timeout`.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A validated request, its prepared 101 response, and the stream.
 pub(crate) struct Validated {
@@ -20,12 +21,28 @@ pub(crate) struct Validated {
     pub(crate) leftover: Vec<u8>,
 }
 
-/// Reads a request head, within the handshake timeout; a malformed or oversized head is
-/// answered (400/431) and refused.
-pub(crate) async fn read_request_timed(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, read_request(stream))
-        .await
-        .map_err(|_| Error::Timeout("the client did not finish its upgrade request in time"))?
+/// Reads a request head within `timeout`; a malformed or oversized head is answered
+/// (400/431) and refused, and a head that does not arrive in time is answered 408.
+pub(crate) async fn read_request_timed(
+    stream: &mut BoxIo,
+    timeout: Duration,
+) -> Result<(http::Request<()>, Vec<u8>)> {
+    match tokio::time::timeout(timeout, read_request(stream)).await {
+        Ok(read) => read,
+        Err(_) => {
+            tracing::debug!("the client did not finish its upgrade request in {timeout:?}");
+            let answer =
+                b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                let _ = stream.write_all(answer).await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
+            Err(Error::Timeout(
+                "the client did not finish its upgrade request in time",
+            ))
+        }
+    }
 }
 
 /// Validates an already-parsed request; on failure the error response is sent.
