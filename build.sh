@@ -302,6 +302,20 @@ bench() {
     fi
   else
     "${pin[@]}" target/release/unisock-bench run $pinflag
+    # Compressed beside uncompressed text (#8), and broadcast fan-out in one process and
+    # across two nodes over Redis (#10), appended to the same report.
+    redis_setup
+    cargo build --release --example deflate_bench
+    cargo build --release --features redis --example fanout_bench
+    {
+      printf '\n## permessage-deflate: JSON-like text, compressed beside uncompressed\n\n'
+      printf 'From `examples/deflate_bench` (3 s per mode; memory with 1,000 connections).\n\n```\n'
+      target/release/examples/deflate_bench 3 1000
+      printf '```\n\n## Broadcast fan-out to 1,000 sockets: one process, and two nodes over Redis\n\n'
+      printf 'From `examples/fanout_bench` (5,000 broadcasts; broadcasts per second, each to every socket).\n\n```\n'
+      target/release/examples/fanout_bench
+      printf '```\n'
+    } >>BENCHMARKS.md
   fi
 }
 
