@@ -118,11 +118,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     let mut buf = ReadBuffer::default();
     let mut deadline: Option<Instant> = None;
     let read_timeout = *lock(&shared.read_timeout);
-    // A quiet connection is probed: with the heartbeat's text if one is set, else a ping.
-    let probe = match sock.heartbeat() {
-        Some(hb) => Some((hb.interval, hb.timeout, Some(hb.message))),
-        None => sock.keepalive().map(|k| (k.interval, k.timeout, None)),
-    };
+    let probe = Probe::of(sock);
     let mut last_received = Instant::now();
     let mut ping_sent: Option<Instant> = None;
     while next == Next::Continue {
@@ -151,12 +147,10 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
             deadline = Some(Instant::now() + CLOSE_TIMEOUT);
         }
         let idle_deadline = read_timeout.map(|t| Instant::now() + t);
-        let keepalive_deadline = probe
-            .as_ref()
-            .map(|(interval, timeout, _)| match ping_sent {
-                None => last_received + *interval,
-                Some(sent) => sent + *timeout,
-            });
+        let keepalive_deadline = probe.as_ref().map(|p| match ping_sent {
+            None => last_received + p.interval,
+            Some(sent) => sent + p.timeout,
+        });
         tokio::select! {
             read = reader.rd.read(buf.as_mut()) => match read {
                 Ok(0) => {
@@ -179,29 +173,20 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                 ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: the peer did not complete the closing handshake in time"));
                 next = Next::Stop;
             }
-            () = sleep_until(keepalive_deadline) => {
-                let (_, timeout, heartbeat) = probe.as_ref().map_or((Duration::ZERO, Duration::ZERO, &None), |(i, t, h)| (*i, *t, h));
-                let what = if heartbeat.is_some() { "the heartbeat" } else { "a keep-alive ping" };
-                if ping_sent.is_none() {
-                    tracing::trace!(id = %shared.id, "sending {what}");
-                    let _ = match heartbeat {
-                        Some(text) => sock.send_text(text),
-                        None => sock.send_with(0, None, |c| c.send_ping(b"")),
-                    };
-                    ping_sent = Some(Instant::now());
-                } else {
-                    let secs = timeout.as_secs_f32();
-                    tracing::debug!(id = %shared.id, "no answer to {what}");
-                    ended.close.get_or_insert_with(|| abnormal(&format!(
-                        "Abnormal Closure: no answer to {what} within {secs} s"
-                    )));
-                    ended.error.get_or_insert(Error::Timeout(if heartbeat.is_some() {
-                        "no answer to the heartbeat"
+            () = sleep_until(keepalive_deadline), if probe.is_some() => {
+                if let Some(p) = &probe {
+                    if ping_sent.is_none() {
+                        p.send(sock);
+                        ping_sent = Some(Instant::now());
                     } else {
-                        "no answer to a keep-alive ping"
-                    }));
-                    abort(sock);
-                    next = Next::Stop;
+                        tracing::debug!(id = %shared.id, "{}", p.unanswered());
+                        ended.close.get_or_insert_with(|| abnormal(&format!(
+                            "Abnormal Closure: {} within {} s", p.unanswered(), p.timeout.as_secs_f32()
+                        )));
+                        ended.error.get_or_insert(Error::Timeout(p.unanswered()));
+                        abort(sock);
+                        next = Next::Stop;
+                    }
                 }
             }
             () = sleep_until(idle_deadline) => {
@@ -213,6 +198,47 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
         }
     }
     ended
+}
+
+/// How a quiet connection is probed: with the heartbeat's text if one is set, else a ping.
+struct Probe {
+    interval: Duration,
+    timeout: Duration,
+    heartbeat: Option<String>,
+}
+
+impl Probe {
+    fn of(sock: &Socket) -> Option<Self> {
+        match sock.heartbeat() {
+            Some(hb) => Some(Self {
+                interval: hb.interval,
+                timeout: hb.timeout,
+                heartbeat: Some(hb.message),
+            }),
+            None => sock.keepalive().map(|k| Self {
+                interval: k.interval,
+                timeout: k.timeout,
+                heartbeat: None,
+            }),
+        }
+    }
+
+    fn send(&self, sock: &Socket) {
+        tracing::trace!(id = %sock.0.id, "probing a quiet connection");
+        let _ = match &self.heartbeat {
+            Some(text) => sock.send_text(text),
+            None => sock.send_with(0, None, |c| c.send_ping(b"")),
+        };
+    }
+
+    /// What went unanswered, for the close reason and the error.
+    fn unanswered(&self) -> &'static str {
+        if self.heartbeat.is_some() {
+            "no answer to the heartbeat"
+        } else {
+            "no answer to a keep-alive ping"
+        }
+    }
 }
 
 /// The read buffer: small while the connection is quiet, so idle connections cost little,
