@@ -12,7 +12,7 @@ use super::close::{self, CloseCode};
 use super::deflate::{codec::Codec, DeflateParams};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, Opcode, MAX_CONTROL_PAYLOAD};
-use super::mask::apply_mask;
+use super::mask::{apply_mask, extend_masked};
 use super::message::MessageBuffer;
 use crate::{DeflateConfig, Limits, MsgEvent};
 
@@ -804,10 +804,9 @@ impl Connection {
         self.out.reserve(head_len + payload.len());
         self.out
             .extend_from_slice(head.get(..head_len).unwrap_or_default());
-        let start = self.out.len();
-        self.out.extend_from_slice(payload);
-        if let (Some(key), Some(body)) = (mask, self.out.get_mut(start..)) {
-            apply_mask(body, key, 0);
+        match mask {
+            Some(key) => extend_masked(&mut self.out, payload, key, 0),
+            None => self.out.extend_from_slice(payload),
         }
     }
 }

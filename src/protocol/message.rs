@@ -5,7 +5,7 @@ use std::mem;
 
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, Opcode};
-use super::mask::apply_mask;
+use super::mask::extend_masked;
 use super::utf8::Utf8Validator;
 use crate::MsgEvent;
 
@@ -108,11 +108,11 @@ impl MessageBuffer {
         completes_message: bool,
     ) -> Result<(), ProtocolError> {
         let start = self.data.len();
-        self.data.extend_from_slice(chunk);
-        let added = self.data.get_mut(start..).unwrap_or_default();
-        if let Some(key) = mask {
-            apply_mask(added, key, offset);
+        match mask {
+            Some(key) => extend_masked(&mut self.data, chunk, key, offset),
+            None => self.data.extend_from_slice(chunk),
         }
+        let added = self.data.get(start..).unwrap_or_default();
         if self.text == Some(true) && !completes_message {
             self.utf8.feed(added)?;
         }

@@ -30,4 +30,4 @@ pub use connection::{Connection, ConnectionState, Event, Role};
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, Opcode};
 pub use handshake::HandshakeError;
-pub use mask::apply_mask;
+pub use mask::{apply_mask, extend_masked};
