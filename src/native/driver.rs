@@ -4,11 +4,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 use super::{lock, BoxIo, Reader, Socket};
-use crate::protocol::{CloseCode, ConnectionState, Event, Role};
+use crate::protocol::{CloseCode, Connection, ConnectionState, DirectRead, Event, Role};
 use crate::{CloseEvent, Error, ReadyState};
 
 /// Size of the reusable read buffer of a busy connection.
@@ -16,6 +16,11 @@ const READ_BUFFER: usize = 16 * 1024;
 /// Size of the read buffer of a quiet connection: an idle or lightly used connection holds
 /// only this much, and moves to `READ_BUFFER` when a read fills it.
 const SMALL_READ_BUFFER: usize = 256;
+/// A frame with at least this much payload still to come is read straight into its message
+/// (`Connection::begin_direct_read`) instead of through the read buffer.
+const DIRECT_READ_MIN: usize = 8 * 1024;
+/// The most one direct read takes.
+const DIRECT_READ_MAX: usize = 256 * 1024;
 /// After this many reads in a row that would have fit the small buffer, go back to it.
 const SHRINK_AFTER: u32 = 64;
 /// How long to wait for the peer's half of the closing handshake (and, as a client, for the
@@ -151,8 +156,12 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
             None => last_received + p.interval,
             Some(sent) => sent + p.timeout,
         });
+        // The rest of a big frame is read straight into the message (no copy, big reads).
+        let mut direct = lock(&shared.proto)
+            .as_mut()
+            .and_then(|p| p.conn.begin_direct_read(DIRECT_READ_MIN));
         tokio::select! {
-            read = reader.rd.read(buf.as_mut()) => match read {
+            read = read_some(&mut reader.rd, &mut buf, &mut direct) => match read {
                 Ok(0) => {
                     ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
@@ -160,8 +169,14 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                 Ok(n) => {
                     last_received = Instant::now();
                     ping_sent = None;
-                    next = process(sock, buf.as_mut().get(..n).unwrap_or_default(), &mut ended);
-                    buf.adapt(n);
+                    next = match direct.take() {
+                        Some(read) => process_with(sock, |conn| conn.end_direct_read(read), &mut ended),
+                        None => {
+                            let next = process(sock, buf.as_mut().get(..n).unwrap_or_default(), &mut ended);
+                            buf.adapt(n);
+                            next
+                        }
+                    };
                 }
                 Err(e) => {
                     ended.close.get_or_insert_with(|| abnormal(&format!("Abnormal Closure: {e}")));
@@ -196,8 +211,31 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                 next = Next::Stop;
             }
         }
+        // A direct read that did not complete (another branch won, the peer left) hands
+        // the message back unchanged.
+        if let Some(read) = direct.take() {
+            if let Some(p) = lock(&shared.proto).as_mut() {
+                p.conn.end_direct_read(read);
+            }
+        }
     }
     ended
+}
+
+/// Reads into the read buffer, or straight onto the message when a direct read is lent
+/// (at most `DIRECT_READ_MAX` bytes, so the unmasking that follows finds them in cache).
+async fn read_some(
+    rd: &mut ReadHalf<BoxIo>,
+    buf: &mut ReadBuffer,
+    direct: &mut Option<DirectRead>,
+) -> std::io::Result<usize> {
+    match direct {
+        Some(read) => {
+            let want = read.want().min(DIRECT_READ_MAX) as u64;
+            rd.take(want).read_buf(read.buf()).await
+        }
+        None => rd.read(buf.as_mut()).await,
+    }
 }
 
 /// How a quiet connection is probed: with the heartbeat's text if one is set, else a ping.
@@ -344,13 +382,18 @@ fn truncate_utf8(s: &mut String, max: usize) {
 
 /// Feeds bytes to the protocol core and dispatches the resulting events.
 fn process(sock: &Socket, data: &[u8], ended: &mut EndState) -> Next {
+    process_with(sock, |conn| conn.receive_data(data), ended)
+}
+
+/// Gives the protocol core its input with `feed`, then dispatches the resulting events.
+fn process_with(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndState) -> Next {
     let shared = &sock.0;
     {
         let mut guard = lock(&shared.proto);
         let Some(proto) = guard.as_mut() else {
             return Next::Stop;
         };
-        proto.conn.receive_data(data);
+        feed(&mut proto.conn);
     }
     let mut next = Next::Continue;
     // One event at a time, so that handlers answer messages before a close or an error

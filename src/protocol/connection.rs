@@ -106,6 +106,31 @@ impl InFrame {
     }
 }
 
+/// The message being received, lent to the driver for a read straight onto its end: see
+/// [`Connection::begin_direct_read`].
+#[derive(Debug)]
+pub struct DirectRead {
+    buf: Vec<u8>,
+    /// The length of the payload when it was lent.
+    start: usize,
+    /// The payload bytes the current frame still has to come.
+    want: usize,
+}
+
+impl DirectRead {
+    /// The payload so far: append at most [`DirectRead::want`] bytes (its spare capacity
+    /// holds them, so appending does not reallocate).
+    pub fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// How many payload bytes the current frame still has to come.
+    #[must_use]
+    pub fn want(&self) -> usize {
+        self.want
+    }
+}
+
 /// Where client mask keys come from.
 enum MaskSource {
     /// A xorshift generator with a fixed seed: predictable, for tests only.
@@ -311,6 +336,84 @@ impl Connection {
                     self.receive_payload(frame, chunk);
                 }
             }
+        }
+    }
+
+    /// Lends the driver the message being received, so that the rest of the current frame's
+    /// payload can be read from the socket straight onto its end: no copy through a read
+    /// buffer, and big reads. Only while an uncompressed data frame with at least `min`
+    /// payload bytes to come is being received; `None` otherwise (then read into a buffer
+    /// and call [`Connection::receive_data`]).
+    ///
+    /// Append at most [`DirectRead::want`] bytes to [`DirectRead::buf`] (its spare capacity
+    /// already holds them), then hand it back with [`Connection::end_direct_read`], also
+    /// when nothing was read, before any other input. The bytes are unmasked and checked
+    /// there, exactly as if they had come through `receive_data`.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Event, Role};
+    /// use unisock::{Limits, MsgEvent};
+    ///
+    /// let mut client = Connection::new(Role::Client, Limits::default());
+    /// client.receive_data(&[0x82, 0x7e, 0x01, 0x00]); // binary, 256 bytes to come
+    /// let mut read = client.begin_direct_read(100).unwrap();
+    /// assert_eq!(read.want(), 256);
+    /// read.buf().extend_from_slice(&[7; 200]); // what a socket read put there
+    /// client.end_direct_read(read);
+    /// assert!(client.begin_direct_read(100).is_none()); // 56 left: read those normally
+    /// client.receive_data(&[7; 56]);
+    /// assert_eq!(client.next_event(), Some(Event::Message(MsgEvent::Binary(vec![7; 256]))));
+    /// ```
+    pub fn begin_direct_read(&mut self, min: usize) -> Option<DirectRead> {
+        let frame = self.frame?;
+        let want = usize::try_from(frame.remaining()).ok()?;
+        if !self.is_reading()
+            || frame.header.opcode.is_control()
+            || self.message.is_compressed()
+            || want < min.max(1)
+        {
+            return None;
+        }
+        let buf = self.message.take_data();
+        Some(DirectRead {
+            start: buf.len(),
+            buf,
+            want,
+        })
+    }
+
+    /// Takes back the message lent by [`Connection::begin_direct_read`], with the payload
+    /// bytes read onto it, and takes those bytes in as [`Connection::receive_data`] would.
+    pub fn end_direct_read(&mut self, read: DirectRead) {
+        let DirectRead {
+            mut buf,
+            start,
+            want,
+        } = read;
+        // Bytes beyond the frame (a driver that read too much) are ordinary input.
+        let beyond = if buf.len() > start.saturating_add(want) {
+            buf.split_off(start + want)
+        } else {
+            Vec::new()
+        };
+        let added = buf.len().saturating_sub(start);
+        self.message.restore_data(buf);
+        if let (Some(mut frame), true) = (self.frame, added > 0) {
+            let offset = (frame.received % 4) as usize;
+            frame.received += added as u64;
+            let frame_done = frame.remaining() == 0;
+            let header = frame.header;
+            if let Err(err) =
+                self.message
+                    .appended_in_place(start, header.mask, offset, header.fin && frame_done)
+            {
+                self.fail(err);
+                return;
+            }
+            self.payload_taken(frame, frame_done);
+        }
+        if !beyond.is_empty() {
+            self.receive_data(&beyond);
         }
     }
 
@@ -624,6 +727,11 @@ impl Connection {
             self.fail(err);
             return;
         }
+        self.payload_taken(frame, frame_done);
+    }
+
+    /// After a piece of the current frame's payload: the frame goes on or ends.
+    fn payload_taken(&mut self, frame: InFrame, frame_done: bool) {
         if frame_done {
             self.frame = None;
             self.end_frame(frame);
@@ -1035,6 +1143,107 @@ mod tests {
             assert_eq!(events(&mut s), expected);
             assert_eq!(s.data_to_send(), whole.data_to_send());
         }
+    }
+
+    /// Feeds `wire` to a server in pseudo-random pieces, each read straight into the
+    /// message whenever `begin_direct_read` allows, else through `receive_data`.
+    fn feed_direct(wire: &[u8], mut seed: u32) -> (Connection, usize) {
+        let mut s = server();
+        let mut direct_bytes = 0;
+        let mut rest = wire;
+        while !rest.is_empty() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let n = (seed as usize % 700).min(rest.len());
+            let direct = s.begin_direct_read(1 + (seed >> 16) as usize % 3);
+            let (piece, tail) = match direct {
+                Some(mut read) => {
+                    let piece = &rest[..n.min(read.want())];
+                    let spare = read.buf().capacity() - read.buf().len();
+                    read.buf().extend_from_slice(piece);
+                    assert!(spare >= piece.len(), "the frame's room was reserved");
+                    s.end_direct_read(read);
+                    direct_bytes += piece.len();
+                    (piece, &rest[piece.len()..])
+                }
+                None => {
+                    let (piece, tail) = rest.split_at(n);
+                    s.receive_data(piece);
+                    (piece, tail)
+                }
+            };
+            assert!(!piece.is_empty() || n == 0);
+            rest = tail;
+        }
+        (s, direct_bytes)
+    }
+
+    #[test]
+    fn direct_reads_give_the_same_events_as_receive_data() {
+        let mut wire = masked(0x01, "héllo wörld ".repeat(20).as_bytes());
+        wire.extend(masked(0x89, b"ping"));
+        wire.extend(masked(0x00, &[b'x'; 300]));
+        wire.extend(masked(0x80, "😀".as_bytes()));
+        wire.extend(masked(
+            0x82,
+            &(0..70_000).map(|i| i as u8).collect::<Vec<_>>(),
+        ));
+        wire.extend(masked(0x81, "ünïcödé".repeat(100).as_bytes()));
+        wire.extend(masked(0x88, &[0x03, 0xe8, b'o', b'k']));
+        let (expected, whole) = feed(server, &wire);
+        assert_eq!(expected.len(), 5);
+        for seed in 1..60u32 {
+            let (mut s, direct) = feed_direct(&wire, seed.wrapping_mul(0x9E37_79B9));
+            assert!(
+                direct > 70_000 / 2,
+                "seed {seed}: most payload was read directly"
+            );
+            assert_eq!(events(&mut s), expected, "seed {seed}");
+            assert_eq!(s.data_to_send(), whole.data_to_send());
+        }
+
+        // Invalid UTF-8 in a fragment is found as early, and with the same error.
+        let mut bad = masked(0x01, &[b'a'; 500]);
+        let mut invalid = vec![b'b'; 300];
+        invalid[150] = 0xff;
+        bad.extend(masked(0x00, &invalid));
+        bad.extend(masked(0x80, &[b'c'; 400]));
+        let (expected, _) = feed(server, &bad);
+        assert!(matches!(
+            expected.last(),
+            Some(Event::Error(ProtocolError::InvalidUtf8))
+        ));
+        let mut direct_total = 0;
+        for seed in 1..30u32 {
+            let (mut s, direct) = feed_direct(&bad, seed.wrapping_mul(0x85EB_CA6B));
+            direct_total += direct;
+            assert_eq!(events(&mut s), expected, "seed {seed}");
+        }
+        assert!(direct_total > 0);
+    }
+
+    #[test]
+    fn a_direct_read_past_the_frame_is_ordinary_input() {
+        let mut wire = masked(0x82, &[5; 1000]);
+        wire.extend(masked(0x81, b"next"));
+        let mut s = server();
+        s.receive_data(&wire[..8]); // the header and its mask key
+        let mut read = s.begin_direct_read(1).unwrap();
+        assert_eq!(read.want(), 1000);
+        read.buf().extend_from_slice(&wire[8..]); // more than `want`
+        s.end_direct_read(read);
+        assert_eq!(
+            events(&mut s),
+            vec![
+                Event::Message(MsgEvent::Binary(vec![5; 1000])),
+                text("next")
+            ]
+        );
+        // No direct read between frames, for control frames, or below `min`.
+        assert!(s.begin_direct_read(1).is_none());
+        s.receive_data(&masked(0x89, &[1; 100])[..10]);
+        assert!(s.begin_direct_read(1).is_none());
     }
 
     #[test]

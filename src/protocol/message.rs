@@ -5,7 +5,7 @@ use std::mem;
 
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, Opcode};
-use super::mask::extend_masked;
+use super::mask::{apply_mask, extend_masked};
 use super::utf8::Utf8Validator;
 use crate::MsgEvent;
 
@@ -112,11 +112,42 @@ impl MessageBuffer {
             Some(key) => extend_masked(&mut self.data, chunk, key, offset),
             None => self.data.extend_from_slice(chunk),
         }
-        let added = self.data.get(start..).unwrap_or_default();
+        self.check_text(start, completes_message)
+    }
+
+    /// Takes in payload bytes that were written straight onto the payload (see
+    /// [`MessageBuffer::take_data`]) from `start` on: unmasks them in place and validates
+    /// them as [`MessageBuffer::append`] does.
+    pub(crate) fn appended_in_place(
+        &mut self,
+        start: usize,
+        mask: Option<[u8; 4]>,
+        offset: usize,
+        completes_message: bool,
+    ) -> Result<(), ProtocolError> {
+        if let (Some(key), Some(added)) = (mask, self.data.get_mut(start..)) {
+            apply_mask(added, key, offset);
+        }
+        self.check_text(start, completes_message)
+    }
+
+    /// Validates text from `start` on as it arrives (see [`MessageBuffer::append`]).
+    fn check_text(&mut self, start: usize, completes_message: bool) -> Result<(), ProtocolError> {
         if self.text == Some(true) && !completes_message {
-            self.utf8.feed(added)?;
+            self.utf8.feed(self.data.get(start..).unwrap_or_default())?;
         }
         Ok(())
+    }
+
+    /// Lends out the payload so far (with the room reserved for the rest of the frame), for
+    /// a read straight onto its end; [`MessageBuffer::restore_data`] gives it back.
+    pub(crate) fn take_data(&mut self) -> Vec<u8> {
+        mem::take(&mut self.data)
+    }
+
+    /// Takes back the payload lent out by [`MessageBuffer::take_data`].
+    pub(crate) fn restore_data(&mut self, data: Vec<u8>) {
+        self.data = data;
     }
 
     /// Ends the message after its final frame and hands over its payload.
