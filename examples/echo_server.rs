@@ -27,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use unisock::protocol::handshake;
-use unisock::{MsgEvent, WebSocket, WebSocketExt};
+use unisock::{WebSocket, WebSocketExt};
 
 /// The close events seen on `/record?key=K`, by key, and a wake-up for `/report`.
 static CLOSES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
@@ -117,10 +117,7 @@ async fn echo(tcp: TcpStream, spawned_on: Option<u16>) {
     if uri.path() != "/silent" {
         let echo = ws.clone();
         ws.on_message(move |msg| {
-            let _ = match msg {
-                MsgEvent::Text(t) => echo.send_text(&t),
-                MsgEvent::Binary(b) => echo.send_binary(&b),
-            };
+            let _ = echo.send(msg);
         });
     }
     match uri.path() {

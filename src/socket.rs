@@ -387,6 +387,29 @@ impl WebSocket {
         self.inner.send_binary(data)
     }
 
+    /// Queues a message you own, text or binary: a received [`MsgEvent`] can be sent on
+    /// as it is. Natively a big message (64 KiB or more, not compressed) is written from
+    /// its own buffer instead of being copied into the send queue, so echoing or
+    /// forwarding a large message costs no copy; in the browser it is
+    /// [`WebSocket::send_text`] or [`WebSocket::send_binary`].
+    ///
+    /// # Errors
+    /// As [`WebSocket::send_text`].
+    ///
+    /// ```
+    /// use unisock::{MsgEvent, WebSocket};
+    ///
+    /// let ws = WebSocket::new();
+    /// let echo = ws.clone();
+    /// ws.on_message(move |msg| {
+    ///     let _ = echo.send(msg); // an echo server, without copying the message
+    /// });
+    /// assert!(ws.send(MsgEvent::Text("not open yet".into())).is_err());
+    /// ```
+    pub fn send(&self, msg: MsgEvent) -> Result<()> {
+        self.inner.send(msg)
+    }
+
     /// Starts the closing handshake with `code` and `reason`. A second call is a no-op.
     ///
     /// # Errors

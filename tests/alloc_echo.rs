@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use unisock::{MsgEvent, WebSocket};
+use unisock::WebSocket;
 
 struct Counting;
 
@@ -56,10 +56,7 @@ fn spawn_server() -> std::net::SocketAddr {
             let ws = WebSocket::new();
             let echo = ws.clone();
             ws.on_message(move |msg| {
-                let _ = match msg {
-                    MsgEvent::Text(t) => echo.send_text(&t),
-                    MsgEvent::Binary(b) => echo.send_binary(&b),
-                };
+                let _ = echo.send(msg);
             });
             ws.upgrade(tcp).await.unwrap();
             ws.read().await;

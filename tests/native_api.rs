@@ -353,3 +353,63 @@ async fn keepalive_is_on_for_servers_and_off_for_clients_by_default() {
         Some(Some(unisock::KeepAlive::SERVER_DEFAULT))
     );
 }
+
+/// `send(msg)` hands a message over: big ones are written from their own buffer (no copy),
+/// on both sides (a client masks it in place), in order with the small ones around them,
+/// and `buffered_amount` counts them until they are written.
+#[tokio::test]
+async fn handed_over_messages_big_and_small_round_trip_in_order() {
+    use unisock::DeflateConfig;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let ws = WebSocket::new();
+        ws.set_deflate(DeflateConfig::disabled()); // compressed messages are copied anyway
+        let echo = ws.clone();
+        ws.on_message(move |msg| {
+            let _ = echo.send(msg);
+        });
+        if ws.upgrade(tcp).await.is_ok() {
+            ws.read().await;
+        }
+    });
+    let ws = WebSocket::new();
+    ws.set_deflate(DeflateConfig::disabled());
+    let mut events = record(&ws);
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
+    tokio::spawn({
+        let ws = ws.clone();
+        async move { ws.read().await }
+    });
+    let big: Vec<u8> = (0..(1 << 20) + 3).map(|i| (i * 7 % 251) as u8).collect();
+    let text: String = "ünïcödé ".repeat(30_000);
+    let sent = vec![
+        MsgEvent::Binary(big.clone()),
+        MsgEvent::Text("small".into()),
+        MsgEvent::Text(text.clone()),
+        MsgEvent::Binary(vec![1; 100_000]),
+        MsgEvent::Binary(vec![2; 10]),
+    ];
+    let total: usize = big.len() + 5 + text.len() + 100_000 + 10;
+    for msg in sent.clone() {
+        ws.send(msg).unwrap();
+    }
+    assert!(ws.buffered_amount() <= total);
+    for want in &sent {
+        assert_eq!(
+            with_timeout(events.messages.recv()).await.as_ref(),
+            Some(want)
+        );
+    }
+    with_timeout(ws.flush()).await.unwrap();
+    assert_eq!(
+        ws.buffered_amount(),
+        0,
+        "everything sent is counted as written"
+    );
+    ws.close(1000, "done").unwrap();
+    assert_eq!(with_timeout(events.closes.recv()).await.unwrap().code, 1000);
+}

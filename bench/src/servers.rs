@@ -46,16 +46,14 @@ pub fn run(krate: &str, addr: &str) -> io::Result<()> {
     })
 }
 
-/// unisock, as examples/echo_server.rs: a message handler that sends the message back.
+/// unisock, as examples/echo_server.rs: a message handler that sends the message back
+/// (`send(msg)` hands it over, so a big one is not copied).
 async fn unisock_echo(tcp: TcpStream) {
-    use unisock::{MsgEvent, WebSocket};
+    use unisock::WebSocket;
     let ws = WebSocket::new();
     let echo = ws.clone();
     ws.on_message(move |msg| {
-        let _ = match msg {
-            MsgEvent::Text(t) => echo.send_text(&t),
-            MsgEvent::Binary(b) => echo.send_binary(&b),
-        };
+        let _ = echo.send(msg);
     });
     if ws.upgrade(tcp).await.is_ok() {
         ws.read().await;

@@ -40,7 +40,12 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
             let mut guard = lock(&shared.proto);
             let Some(proto) = guard.as_mut() else { break };
             proto.conn.swap_data_to_send(&mut out);
-            let queued = std::mem::take(&mut proto.queued);
+            // What was queued counts as buffered until its last segment has been taken.
+            let queued = if proto.conn.has_data_to_send() {
+                0
+            } else {
+                std::mem::take(&mut proto.queued)
+            };
             let failed = proto.conn.state() == ConnectionState::Failed;
             let ended =
                 proto.conn.is_closed() || failed || shared.reader_done.load(Ordering::Acquire);
@@ -265,7 +270,7 @@ impl Probe {
         tracing::trace!(id = %sock.0.id, "probing a quiet connection");
         let _ = match &self.heartbeat {
             Some(text) => sock.send_text(text),
-            None => sock.send_with(0, None, |c| c.send_ping(b"")),
+            None => sock.send_with(super::Outgoing::Ping(b"")),
         };
     }
 

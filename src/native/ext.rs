@@ -122,7 +122,7 @@ pub trait WebSocketExt {
 
 impl WebSocketExt for WebSocket {
     fn ping(&self, data: &[u8]) -> Result<()> {
-        self.inner.send_with(0, None, |c| c.send_ping(data))
+        self.inner.send_with(super::Outgoing::Ping(data))
     }
 
     fn set_limits(&self, limits: Limits) {

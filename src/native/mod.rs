@@ -112,6 +112,51 @@ impl Proto {
 }
 
 /// The read half, waiting for `read()` to take it.
+/// What `send_with` queues.
+pub(crate) enum Outgoing<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+    /// A message handed over (`WebSocket::send`): big payloads are not copied.
+    Message(MsgEvent),
+    Ping(&'a [u8]),
+}
+
+impl Outgoing<'_> {
+    /// The payload bytes that count towards `buffered_amount` (none for a ping).
+    fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Binary(data) => data.len(),
+            Self::Message(MsgEvent::Text(text)) => text.len(),
+            Self::Message(MsgEvent::Binary(data)) => data.len(),
+            Self::Ping(_) => 0,
+        }
+    }
+
+    fn is_control(&self) -> bool {
+        matches!(self, Self::Ping(_))
+    }
+
+    /// The message kept for the next connection while reconnecting: (text?, payload).
+    fn into_kept(self) -> (bool, Vec<u8>) {
+        match self {
+            Self::Text(text) => (true, text.as_bytes().to_vec()),
+            Self::Binary(data) | Self::Ping(data) => (false, data.to_vec()),
+            Self::Message(MsgEvent::Text(text)) => (true, text.into_bytes()),
+            Self::Message(MsgEvent::Binary(data)) => (false, data),
+        }
+    }
+
+    fn encode(self, conn: &mut Connection) -> std::result::Result<(), ProtocolError> {
+        match self {
+            Self::Text(text) => conn.send_text(text),
+            Self::Binary(data) => conn.send_binary(data),
+            Self::Message(msg) => conn.send_message(msg),
+            Self::Ping(data) => conn.send_ping(data),
+        }
+    }
+}
+
 struct Reader {
     rd: ReadHalf<BoxIo>,
     leftover: Vec<u8>,
@@ -601,13 +646,9 @@ impl Socket {
         Messages::new(self.clone(), rx)
     }
 
-    /// Queues one message of `len` payload bytes, encoded by `encode`.
-    pub(crate) fn send_with(
-        &self,
-        len: usize,
-        bufferable: Option<(bool, &[u8])>,
-        encode: impl FnOnce(&mut Connection) -> std::result::Result<(), ProtocolError>,
-    ) -> Result<()> {
+    /// Queues one message (or a ping).
+    pub(crate) fn send_with(&self, outgoing: Outgoing<'_>) -> Result<()> {
+        let len = outgoing.len();
         let mut guard = lock(&self.0.proto);
         let Some(proto) = guard.as_mut() else {
             return Err(Error::NotOpen);
@@ -615,16 +656,16 @@ impl Socket {
         if proto.reconnecting {
             // Disconnected: keep the message for the next connection, within the bound.
             let cap = lock(&self.0.reconnect).as_ref().map_or(0, |r| r.buffer);
-            let Some((text, data)) = bufferable.filter(|_| cap > 0) else {
+            if cap == 0 || outgoing.is_control() {
                 return Err(Error::NotOpen);
-            };
+            }
             if proto.pending_bytes.saturating_add(len) > cap {
                 return Err(Error::Capacity {
                     buffered: proto.pending_bytes,
                     cap,
                 });
             }
-            proto.pending.push_back((text, data.to_vec()));
+            proto.pending.push_back(outgoing.into_kept());
             proto.pending_bytes += len;
             self.0.buffered.fetch_add(len, Ordering::AcqRel);
             return Ok(());
@@ -637,7 +678,7 @@ impl Socket {
         if buffered.saturating_add(len) > cap {
             return Err(Error::Capacity { buffered, cap });
         }
-        encode(&mut proto.conn)?;
+        outgoing.encode(&mut proto.conn)?;
         proto.queued += len;
         self.0.buffered.fetch_add(len, Ordering::AcqRel);
         drop(guard);
@@ -646,13 +687,15 @@ impl Socket {
     }
 
     pub(crate) fn send_text(&self, text: &str) -> Result<()> {
-        self.send_with(text.len(), Some((true, text.as_bytes())), |c| {
-            c.send_text(text)
-        })
+        self.send_with(Outgoing::Text(text))
     }
 
     pub(crate) fn send_binary(&self, data: &[u8]) -> Result<()> {
-        self.send_with(data.len(), Some((false, data)), |c| c.send_binary(data))
+        self.send_with(Outgoing::Binary(data))
+    }
+
+    pub(crate) fn send(&self, msg: MsgEvent) -> Result<()> {
+        self.send_with(Outgoing::Message(msg))
     }
 
     /// Sends a close frame unless one was already sent or the connection ended; a no-op then.

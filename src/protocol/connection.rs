@@ -190,8 +190,14 @@ pub struct Connection {
     /// The payload of the control frame being received.
     control: [u8; MAX_CONTROL_PAYLOAD],
     events: VecDeque<Event>,
-    /// Encoded frames not yet written.
+    /// Encoded frames not yet written: the first segment of the output.
     out: Vec<u8>,
+    /// The segments that follow `out`: big payloads handed over by
+    /// [`Connection::send_message`] (sent from their own buffer, not copied), and the frames
+    /// queued after them.
+    out_more: VecDeque<Vec<u8>>,
+    /// Whether the last of `out_more` takes more frames (it is not a handed-over payload).
+    more_appendable: bool,
     /// The payload of the newest ping, while its pong waits for the output to drain
     /// (see [`PONG_BACKLOG`]).
     deferred_pong: Option<Vec<u8>>,
@@ -208,6 +214,10 @@ pub struct Connection {
 /// not read grows no queue of pongs.
 pub(crate) const PONG_BACKLOG: usize = 64 * 1024;
 
+/// From this size on, a message handed to [`Connection::send_message`] is sent from its own
+/// buffer (a segment of the output) instead of being copied into the output buffer.
+pub const OWNED_SEND_MIN: usize = 64 * 1024;
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
@@ -215,7 +225,7 @@ impl fmt::Debug for Connection {
             .field("state", &self.state)
             .field("limits", &self.limits)
             .field("pending_events", &self.events.len())
-            .field("data_to_send", &self.out.len())
+            .field("data_to_send", &self.out_len())
             .field("deflate", &self.deflate.is_some())
             .finish_non_exhaustive()
     }
@@ -243,6 +253,8 @@ impl Connection {
             control: [0; MAX_CONTROL_PAYLOAD],
             events: VecDeque::new(),
             out: Vec::new(),
+            out_more: VecDeque::new(),
+            more_appendable: false,
             deferred_pong: None,
             mask_source: MaskSource::Builtin(0x9E37_79B9),
             deflate: None,
@@ -431,7 +443,7 @@ impl Connection {
             Event::Close { code, reason } => self.apply_close(*code, reason),
             Event::Error(err) => self.apply_fail(err),
             Event::Ping(payload) if self.state == ConnectionState::Open => {
-                if self.out.len() >= PONG_BACKLOG {
+                if self.out_len() >= PONG_BACKLOG {
                     self.deferred_pong = Some(payload.clone());
                 } else {
                     self.write_frame(Opcode::Pong, payload);
@@ -459,6 +471,44 @@ impl Connection {
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         self.check_can_send()?;
         self.write_message(Opcode::Binary, data);
+        Ok(())
+    }
+
+    /// Queues a message that is handed over: a big one (at least [`OWNED_SEND_MIN`] bytes,
+    /// not compressed) is sent from its own buffer instead of being copied into the
+    /// output, so echoing or forwarding a received message costs no copy.
+    ///
+    /// # Errors
+    /// [`ProtocolError::SendAfterClose`] once a close frame has been sent.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// use unisock::{Limits, MsgEvent};
+    ///
+    /// let mut server = Connection::new(Role::Server, Limits::default());
+    /// server.send_message(MsgEvent::Binary(vec![7; 100_000])).unwrap();
+    /// let mut wire = Vec::new();
+    /// server.swap_data_to_send(&mut wire);
+    /// assert_eq!(wire, [0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x86, 0xa0]); // the header
+    /// server.swap_data_to_send(&mut wire);
+    /// assert_eq!(wire, vec![7; 100_000]); // then the payload, as it was handed over
+    /// assert!(!server.has_data_to_send());
+    /// ```
+    pub fn send_message(&mut self, msg: MsgEvent) -> Result<(), ProtocolError> {
+        self.check_can_send()?;
+        let (opcode, payload) = match msg {
+            MsgEvent::Text(text) => (Opcode::Text, text.into_bytes()),
+            MsgEvent::Binary(data) => (Opcode::Binary, data),
+        };
+        match self
+            .deflate
+            .as_mut()
+            .and_then(|codec| codec.compress(&payload))
+        {
+            Some(compressed) => self.write_frame_rsv(opcode, RSV1, &compressed),
+            None if payload.len() >= OWNED_SEND_MIN => self.write_owned_frame(opcode, payload),
+            None => self.write_frame(opcode, &payload),
+        }
         Ok(())
     }
 
@@ -540,6 +590,7 @@ impl Connection {
         self.state = ConnectionState::Failed;
         self.input_done = true;
         self.out.clear();
+        self.out_more.clear();
         self.deferred_pong = None;
     }
 
@@ -549,21 +600,61 @@ impl Connection {
         &self.out
     }
 
-    /// Marks the first `n` bytes of [`Connection::data_to_send`] as written.
+    /// Marks the first `n` bytes of [`Connection::data_to_send`] as written. When those
+    /// were all of it, the next segment of the output (if any) becomes `data_to_send`.
     pub fn consume(&mut self, n: usize) {
         if n >= self.out.len() {
             self.out.clear();
+            self.next_segment();
         } else {
             self.out.drain(..n);
         }
         self.release_deferred_pong();
     }
 
-    /// Takes all the bytes waiting to be written, leaving the queue empty.
+    /// Takes all the bytes waiting to be written, leaving the queue empty (handed-over
+    /// payloads are joined into one buffer here: a writer that wants them as they are uses
+    /// [`Connection::swap_data_to_send`]).
     pub fn take_data_to_send(&mut self) -> Vec<u8> {
-        let out = mem::take(&mut self.out);
+        let mut out = mem::take(&mut self.out);
+        for segment in self.out_more.drain(..) {
+            out.extend_from_slice(&segment);
+        }
+        self.more_appendable = false;
         self.release_deferred_pong();
         out
+    }
+
+    /// Moves the next segment of the output into `out` once `out` is empty.
+    fn next_segment(&mut self) {
+        if self.out.is_empty() {
+            if let Some(next) = self.out_more.pop_front() {
+                self.out = next;
+                if self.out_more.is_empty() {
+                    self.more_appendable = false;
+                }
+            }
+        }
+    }
+
+    /// Bytes waiting to be written, over all segments.
+    fn out_len(&self) -> usize {
+        self.out.len() + self.out_more.iter().map(Vec::len).sum::<usize>()
+    }
+
+    /// The buffer new frames are appended to: the last segment of the output.
+    fn out_tail(&mut self) -> &mut Vec<u8> {
+        if self.out_more.is_empty() {
+            return &mut self.out;
+        }
+        if !self.more_appendable {
+            self.out_more.push_back(Vec::new());
+            self.more_appendable = true;
+        }
+        match self.out_more.back_mut() {
+            Some(tail) => tail,
+            None => &mut self.out, // unreachable: a segment was just pushed
+        }
     }
 
     /// Swaps the bytes waiting to be written with `buf`, after clearing `buf`: a writer
@@ -578,15 +669,19 @@ impl Connection {
     /// assert_eq!(buf, [0x81, 0x02, b'h', b'i']);
     /// assert!(!conn.has_data_to_send());
     /// ```
+    ///
+    /// A big payload handed over by [`Connection::send_message`] is its own segment: it
+    /// comes from a later call, as it is, without being copied.
     pub fn swap_data_to_send(&mut self, buf: &mut Vec<u8>) {
         buf.clear();
         mem::swap(&mut self.out, buf);
+        self.next_segment();
         self.release_deferred_pong();
     }
 
     /// Queues the deferred pong once the output has drained below [`PONG_BACKLOG`].
     fn release_deferred_pong(&mut self) {
-        if self.out.len() < PONG_BACKLOG {
+        if self.out_len() < PONG_BACKLOG {
             if let Some(payload) = self.deferred_pong.take() {
                 if self.state == ConnectionState::Open {
                     self.write_frame(Opcode::Pong, &payload);
@@ -598,7 +693,7 @@ impl Connection {
     /// Whether any bytes wait to be written.
     #[must_use]
     pub fn has_data_to_send(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || !self.out_more.is_empty()
     }
 
     /// Whether the connection is over: both close frames exchanged, or failed. The
@@ -909,13 +1004,39 @@ impl Connection {
         };
         let mut head = [0; FrameHeader::MAX_LEN];
         let head_len = header.encode_into(&mut head);
-        self.out.reserve(head_len + payload.len());
-        self.out
-            .extend_from_slice(head.get(..head_len).unwrap_or_default());
+        let out = self.out_tail();
+        out.reserve(head_len + payload.len());
+        out.extend_from_slice(head.get(..head_len).unwrap_or_default());
         match mask {
-            Some(key) => extend_masked(&mut self.out, payload, key, 0),
-            None => self.out.extend_from_slice(payload),
+            Some(key) => extend_masked(out, payload, key, 0),
+            None => out.extend_from_slice(payload),
         }
+    }
+
+    /// Appends one final, uncompressed data frame whose payload is handed over: the header
+    /// goes onto the output, the payload follows as a segment of its own (masked in place
+    /// by a client).
+    fn write_owned_frame(&mut self, opcode: Opcode, mut payload: Vec<u8>) {
+        let mask = match self.role {
+            Role::Client => Some(self.mask_source.next_key()),
+            Role::Server => None,
+        };
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0; FrameHeader::MAX_LEN];
+        let head_len = header.encode_into(&mut head);
+        self.out_tail()
+            .extend_from_slice(head.get(..head_len).unwrap_or_default());
+        if let Some(key) = mask {
+            apply_mask(&mut payload, key, 0);
+        }
+        self.out_more.push_back(payload);
+        self.more_appendable = false;
     }
 }
 
@@ -1244,6 +1365,99 @@ mod tests {
         assert!(s.begin_direct_read(1).is_none());
         s.receive_data(&masked(0x89, &[1; 100])[..10]);
         assert!(s.begin_direct_read(1).is_none());
+    }
+
+    #[test]
+    fn handed_over_payloads_keep_their_place_in_the_output() {
+        // A client hands over a big message between small frames, then closes: the peer
+        // reads the same messages in order (the big payload masked in place), whether the
+        // writer uses consume() or swap_data_to_send().
+        let big: Vec<u8> = (0..OWNED_SEND_MIN + 5).map(|i| (i % 253) as u8).collect();
+        let queue = |c: &mut Connection| {
+            c.send_text("before").unwrap();
+            c.send_message(MsgEvent::Binary(big.clone())).unwrap();
+            c.send_message(MsgEvent::Text("after".into())).unwrap();
+            c.send_message(MsgEvent::Text("é".repeat(OWNED_SEND_MIN)))
+                .unwrap();
+            c.send_close(Some(CloseCode::NORMAL_CLOSURE), "bye")
+                .unwrap();
+        };
+        let expected = vec![
+            text("before"),
+            Event::Message(MsgEvent::Binary(big.clone())),
+            text("after"),
+            text(&"é".repeat(OWNED_SEND_MIN)),
+            Event::Close {
+                code: Some(CloseCode::NORMAL_CLOSURE),
+                reason: "bye".into(),
+            },
+        ];
+
+        let mut c = client();
+        queue(&mut c);
+        let mut wire = Vec::new();
+        let mut segments = 0;
+        while c.has_data_to_send() {
+            let n = c.data_to_send().len().min(40_000);
+            assert!(
+                n > 0,
+                "data_to_send is never empty while there is data to send"
+            );
+            wire.extend_from_slice(&c.data_to_send()[..n]);
+            c.consume(n);
+            segments += 1;
+        }
+        let mut s = server();
+        s.receive_data(&wire);
+        assert_eq!(events(&mut s), expected);
+        assert!(segments > 3);
+
+        let mut c = client();
+        queue(&mut c);
+        let mut wire = Vec::new();
+        let mut buf = Vec::new();
+        let mut swaps = 0;
+        while c.has_data_to_send() {
+            c.swap_data_to_send(&mut buf);
+            wire.extend_from_slice(&buf);
+            swaps += 1;
+        }
+        assert_eq!(swaps, 5, "header, payload, header + frames, payload, close");
+        let mut s = server();
+        s.receive_data(&wire);
+        assert_eq!(events(&mut s), expected);
+
+        let mut c = client();
+        queue(&mut c);
+        let mut s = server();
+        s.receive_data(&c.take_data_to_send());
+        assert_eq!(events(&mut s), expected);
+        assert!(!c.has_data_to_send());
+    }
+
+    #[test]
+    fn handed_over_payloads_count_towards_the_pong_backlog_and_abort_drops_them() {
+        let mut s = server();
+        s.send_message(MsgEvent::Binary(vec![0; PONG_BACKLOG]))
+            .unwrap();
+        s.receive_data(&masked(0x89, b"p"));
+        assert_eq!(events(&mut s), vec![Event::Ping(b"p".to_vec())]);
+        // The pong waits behind the backlog, then follows it.
+        let mut wire = Vec::new();
+        let mut buf = Vec::new();
+        while s.has_data_to_send() {
+            s.swap_data_to_send(&mut buf);
+            wire.extend_from_slice(&buf);
+        }
+        assert_eq!(&wire[wire.len() - 3..], &[0x8a, 0x01, b'p']);
+        assert_eq!(wire.len(), 10 + PONG_BACKLOG + 3);
+
+        let mut s = server();
+        s.send_message(MsgEvent::Binary(vec![0; PONG_BACKLOG]))
+            .unwrap();
+        s.abort();
+        assert!(!s.has_data_to_send());
+        assert!(s.data_to_send().is_empty());
     }
 
     #[test]

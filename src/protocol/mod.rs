@@ -26,7 +26,7 @@ mod message;
 mod utf8;
 
 pub use close::CloseCode;
-pub use connection::{Connection, ConnectionState, DirectRead, Event, Role};
+pub use connection::{Connection, ConnectionState, DirectRead, Event, Role, OWNED_SEND_MIN};
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, Opcode};
 pub use handshake::HandshakeError;

@@ -809,6 +809,13 @@ impl Socket {
             .map_err(convert::js_error)
     }
 
+    pub(crate) fn send(&self, msg: MsgEvent) -> Result<()> {
+        match msg {
+            MsgEvent::Text(text) => self.send_text(&text),
+            MsgEvent::Binary(data) => self.send_binary(&data),
+        }
+    }
+
     pub(crate) fn close(&self, code: CloseCode, reason: &str) -> Result<()> {
         let code = code.as_u16();
         // Browsers accept only 1000 and 3000-4999 from scripts.

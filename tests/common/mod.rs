@@ -31,10 +31,7 @@ pub async fn spawn_echo_server() -> SocketAddr {
                 let ws = WebSocket::new();
                 let echo = ws.clone();
                 ws.on_message(move |msg| {
-                    let _ = match msg {
-                        MsgEvent::Text(t) => echo.send_text(&t),
-                        MsgEvent::Binary(b) => echo.send_binary(&b),
-                    };
+                    let _ = echo.send(msg);
                 });
                 if ws.upgrade(tcp).await.is_ok() {
                     ws.read().await;
