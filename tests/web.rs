@@ -66,6 +66,23 @@ async fn binary_echo_of_one_mebibyte_is_byte_exact() {
 }
 
 #[wasm_bindgen_test]
+async fn handed_over_messages_are_sent_as_text_and_binary() {
+    // The same `send(msg)` as natively; the echo server sends each message back with it.
+    let ws = WebSocket::new();
+    ws.open(server(), &[]).await.unwrap();
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for msg in [
+        MsgEvent::Text("handed over ✓".into()),
+        MsgEvent::Binary(big),
+    ] {
+        let reply = next_message(&ws);
+        ws.send(msg.clone()).unwrap();
+        assert_eq!(reply.await, msg);
+    }
+    ws.close(1000, "").unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn close_with_4000_and_a_reason_is_seen_by_both_sides() {
     // The echo server keeps the close event it saw on /record?key=K and tells it on /report?key=K.
     let key = format!("{}", js_sys::Math::random().to_bits());
