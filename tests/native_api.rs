@@ -413,3 +413,68 @@ async fn handed_over_messages_big_and_small_round_trip_in_order() {
     ws.close(1000, "done").unwrap();
     assert_eq!(with_timeout(events.closes.recv()).await.unwrap().code, 1000);
 }
+
+/// Answers written by the read task itself (when the writer task is idle) and sends from
+/// other threads at the same time: every message arrives, once, and each sender's in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_from_the_read_task_and_sends_from_other_threads_all_arrive_in_order() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = WebSocket::new();
+    tokio::spawn({
+        let server = server.clone();
+        async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let echo = server.clone();
+            server.on_message(move |msg| {
+                let _ = echo.send(msg);
+            });
+            if server.upgrade(tcp).await.is_ok() {
+                server.read().await;
+            }
+        }
+    });
+    let (ws, mut events) = open_client(addr).await;
+    const N: usize = 2000;
+    // The server pushes its own numbered messages from two other tasks while echoing.
+    let pushers: Vec<_> = (0..2)
+        .map(|p| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                while server.ready_state() != ReadyState::Open {
+                    tokio::task::yield_now().await;
+                }
+                for i in 0..N {
+                    server.send_text(&format!("push{p}:{i}")).unwrap();
+                    if i % 100 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..N {
+        ws.send_text(&format!("echo:{i}")).unwrap();
+    }
+    let mut next = [0usize; 3];
+    for _ in 0..3 * N {
+        let Some(MsgEvent::Text(t)) = with_timeout(events.messages.recv()).await else {
+            panic!("expected text");
+        };
+        let (source, i) = t.split_once(':').unwrap();
+        let k = match source {
+            "echo" => 0,
+            "push0" => 1,
+            "push1" => 2,
+            other => panic!("unexpected {other}"),
+        };
+        assert_eq!(i.parse::<usize>().unwrap(), next[k], "{t} out of order");
+        next[k] += 1;
+    }
+    assert_eq!(next, [N; 3]);
+    for p in pushers {
+        p.await.unwrap();
+    }
+    with_timeout(server.flush()).await.unwrap();
+    assert_eq!(server.buffered_amount(), 0);
+}

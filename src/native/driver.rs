@@ -1,13 +1,15 @@
 //! The read loop (run by `read()`) and the writer task of one connection.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
-use super::{lock, BoxIo, Reader, Socket};
+use super::{lock, BoxIo, Reader, SharedWriter, Socket};
 use crate::protocol::{CloseCode, Connection, ConnectionState, DirectRead, Event, Role};
 use crate::{CloseEvent, Error, ReadyState};
 
@@ -30,12 +32,17 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const ABNORMAL: &str = "Abnormal Closure: No close control frame received";
 
 /// Drains the connection's output to the stream until the connection is over.
-pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Role) {
+///
+/// The write half is locked before output is taken from the connection and until it is
+/// written, so the read task's `write_through` (which takes the lock only when it is free)
+/// never sends newer bytes ahead of older ones.
+pub(super) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
     let shared = &sock.0;
     // Swapped with the connection's output buffer each round, so both allocations are reused.
     let mut out = Vec::new();
     let write_timeout = *lock(&shared.write_timeout);
     loop {
+        let mut half = wr.lock().await;
         let (queued, ended, failed) = {
             let mut guard = lock(&shared.proto);
             let Some(proto) = guard.as_mut() else { break };
@@ -51,18 +58,16 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
                 proto.conn.is_closed() || failed || shared.reader_done.load(Ordering::Acquire);
             (queued, ended, failed)
         };
-        if out.is_empty() {
-            if ended {
-                // RFC 6455 §7.1.1: the server ends TCP first; a failed connection is dropped.
-                if role == Role::Server || failed {
-                    let _ = wr.shutdown().await;
-                }
-                break;
+        let result = if out.is_empty() {
+            if shared.unflushed.swap(false, Ordering::AcqRel) {
+                flush(&mut half, write_timeout).await
+            } else {
+                Ok(())
             }
-            shared.wake_writer.notified().await;
-            continue;
-        }
-        if let Err(e) = write_all(&mut wr, &out, write_timeout).await {
+        } else {
+            write_all(&mut half, &out, write_timeout).await
+        };
+        if let Err(e) = result {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 shared.write_stalled.store(true, Ordering::Release);
             }
@@ -71,11 +76,91 @@ pub(super) async fn write_loop(sock: Socket, mut wr: WriteHalf<BoxIo>, role: Rol
             shared.wake_reader.notify_one();
             break;
         }
+        if out.is_empty() {
+            if ended {
+                // RFC 6455 §7.1.1: the server ends TCP first; a failed connection is dropped.
+                if role == Role::Server || failed {
+                    let _ = half.shutdown().await;
+                }
+                break;
+            }
+            drop(half);
+            shared.wake_writer.notified().await;
+            continue;
+        }
+        drop(half);
         shared.buffered.fetch_sub(queued, Ordering::AcqRel);
         shared.written.notify_waiters();
     }
     shared.writer_done.store(true, Ordering::Release);
     shared.written.notify_waiters();
+}
+
+/// Writes what the events of a read queued, from the read task, at once: when the writer
+/// task is idle (the write half is free) and as far as the socket takes it without
+/// waiting. The rest, and any error, is left to the writer task.
+///
+/// Each connection's answer then leaves as soon as its read is handled, not after the
+/// other connections that became readable at the same time (their read tasks run before
+/// any writer task that the first one woke).
+///
+/// While the read task handles events (`Shared::dispatching`), sends do not wake the writer
+/// task, as this follows: it wakes the writer task itself for what it leaves, and once the
+/// connection is closing (the writer task then ends TCP).
+fn write_through(sock: &Socket, wr: &SharedWriter) {
+    let shared = &sock.0;
+    let Ok(mut half) = wr.try_lock() else {
+        // The writer task holds the half: it may be about to wait, so wake it for the rest.
+        shared.wake_writer.notify_one();
+        return;
+    };
+    let mut guard = lock(&shared.proto);
+    let Some(proto) = guard.as_mut() else { return };
+    if proto.conn.state() != ConnectionState::Open {
+        drop(guard);
+        shared.wake_writer.notify_one(); // closing: the writer task writes and ends TCP
+        return;
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut wrote = false;
+    while proto.conn.has_data_to_send() {
+        match Pin::new(&mut *half).poll_write(&mut cx, proto.conn.data_to_send()) {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                proto.conn.consume(n);
+                wrote = true;
+            }
+            _ => break, // would block, or an error the writer task will meet and report
+        }
+    }
+    if proto.conn.has_data_to_send() {
+        shared.wake_writer.notify_one(); // the socket would block: the writer task waits
+    }
+    if !wrote {
+        return;
+    }
+    if !matches!(
+        Pin::new(&mut *half).poll_flush(&mut cx),
+        Poll::Ready(Ok(()))
+    ) {
+        shared.unflushed.store(true, Ordering::Release);
+        shared.wake_writer.notify_one();
+    }
+    if !proto.conn.has_data_to_send() {
+        let queued = std::mem::take(&mut proto.queued);
+        drop(guard);
+        shared.buffered.fetch_sub(queued, Ordering::AcqRel);
+        shared.written.notify_waiters();
+    }
+}
+
+/// Flushes the write half; fails with `TimedOut` after `timeout`.
+async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io::Result<()> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, wr.flush()).await.map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")
+        })?,
+        None => wr.flush().await,
+    }
 }
 
 /// Writes all of `buf`; fails with `TimedOut` when one write makes no progress for `timeout`.
@@ -123,7 +208,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     let mut next = if leftover.is_empty() {
         Next::Continue
     } else {
-        process(sock, &leftover, &mut ended)
+        process(sock, &reader.wr, &leftover, &mut ended)
     };
     let mut buf = ReadBuffer::default();
     let mut deadline: Option<Instant> = None;
@@ -175,9 +260,9 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                     last_received = Instant::now();
                     ping_sent = None;
                     next = match direct.take() {
-                        Some(read) => process_with(sock, |conn| conn.end_direct_read(read), &mut ended),
+                        Some(read) => process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended),
                         None => {
-                            let next = process(sock, buf.as_mut().get(..n).unwrap_or_default(), &mut ended);
+                            let next = process(sock, &reader.wr, buf.as_mut().get(..n).unwrap_or_default(), &mut ended);
                             buf.adapt(n);
                             next
                         }
@@ -386,12 +471,26 @@ fn truncate_utf8(s: &mut String, max: usize) {
 }
 
 /// Feeds bytes to the protocol core and dispatches the resulting events.
-fn process(sock: &Socket, data: &[u8], ended: &mut EndState) -> Next {
-    process_with(sock, |conn| conn.receive_data(data), ended)
+fn process(sock: &Socket, wr: &SharedWriter, data: &[u8], ended: &mut EndState) -> Next {
+    process_with(sock, wr, |conn| conn.receive_data(data), ended)
 }
 
-/// Gives the protocol core its input with `feed`, then dispatches the resulting events.
-fn process_with(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndState) -> Next {
+/// Gives the protocol core its input with `feed`, dispatches the resulting events, then
+/// writes what they queued (`write_through`).
+fn process_with(
+    sock: &Socket,
+    wr: &SharedWriter,
+    feed: impl FnOnce(&mut Connection),
+    ended: &mut EndState,
+) -> Next {
+    sock.0.dispatching.store(true, Ordering::Release);
+    let next = dispatch(sock, feed, ended);
+    sock.0.dispatching.store(false, Ordering::Release);
+    write_through(sock, wr);
+    next
+}
+
+fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndState) -> Next {
     let shared = &sock.0;
     {
         let mut guard = lock(&shared.proto);
@@ -411,7 +510,7 @@ fn process_with(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut E
             };
             (proto.conn.next_event(), proto.conn.has_data_to_send())
         };
-        if wake {
+        if wake && !shared.dispatching.load(Ordering::Acquire) {
             shared.wake_writer.notify_one();
         }
         let Some(ev) = ev else { break };

@@ -23,7 +23,7 @@ pub(crate) use upgrade::{
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
 use crate::protocol::deflate::{self, DeflateParams};
@@ -159,8 +159,15 @@ impl Outgoing<'_> {
 
 struct Reader {
     rd: ReadHalf<BoxIo>,
+    /// The write half, shared with the writer task: the read task writes what its events
+    /// queued straight away when the writer task is idle (`driver::write_through`).
+    wr: SharedWriter,
     leftover: Vec<u8>,
 }
+
+/// The write half of a connection: held by whoever is writing, so bytes leave the
+/// connection's output in order.
+type SharedWriter = Arc<tokio::sync::Mutex<WriteHalf<BoxIo>>>;
 
 struct Shared {
     id: String,
@@ -177,6 +184,11 @@ struct Shared {
     write_timeout: Mutex<Option<std::time::Duration>>,
     /// Set by the writer when `write_timeout` expired.
     write_stalled: std::sync::atomic::AtomicBool,
+    /// The read task wrote bytes it could not flush (TLS): the writer task flushes them.
+    unflushed: std::sync::atomic::AtomicBool,
+    /// The read task is handling events and writes what they queue right after
+    /// (`driver::write_through`): sends need not wake the writer task meanwhile.
+    dispatching: std::sync::atomic::AtomicBool,
     reconnect: Mutex<Option<Reconnect>>,
     heartbeat: Mutex<Option<Heartbeat>>,
     /// The subprotocols `open` offered, offered again on reconnect.
@@ -239,6 +251,8 @@ impl Socket {
             handshake_timeout: Mutex::new(HANDSHAKE_TIMEOUT),
             write_timeout: Mutex::new(Some(DEFAULT_WRITE_TIMEOUT)),
             write_stalled: std::sync::atomic::AtomicBool::new(false),
+            unflushed: std::sync::atomic::AtomicBool::new(false),
+            dispatching: std::sync::atomic::AtomicBool::new(false),
             reconnect: Mutex::new(None),
             heartbeat: Mutex::new(None),
             protocols: Mutex::new(Vec::new()),
@@ -426,7 +440,12 @@ impl Socket {
         *lock(&self.0.protocol) = protocol.unwrap_or_default();
         *lock(&self.0.proto) = Some(Proto::new(conn));
         let (rd, wr) = tokio::io::split(stream);
-        *lock(&self.0.reader) = Some(Reader { rd, leftover });
+        let wr = Arc::new(tokio::sync::Mutex::new(wr));
+        *lock(&self.0.reader) = Some(Reader {
+            rd,
+            wr: wr.clone(),
+            leftover,
+        });
         self.set_state(ReadyState::Open);
         *lock(&self.0.writer) = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
     }
@@ -578,15 +597,17 @@ impl Socket {
         self.0.write_stalled.store(false, Ordering::Release);
         *lock(&self.0.protocol) = connected.protocol.unwrap_or_default();
         let (rd, wr) = tokio::io::split(connected.stream);
+        let wr = Arc::new(tokio::sync::Mutex::new(wr));
         self.set_state(ReadyState::Open);
         *lock(&self.0.writer) = Some(tokio::spawn(driver::write_loop(
             self.clone(),
-            wr,
+            wr.clone(),
             Role::Client,
         )));
         self.0.wake_writer.notify_one();
         Reader {
             rd,
+            wr,
             leftover: connected.leftover,
         }
     }
@@ -682,7 +703,9 @@ impl Socket {
         proto.queued += len;
         self.0.buffered.fetch_add(len, Ordering::AcqRel);
         drop(guard);
-        self.0.wake_writer.notify_one();
+        if !self.0.dispatching.load(Ordering::Acquire) {
+            self.0.wake_writer.notify_one();
+        }
         Ok(())
     }
 
