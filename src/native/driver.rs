@@ -208,7 +208,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     let mut next = if leftover.is_empty() {
         Next::Continue
     } else {
-        process(sock, &reader.wr, &leftover, &mut ended)
+        process(sock, &reader.wr, &leftover, &mut ended, true)
     };
     let mut buf = ReadBuffer::default();
     let mut deadline: Option<Instant> = None;
@@ -250,6 +250,9 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
         let mut direct = lock(&shared.proto)
             .as_mut()
             .and_then(|p| p.conn.begin_direct_read(DIRECT_READ_MIN));
+        let capacity = direct
+            .as_ref()
+            .map_or(buf.as_mut().len(), |d| d.want().min(DIRECT_READ_MAX));
         tokio::select! {
             read = read_some(&mut reader.rd, &mut buf, &mut direct) => match read {
                 Ok(0) => {
@@ -260,9 +263,9 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                     last_received = Instant::now();
                     ping_sent = None;
                     next = match direct.take() {
-                        Some(read) => process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended),
+                        Some(read) => process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended, n < capacity),
                         None => {
-                            let next = process(sock, &reader.wr, buf.as_mut().get(..n).unwrap_or_default(), &mut ended);
+                            let next = process(sock, &reader.wr, buf.as_mut().get(..n).unwrap_or_default(), &mut ended, n < capacity);
                             buf.adapt(n);
                             next
                         }
@@ -471,22 +474,38 @@ fn truncate_utf8(s: &mut String, max: usize) {
 }
 
 /// Feeds bytes to the protocol core and dispatches the resulting events.
-fn process(sock: &Socket, wr: &SharedWriter, data: &[u8], ended: &mut EndState) -> Next {
-    process_with(sock, wr, |conn| conn.receive_data(data), ended)
+fn process(
+    sock: &Socket,
+    wr: &SharedWriter,
+    data: &[u8],
+    ended: &mut EndState,
+    drained: bool,
+) -> Next {
+    process_with(sock, wr, |conn| conn.receive_data(data), ended, drained)
 }
 
 /// Gives the protocol core its input with `feed`, dispatches the resulting events, then
 /// writes what they queued (`write_through`).
+///
+/// `drained`: the read that brought the input did not fill its buffer, so the peer has
+/// likely sent nothing more yet. After a read that filled it, more input is probably
+/// waiting: the answers are left to the writer task, which runs once the read task has
+/// read what is there, and writes all the answers together.
 fn process_with(
     sock: &Socket,
     wr: &SharedWriter,
     feed: impl FnOnce(&mut Connection),
     ended: &mut EndState,
+    drained: bool,
 ) -> Next {
     sock.0.dispatching.store(true, Ordering::Release);
     let next = dispatch(sock, feed, ended);
     sock.0.dispatching.store(false, Ordering::Release);
-    write_through(sock, wr);
+    if drained {
+        write_through(sock, wr);
+    } else {
+        sock.0.wake_writer.notify_one();
+    }
     next
 }
 

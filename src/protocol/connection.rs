@@ -216,7 +216,7 @@ pub(crate) const PONG_BACKLOG: usize = 64 * 1024;
 
 /// From this size on, a message handed to [`Connection::send_message`] is sent from its own
 /// buffer (a segment of the output) instead of being copied into the output buffer.
-pub const OWNED_SEND_MIN: usize = 64 * 1024;
+pub const OWNED_SEND_MIN: usize = 256 * 1024;
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -486,12 +486,12 @@ impl Connection {
     /// use unisock::{Limits, MsgEvent};
     ///
     /// let mut server = Connection::new(Role::Server, Limits::default());
-    /// server.send_message(MsgEvent::Binary(vec![7; 100_000])).unwrap();
+    /// server.send_message(MsgEvent::Binary(vec![7; 300_000])).unwrap();
     /// let mut wire = Vec::new();
     /// server.swap_data_to_send(&mut wire);
-    /// assert_eq!(wire, [0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x86, 0xa0]); // the header
+    /// assert_eq!(wire, [0x82, 0x7f, 0, 0, 0, 0, 0, 0x04, 0x93, 0xe0]); // the header
     /// server.swap_data_to_send(&mut wire);
-    /// assert_eq!(wire, vec![7; 100_000]); // then the payload, as it was handed over
+    /// assert_eq!(wire, vec![7; 300_000]); // then the payload, as it was handed over
     /// assert!(!server.has_data_to_send());
     /// ```
     pub fn send_message(&mut self, msg: MsgEvent) -> Result<(), ProtocolError> {
@@ -1438,7 +1438,7 @@ mod tests {
     #[test]
     fn handed_over_payloads_count_towards_the_pong_backlog_and_abort_drops_them() {
         let mut s = server();
-        s.send_message(MsgEvent::Binary(vec![0; PONG_BACKLOG]))
+        s.send_message(MsgEvent::Binary(vec![0; OWNED_SEND_MIN]))
             .unwrap();
         s.receive_data(&masked(0x89, b"p"));
         assert_eq!(events(&mut s), vec![Event::Ping(b"p".to_vec())]);
@@ -1450,10 +1450,10 @@ mod tests {
             wire.extend_from_slice(&buf);
         }
         assert_eq!(&wire[wire.len() - 3..], &[0x8a, 0x01, b'p']);
-        assert_eq!(wire.len(), 10 + PONG_BACKLOG + 3);
+        assert_eq!(wire.len(), 10 + OWNED_SEND_MIN + 3);
 
         let mut s = server();
-        s.send_message(MsgEvent::Binary(vec![0; PONG_BACKLOG]))
+        s.send_message(MsgEvent::Binary(vec![0; OWNED_SEND_MIN]))
             .unwrap();
         s.abort();
         assert!(!s.has_data_to_send());
