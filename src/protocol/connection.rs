@@ -1237,13 +1237,19 @@ mod tests {
         assert_eq!(s.data_to_send(), &[0x8a, 0x01, b'p']);
     }
 
-    #[test]
-    fn any_split_gives_the_same_events() {
+    /// A fragmented text message with a ping between its fragments, then a binary message.
+    fn mixed_wire(binary: &[u8]) -> Vec<u8> {
         let mut wire = masked(0x01, "héllo wörld ".repeat(20).as_bytes());
         wire.extend(masked(0x89, b"ping"));
         wire.extend(masked(0x00, &[b'x'; 300]));
         wire.extend(masked(0x80, "😀".as_bytes()));
-        wire.extend(masked(0x82, &[9; 70_000]));
+        wire.extend(masked(0x82, binary));
+        wire
+    }
+
+    #[test]
+    fn any_split_gives_the_same_events() {
+        let mut wire = mixed_wire(&[9; 70_000]);
         wire.extend(masked(0x8a, b""));
         wire.extend(masked(0x88, &[0x03, 0xe8, b'o', b'k']));
         let (expected, whole) = feed(server, &wire);
@@ -1302,14 +1308,7 @@ mod tests {
 
     #[test]
     fn direct_reads_give_the_same_events_as_receive_data() {
-        let mut wire = masked(0x01, "héllo wörld ".repeat(20).as_bytes());
-        wire.extend(masked(0x89, b"ping"));
-        wire.extend(masked(0x00, &[b'x'; 300]));
-        wire.extend(masked(0x80, "😀".as_bytes()));
-        wire.extend(masked(
-            0x82,
-            &(0..70_000).map(|i| i as u8).collect::<Vec<_>>(),
-        ));
+        let mut wire = mixed_wire(&(0..70_000).map(|i| i as u8).collect::<Vec<_>>());
         wire.extend(masked(0x81, "ünïcödé".repeat(100).as_bytes()));
         wire.extend(masked(0x88, &[0x03, 0xe8, b'o', b'k']));
         let (expected, whole) = feed(server, &wire);
