@@ -153,14 +153,23 @@ fn write_through(sock: &Socket, wr: &SharedWriter) {
     }
 }
 
-/// Flushes the write half; fails with `TimedOut` after `timeout`.
-async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io::Result<()> {
+/// Runs one write-side step (`op`), failing with `TimedOut` when it makes no progress for
+/// `timeout`.
+async fn within<T>(
+    timeout: Option<Duration>,
+    op: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
     match timeout {
-        Some(t) => tokio::time::timeout(t, wr.flush()).await.map_err(|_| {
+        Some(t) => tokio::time::timeout(t, op).await.map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")
         })?,
-        None => wr.flush().await,
+        None => op.await,
     }
+}
+
+/// Flushes the write half; fails with `TimedOut` after `timeout`.
+async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io::Result<()> {
+    within(timeout, wr.flush()).await
 }
 
 /// Writes all of `buf`; fails with `TimedOut` when one write makes no progress for `timeout`.
@@ -169,20 +178,14 @@ async fn write_all(
     mut buf: &[u8],
     timeout: Option<Duration>,
 ) -> std::io::Result<()> {
-    use std::io::{Error as IoError, ErrorKind};
     while !buf.is_empty() {
-        let n = match timeout {
-            Some(t) => tokio::time::timeout(t, wr.write(buf))
-                .await
-                .map_err(|_| IoError::new(ErrorKind::TimedOut, "the peer stopped reading"))??,
-            None => wr.write(buf).await?,
-        };
+        let n = within(timeout, wr.write(buf)).await?;
         if n == 0 {
-            return Err(ErrorKind::WriteZero.into());
+            return Err(std::io::ErrorKind::WriteZero.into());
         }
         buf = buf.get(n..).unwrap_or_default();
     }
-    wr.flush().await
+    flush(wr, timeout).await
 }
 
 /// What the read loop does after a batch of events.
