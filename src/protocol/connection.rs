@@ -991,22 +991,10 @@ impl Connection {
     }
 
     fn write_frame_rsv(&mut self, opcode: Opcode, rsv: u8, payload: &[u8]) {
-        let mask = match self.role {
-            Role::Client => Some(self.mask_source.next_key()),
-            Role::Server => None,
-        };
-        let header = FrameHeader {
-            fin: true,
-            rsv,
-            opcode,
-            mask,
-            payload_len: payload.len() as u64,
-        };
-        let mut head = [0; FrameHeader::MAX_LEN];
-        let head_len = header.encode_into(&mut head);
+        self.out_tail()
+            .reserve(FrameHeader::MAX_LEN + payload.len());
+        let mask = self.write_header(opcode, rsv, payload.len());
         let out = self.out_tail();
-        out.reserve(head_len + payload.len());
-        out.extend_from_slice(head.get(..head_len).unwrap_or_default());
         match mask {
             Some(key) => extend_masked(out, payload, key, 0),
             None => out.extend_from_slice(payload),
@@ -1017,26 +1005,32 @@ impl Connection {
     /// goes onto the output, the payload follows as a segment of its own (masked in place
     /// by a client).
     fn write_owned_frame(&mut self, opcode: Opcode, mut payload: Vec<u8>) {
+        if let Some(key) = self.write_header(opcode, 0, payload.len()) {
+            apply_mask(&mut payload, key, 0);
+        }
+        self.out_more.push_back(payload);
+        self.more_appendable = false;
+    }
+
+    /// Appends the header of a final frame with `len` payload bytes to the output; returns
+    /// the mask key a client's payload takes.
+    fn write_header(&mut self, opcode: Opcode, rsv: u8, len: usize) -> Option<[u8; 4]> {
         let mask = match self.role {
             Role::Client => Some(self.mask_source.next_key()),
             Role::Server => None,
         };
         let header = FrameHeader {
             fin: true,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
-            payload_len: payload.len() as u64,
+            payload_len: len as u64,
         };
         let mut head = [0; FrameHeader::MAX_LEN];
         let head_len = header.encode_into(&mut head);
         self.out_tail()
             .extend_from_slice(head.get(..head_len).unwrap_or_default());
-        if let Some(key) = mask {
-            apply_mask(&mut payload, key, 0);
-        }
-        self.out_more.push_back(payload);
-        self.more_appendable = false;
+        mask
     }
 }
 
