@@ -376,14 +376,7 @@ async fn handed_over_messages_big_and_small_round_trip_in_order() {
     });
     let ws = WebSocket::new();
     ws.set_deflate(DeflateConfig::disabled());
-    let mut events = record(&ws);
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
-        .await
-        .unwrap();
-    tokio::spawn({
-        let ws = ws.clone();
-        async move { ws.read().await }
-    });
+    let (ws, mut events) = common::open_configured(ws, &format!("ws://{addr}/")).await;
     let big: Vec<u8> = (0..(1 << 20) + 3).map(|i| (i * 7 % 251) as u8).collect();
     let text: String = "ünïcödé ".repeat(30_000);
     let sent = vec![

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{record, with_timeout};
+use common::with_timeout;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
@@ -70,14 +70,8 @@ async fn wss_round_trip_with_a_private_root() {
 
     let ws = WebSocket::new();
     ws.set_tls_config(Arc::new(config));
-    let mut events = record(&ws);
-    with_timeout(ws.open(&format!("wss://localhost:{port}/secure"), &[]))
-        .await
-        .unwrap();
-    tokio::spawn({
-        let ws = ws.clone();
-        async move { ws.read().await }
-    });
+    let (ws, mut events) =
+        common::open_configured(ws, &format!("wss://localhost:{port}/secure")).await;
     ws.send_text("over TLS").unwrap();
     assert_eq!(
         with_timeout(events.messages.recv()).await,

@@ -63,7 +63,11 @@ pub fn record(ws: &WebSocket) -> Events {
 
 /// Opens a client to `url`, records its events, and runs its event loop in the background.
 pub async fn open_client(url: &str) -> (WebSocket, Events) {
-    let ws = WebSocket::new();
+    open_configured(WebSocket::new(), url).await
+}
+
+/// As [`open_client`], with a socket already configured (TLS, compression, ...).
+pub async fn open_configured(ws: WebSocket, url: &str) -> (WebSocket, Events) {
     let events = record(&ws);
     with_timeout(ws.open(url, &[])).await.unwrap();
     tokio::spawn({
