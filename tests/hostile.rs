@@ -207,6 +207,44 @@ async fn a_peer_that_vanishes_without_a_close_is_found_by_keepalive_pings() {
     still_serving(addr).await;
 }
 
+/// The keep-alive and read-timeout clocks restart with every message received (the read
+/// loop's one timer is re-armed lazily): a peer that keeps talking for several intervals is
+/// neither pinged nor timed out, and is pinged once it falls quiet for an interval.
+#[tokio::test]
+async fn a_peer_that_keeps_talking_is_neither_pinged_nor_timed_out() {
+    let interval = Duration::from_millis(300);
+    let (addr, mut closes) = spawn_server(move |ws| {
+        ws.set_keepalive(Some(KeepAlive::every(interval)));
+        ws.set_read_timeout(Some(2 * interval));
+        let echo = ws.clone();
+        ws.on_message(move |m| {
+            let _ = echo.send(m);
+        });
+    })
+    .await;
+    let mut tcp = raw_client(addr, "/").await;
+    let talking = tokio::time::Instant::now();
+    let mut sent = 0;
+    let last_echo = loop {
+        sent += 1;
+        let text = format!("message {sent}");
+        tcp.write_all(&client_frame(1, text.as_bytes()))
+            .await
+            .unwrap();
+        let frame = read_server_frame(&mut tcp).await;
+        assert_eq!(frame, Some((1, text.into_bytes())), "after {sent} messages");
+        let echoed = tokio::time::Instant::now();
+        if talking.elapsed() >= 4 * interval {
+            break echoed;
+        }
+        tokio::time::sleep(interval / 10).await; // the pace of the talk
+    };
+    assert_eq!(read_server_frame(&mut tcp).await.map(|f| f.0), Some(9));
+    let quiet = last_echo.elapsed();
+    assert!(quiet >= interval - interval / 10, "pinged after {quiet:?}");
+    assert!(closes.try_recv().is_err(), "the connection is still open");
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_dropped_and_the_send_queue_stays_capped() {
     let (ctx, mut capped) = tokio::sync::mpsc::unbounded_channel();

@@ -7,7 +7,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::{lock, BoxIo, Reader, SharedWriter, Socket};
 use crate::protocol::{CloseCode, Connection, ConnectionState, DirectRead, Event, Role};
@@ -219,6 +219,9 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     let probe = Probe::of(sock);
     let mut last_received = Instant::now();
     let mut ping_sent: Option<Instant> = None;
+    // Kept across rounds: a round then registers no timer and no waiter (see `alarm`).
+    let mut timer = std::pin::pin!(unarmed());
+    let mut woken = std::pin::pin!(shared.wake_reader.notified());
     while next == Next::Continue {
         if shared.reader_done.load(Ordering::Acquire) {
             if shared.write_stalled.load(Ordering::Acquire) {
@@ -241,18 +244,27 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                 .get_or_insert_with(|| abnormal("the connection failed while writing"));
             break;
         }
-        if deadline.is_none() && closing(sock) {
+        // Whether we wait for the end of a closing handshake, and the rest of a big frame
+        // to read straight into the message (no copy, big reads).
+        let (closing, mut direct) = match lock(&shared.proto).as_mut() {
+            Some(p) => (
+                p.conn.state() != ConnectionState::Open,
+                p.conn.begin_direct_read(DIRECT_READ_MIN),
+            ),
+            None => (false, None),
+        };
+        if deadline.is_none() && closing {
             deadline = Some(Instant::now() + CLOSE_TIMEOUT);
         }
-        let idle_deadline = read_timeout.map(|t| Instant::now() + t);
+        let idle_deadline = read_timeout.map(|t| last_received + t);
         let keepalive_deadline = probe.as_ref().map(|p| match ping_sent {
             None => last_received + p.interval,
             Some(sent) => sent + p.timeout,
         });
-        // The rest of a big frame is read straight into the message (no copy, big reads).
-        let mut direct = lock(&shared.proto)
-            .as_mut()
-            .and_then(|p| p.conn.begin_direct_read(DIRECT_READ_MIN));
+        let due = [deadline, keepalive_deadline, idle_deadline]
+            .into_iter()
+            .flatten()
+            .min();
         let capacity = direct
             .as_ref()
             .map_or(buf.as_mut().len(), |d| d.want().min(DIRECT_READ_MAX));
@@ -279,32 +291,34 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                     next = Next::Stop;
                 }
             },
-            () = shared.wake_reader.notified() => {}
-            () = sleep_until(deadline) => {
-                ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: the peer did not complete the closing handshake in time"));
-                next = Next::Stop;
-            }
-            () = sleep_until(keepalive_deadline), if probe.is_some() => {
-                if let Some(p) = &probe {
-                    if ping_sent.is_none() {
-                        p.send(sock);
-                        ping_sent = Some(Instant::now());
-                    } else {
-                        tracing::debug!(id = %shared.id, "{}", p.unanswered());
-                        ended.close.get_or_insert_with(|| abnormal(&format!(
-                            "Abnormal Closure: {} within {} s", p.unanswered(), p.timeout.as_secs_f32()
-                        )));
-                        ended.error.get_or_insert(Error::Timeout(p.unanswered()));
-                        abort(sock);
-                        next = Next::Stop;
+            () = &mut woken => woken.set(shared.wake_reader.notified()),
+            () = alarm(timer.as_mut(), due) => {
+                let now = Instant::now();
+                let passed = |d: Option<Instant>| d.is_some_and(|d| now >= d);
+                if passed(deadline) {
+                    ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: the peer did not complete the closing handshake in time"));
+                    next = Next::Stop;
+                } else if passed(keepalive_deadline) {
+                    if let Some(p) = &probe {
+                        if ping_sent.is_none() {
+                            p.send(sock);
+                            ping_sent = Some(now);
+                        } else {
+                            tracing::debug!(id = %shared.id, "{}", p.unanswered());
+                            ended.close.get_or_insert_with(|| abnormal(&format!(
+                                "Abnormal Closure: {} within {} s", p.unanswered(), p.timeout.as_secs_f32()
+                            )));
+                            ended.error.get_or_insert(Error::Timeout(p.unanswered()));
+                            abort(sock);
+                            next = Next::Stop;
+                        }
                     }
+                } else if passed(idle_deadline) {
+                    tracing::debug!(id = %shared.id, "read timed out");
+                    let _ = sock.close(CloseCode::GOING_AWAY, "read timed out");
+                    ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: nothing was received within the read timeout"));
+                    next = Next::Stop;
                 }
-            }
-            () = sleep_until(idle_deadline) => {
-                tracing::debug!(id = %shared.id, "read timed out");
-                let _ = sock.close(CloseCode::GOING_AWAY, "read timed out");
-                ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: nothing was received within the read timeout"));
-                next = Next::Stop;
             }
         }
         // A direct read that did not complete (another branch won, the peer left) hands
@@ -413,10 +427,35 @@ impl ReadBuffer {
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+/// A timer that never goes off: `alarm` arms it when there is a deadline.
+fn unarmed() -> Sleep {
+    // Not registered with the runtime until first polled (by `alarm`, for a deadline).
+    const FAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+    tokio::time::sleep_until(Instant::now() + FAR)
+}
+
+/// Completes once `due` has passed (never when there is none), with the read loop's one
+/// timer, kept across rounds, for the earliest of its deadlines (closing handshake,
+/// keep-alive, read timeout).
+///
+/// Most rounds move a deadline later (every read restarts the keep-alive and read-timeout
+/// clocks), and moving a registered timer, or registering a new one each round, costs a
+/// trip through the runtime's timer wheel per message. The timer instead stays armed where
+/// it is when the deadline moves later; when it goes off early it is re-armed for the
+/// deadline of that moment. It is moved at once only when the deadline comes nearer.
+async fn alarm(mut timer: Pin<&mut Sleep>, due: Option<Instant>) {
+    let Some(due) = due else {
+        return std::future::pending().await;
+    };
+    loop {
+        if timer.deadline() > due {
+            timer.as_mut().reset(due);
+        }
+        timer.as_mut().await;
+        if Instant::now() >= due {
+            return;
+        }
+        timer.as_mut().reset(due);
     }
 }
 
@@ -426,13 +465,6 @@ fn abort(sock: &Socket) {
         p.conn.abort();
     }
     sock.0.wake_writer.notify_one();
-}
-
-/// Whether we are waiting for the end of a closing handshake.
-fn closing(sock: &Socket) -> bool {
-    lock(&sock.0.proto)
-        .as_ref()
-        .is_some_and(|p| p.conn.state() != ConnectionState::Open)
 }
 
 pub(super) fn abnormal(reason: &str) -> CloseEvent {
