@@ -245,13 +245,18 @@ pub async fn latency(
     let start = Instant::now();
     let (measure_from, measure_to) = (start + warmup, start + warmup + measure);
     let mut set = tokio::task::JoinSet::new();
-    for mut tcp in streams {
+    let n = streams.len() as u32;
+    for (i, mut tcp) in (0..n).zip(streams) {
         let frame = frame.clone();
+        // The connections' sends are spread evenly over the period: were they sent
+        // together, each round trip would also count the load generator writing the
+        // others' messages before it reads any answer.
+        let first = tokio::time::Instant::from_std(start) + period * i / n;
         set.spawn(async move {
             let mut samples = Vec::new();
             let mut buf = vec![0u8; 4096];
             let mut counter = FrameCounter::default();
-            let mut tick = tokio::time::interval(period);
+            let mut tick = tokio::time::interval_at(first, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
