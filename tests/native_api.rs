@@ -407,6 +407,113 @@ async fn handed_over_messages_big_and_small_round_trip_in_order() {
     assert_eq!(with_timeout(events.closes.recv()).await.unwrap().code, 1000);
 }
 
+/// A transport that records every write: how many slices it was offered, and how many
+/// bytes it took.
+struct RecordingIo {
+    io: tokio::net::TcpStream,
+    writes: Arc<Mutex<Vec<(usize, usize)>>>,
+}
+
+impl tokio::io::AsyncRead for RecordingIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for RecordingIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.writes.lock().unwrap().push((1, n));
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.writes.lock().unwrap().push((bufs.len(), n));
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// A handed-over payload is written in the same (vectored) write as its header, from the
+/// writer task and from the read task alike: no write carries a header alone.
+#[tokio::test]
+async fn a_handed_over_payload_leaves_in_one_write_with_its_header() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writes = Arc::new(Mutex::new(Vec::new()));
+    let recorded = writes.clone();
+    let big = unisock::protocol::OWNED_SEND_MIN;
+    tokio::spawn(async move {
+        let (io, _) = listener.accept().await.unwrap();
+        let ws = WebSocket::new();
+        ws.set_deflate(unisock::DeflateConfig::disabled());
+        let pusher = ws.clone();
+        // Sent by the writer task (from on_open), then as an answer (by the read task).
+        ws.on_open(move || {
+            let _ = pusher.send(MsgEvent::Binary(vec![5; big]));
+        });
+        let echo = ws.clone();
+        ws.on_message(move |_| {
+            let _ = echo.send(MsgEvent::Binary(vec![6; big]));
+        });
+        let io = RecordingIo {
+            io,
+            writes: recorded,
+        };
+        if ws.upgrade(io).await.is_ok() {
+            ws.read().await;
+        }
+    });
+    let mut tcp = raw_client(addr, "/").await;
+    let first = with_timeout(read_server_frame(&mut tcp)).await;
+    assert_eq!(first, Some((2, vec![5; big])));
+    tcp.write_all(&client_frame(1, b"again")).await.unwrap();
+    let answer = with_timeout(read_server_frame(&mut tcp)).await;
+    assert_eq!(answer, Some((2, vec![6; big])));
+    let writes = writes.lock().unwrap().clone();
+    // The 101 answer, then the frames: a 10-byte header written alone would show as (_, 10).
+    assert!(
+        writes.iter().skip(1).all(|&(_, n)| n != 10),
+        "a header was written alone: {writes:?}"
+    );
+    let vectored = writes.iter().filter(|&&(slices, n)| slices >= 2 && n > 10);
+    assert!(vectored.count() >= 2, "{writes:?}");
+}
+
 /// Answers written by the read task itself (when the writer task is idle) and sends from
 /// other threads at the same time: every message arrives, once, and each sender's in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,7 @@
 //! The read loop (run by `read()`) and the writer task of one connection.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -38,15 +40,17 @@ const ABNORMAL: &str = "Abnormal Closure: No close control frame received";
 /// never sends newer bytes ahead of older ones.
 pub(super) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
     let shared = &sock.0;
-    // Swapped with the connection's output buffer each round, so both allocations are reused.
+    // Swapped with the connection's output buffer each round, so both allocations are reused;
+    // `more` takes the segments after it (handed-over payloads), written in the same write.
     let mut out = Vec::new();
+    let mut more = VecDeque::new();
     let write_timeout = *lock(&shared.write_timeout);
     loop {
         let mut half = wr.lock().await;
         let (queued, ended, failed) = {
             let mut guard = lock(&shared.proto);
             let Some(proto) = guard.as_mut() else { break };
-            proto.conn.swap_data_to_send(&mut out);
+            proto.conn.swap_all_data_to_send(&mut out, &mut more);
             // What was queued counts as buffered until its last segment has been taken.
             let queued = if proto.conn.has_data_to_send() {
                 0
@@ -58,15 +62,17 @@ pub(super) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
                 proto.conn.is_closed() || failed || shared.reader_done.load(Ordering::Acquire);
             (queued, ended, failed)
         };
-        let result = if out.is_empty() {
+        let idle = out.is_empty() && more.is_empty();
+        let result = if idle {
             if shared.unflushed.swap(false, Ordering::AcqRel) {
                 flush(&mut half, write_timeout).await
             } else {
                 Ok(())
             }
         } else {
-            write_all(&mut half, &out, write_timeout).await
+            write_all(&mut half, &out, &more, write_timeout).await
         };
+        more.clear();
         if let Err(e) = result {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 shared.write_stalled.store(true, Ordering::Release);
@@ -76,7 +82,7 @@ pub(super) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
             shared.wake_reader.notify_one();
             break;
         }
-        if out.is_empty() {
+        if idle {
             if ended {
                 // RFC 6455 §7.1.1: the server ends TCP first; a failed connection is dropped.
                 if role == Role::Server || failed {
@@ -124,7 +130,10 @@ fn write_through(sock: &Socket, wr: &SharedWriter) {
     let mut cx = Context::from_waker(Waker::noop());
     let mut wrote = false;
     while proto.conn.has_data_to_send() {
-        match Pin::new(&mut *half).poll_write(&mut cx, proto.conn.data_to_send()) {
+        let mut slices = [IoSlice::new(&[]); 4];
+        let k = proto.conn.data_to_send_vectored(&mut slices);
+        let slices = slices.get(..k).unwrap_or_default();
+        match Pin::new(&mut *half).poll_write_vectored(&mut cx, slices) {
             Poll::Ready(Ok(n)) if n > 0 => {
                 proto.conn.consume(n);
                 wrote = true;
@@ -172,18 +181,39 @@ async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io:
     within(timeout, wr.flush()).await
 }
 
-/// Writes all of `buf`; fails with `TimedOut` when one write makes no progress for `timeout`.
+/// Writes all of `first`, then of each of `more`, with vectored writes (a handed-over
+/// payload leaves in the same write as its header); fails with `TimedOut` when one write
+/// makes no progress for `timeout`.
 async fn write_all(
     wr: &mut WriteHalf<BoxIo>,
-    mut buf: &[u8],
+    first: &[u8],
+    more: &VecDeque<Vec<u8>>,
     timeout: Option<Duration>,
 ) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n = within(timeout, wr.write(buf)).await?;
+    if more.is_empty() {
+        // The common case, without the slices' allocation.
+        let mut buf = first;
+        while !buf.is_empty() {
+            let n = within(timeout, wr.write(buf)).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            buf = buf.get(n..).unwrap_or_default();
+        }
+        return flush(wr, timeout).await;
+    }
+    let mut slices: Vec<IoSlice<'_>> = std::iter::once(first)
+        .chain(more.iter().map(Vec::as_slice))
+        .filter(|s| !s.is_empty())
+        .map(IoSlice::new)
+        .collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = within(timeout, wr.write_vectored(rest)).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        buf = buf.get(n..).unwrap_or_default();
+        IoSlice::advance_slices(&mut rest, n);
     }
     flush(wr, timeout).await
 }

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::io::IoSlice;
 use std::mem;
 
 use super::close::{self, CloseCode};
@@ -600,14 +601,47 @@ impl Connection {
         &self.out
     }
 
-    /// Marks the first `n` bytes of [`Connection::data_to_send`] as written. When those
-    /// were all of it, the next segment of the output (if any) becomes `data_to_send`.
-    pub fn consume(&mut self, n: usize) {
-        if n >= self.out.len() {
-            self.out.clear();
-            self.next_segment();
-        } else {
-            self.out.drain(..n);
+    /// The output's segments in order, as many as fit in `dst`, for a vectored write (a
+    /// payload handed over by [`Connection::send_message`] then leaves in the same write as
+    /// its header); returns how many were filled. [`Connection::consume`] takes what was
+    /// written, across segments.
+    ///
+    /// ```
+    /// use std::io::IoSlice;
+    /// use unisock::protocol::{Connection, Role, OWNED_SEND_MIN};
+    /// use unisock::MsgEvent;
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// conn.send_message(MsgEvent::Binary(vec![7; OWNED_SEND_MIN])).unwrap();
+    /// let mut slices = [IoSlice::new(&[]); 4];
+    /// assert_eq!(conn.data_to_send_vectored(&mut slices), 2); // the header, the payload
+    /// assert_eq!(slices[0].len() + slices[1].len(), 10 + OWNED_SEND_MIN);
+    /// conn.consume(12); // the header and two payload bytes were written
+    /// assert_eq!(conn.data_to_send().len(), OWNED_SEND_MIN - 2);
+    /// ```
+    pub fn data_to_send_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let segments = std::iter::once(&self.out)
+            .chain(&self.out_more)
+            .filter(|s| !s.is_empty());
+        let mut filled = 0;
+        for (slot, segment) in dst.iter_mut().zip(segments) {
+            *slot = IoSlice::new(segment);
+            filled += 1;
+        }
+        filled
+    }
+
+    /// Marks the first `n` bytes of the output ([`Connection::data_to_send`], then the
+    /// segments after it) as written. A segment written whole gives way to the next one.
+    pub fn consume(&mut self, mut n: usize) {
+        while n > 0 && !self.out.is_empty() {
+            if n >= self.out.len() {
+                n -= self.out.len();
+                self.out.clear();
+                self.next_segment();
+            } else {
+                self.out.drain(..n);
+                n = 0;
+            }
         }
         self.release_deferred_pong();
     }
@@ -627,12 +661,13 @@ impl Connection {
 
     /// Moves the next segment of the output into `out` once `out` is empty.
     fn next_segment(&mut self) {
-        if self.out.is_empty() {
-            if let Some(next) = self.out_more.pop_front() {
-                self.out = next;
-                if self.out_more.is_empty() {
-                    self.more_appendable = false;
-                }
+        while self.out.is_empty() {
+            let Some(next) = self.out_more.pop_front() else {
+                break;
+            };
+            self.out = next;
+            if self.out_more.is_empty() {
+                self.more_appendable = false;
             }
         }
     }
@@ -676,6 +711,35 @@ impl Connection {
         buf.clear();
         mem::swap(&mut self.out, buf);
         self.next_segment();
+        self.release_deferred_pong();
+    }
+
+    /// Moves all the bytes waiting to be written out of the connection, for a writer that
+    /// writes them with one vectored write: the first segment is swapped with `buf` (after
+    /// clearing it, as [`Connection::swap_data_to_send`]), the segments after it (a payload
+    /// handed over by [`Connection::send_message`] and the frames queued behind it) are
+    /// appended to `more`, as they are. Written in order, `buf` then `more` are the wire.
+    ///
+    /// ```
+    /// use std::collections::VecDeque;
+    /// use unisock::protocol::{Connection, Role, OWNED_SEND_MIN};
+    /// use unisock::MsgEvent;
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// conn.send_message(MsgEvent::Binary(vec![7; OWNED_SEND_MIN])).unwrap();
+    /// conn.send_text("after").unwrap();
+    /// let (mut buf, mut more) = (Vec::new(), VecDeque::new());
+    /// conn.swap_all_data_to_send(&mut buf, &mut more);
+    /// assert_eq!(buf, [0x82, 127, 0, 0, 0, 0, 0, 4, 0, 0]); // the header alone
+    /// assert_eq!(more.len(), 2); // the payload as it was handed over, then the text frame
+    /// assert_eq!(more[0], vec![7; OWNED_SEND_MIN]);
+    /// assert_eq!(more[1], [0x81, 5, b'a', b'f', b't', b'e', b'r']);
+    /// assert!(!conn.has_data_to_send());
+    /// ```
+    pub fn swap_all_data_to_send(&mut self, buf: &mut Vec<u8>, more: &mut VecDeque<Vec<u8>>) {
+        buf.clear();
+        mem::swap(&mut self.out, buf);
+        more.extend(self.out_more.drain(..));
+        self.more_appendable = false;
         self.release_deferred_pong();
     }
 
@@ -1451,6 +1515,81 @@ mod tests {
         s.abort();
         assert!(!s.has_data_to_send());
         assert!(s.data_to_send().is_empty());
+    }
+
+    #[test]
+    fn all_segments_taken_at_once_are_the_wire_and_the_pong_follows_them() {
+        let queue = |s: &mut Connection| {
+            s.send_text("before").unwrap();
+            s.send_message(MsgEvent::Binary(vec![3; OWNED_SEND_MIN]))
+                .unwrap();
+            s.send_message(MsgEvent::Binary(vec![4; OWNED_SEND_MIN + 1]))
+                .unwrap();
+            s.send_text("after").unwrap();
+        };
+        let mut whole = server();
+        queue(&mut whole);
+        let expected = whole.take_data_to_send();
+
+        let mut s = server();
+        queue(&mut s);
+        // A ping while the backlog is full: its pong waits until the output is taken.
+        s.receive_data(&masked(0x89, b"p"));
+        assert_eq!(events(&mut s), vec![Event::Ping(b"p".to_vec())]);
+        let (mut buf, mut more) = (b"stale".to_vec(), VecDeque::new());
+        s.swap_all_data_to_send(&mut buf, &mut more);
+        // payload, the second header, payload, the frame after them
+        assert_eq!(more.len(), 4);
+        let wire: Vec<u8> = buf.iter().chain(more.iter().flatten()).copied().collect();
+        assert_eq!(wire, expected);
+        // Then the pong, on its own, and nothing more.
+        s.swap_all_data_to_send(&mut buf, &mut more);
+        assert_eq!(buf, [0x8a, 0x01, b'p']);
+        assert_eq!(more.len(), 4, "more is appended to, and nothing was left");
+        assert!(!s.has_data_to_send());
+        // New frames after that start a fresh output.
+        s.send_text("x").unwrap();
+        assert_eq!(s.data_to_send(), [0x81, 0x01, b'x']);
+    }
+
+    #[test]
+    fn vectored_writes_of_any_length_give_the_wire_in_order() {
+        let queue = |s: &mut Connection| {
+            s.send_binary(&[1; 100]).unwrap();
+            s.send_message(MsgEvent::Binary(vec![2; OWNED_SEND_MIN]))
+                .unwrap();
+            s.send_text("between").unwrap();
+            s.send_message(MsgEvent::Binary(vec![3; OWNED_SEND_MIN + 7]))
+                .unwrap();
+            s.send_message(MsgEvent::Text("last".into())).unwrap();
+        };
+        let mut whole = server();
+        queue(&mut whole);
+        let expected = whole.take_data_to_send();
+        for seed in 1..40u32 {
+            let mut s = server();
+            queue(&mut s);
+            let (mut wire, mut x) = (Vec::new(), seed.wrapping_mul(0x9E37_79B9));
+            while s.has_data_to_send() {
+                let mut slices = [IoSlice::new(&[]); 3];
+                let k = s.data_to_send_vectored(&mut slices);
+                assert!(k > 0, "seed {seed}: output left but no segment");
+                // A writer that takes a random share, sometimes spanning segments.
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let offered: usize = slices[..k].iter().map(|s| s.len()).sum();
+                let n = 1 + (x as usize) % offered.min(OWNED_SEND_MIN / 3);
+                let mut left = n;
+                for slice in &slices[..k] {
+                    let take = left.min(slice.len());
+                    wire.extend_from_slice(&slice[..take]);
+                    left -= take;
+                }
+                s.consume(n);
+            }
+            assert!(wire == expected, "seed {seed}: the wire differs");
+        }
     }
 
     #[test]
