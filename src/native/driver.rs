@@ -132,8 +132,11 @@ fn write_through(sock: &Socket, wr: &SharedWriter) {
     while proto.conn.has_data_to_send() {
         let mut slices = [IoSlice::new(&[]); 4];
         let k = proto.conn.data_to_send_vectored(&mut slices);
-        let slices = slices.get(..k).unwrap_or_default();
-        match Pin::new(&mut *half).poll_write_vectored(&mut cx, slices) {
+        let written = match slices.get(..k).unwrap_or_default() {
+            [one] => Pin::new(&mut *half).poll_write(&mut cx, one),
+            more => Pin::new(&mut *half).poll_write_vectored(&mut cx, more),
+        };
+        match written {
             Poll::Ready(Ok(n)) if n > 0 => {
                 proto.conn.consume(n);
                 wrote = true;
