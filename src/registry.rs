@@ -561,27 +561,53 @@ impl WebSockets {
     /// sockets.service(unisock::WebSocket::new(), tcp).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn service<S: Transport>(&self, ws: WebSocket, stream: S) -> Result<()> {
-        let pending = ws.upgrade_pending(stream).await?;
-        self.service_pending(pending).await
+    pub fn service<S: Transport>(
+        &self,
+        ws: WebSocket,
+        stream: S,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        // The handshake is boxed (with the stream it takes) from the start: a future keeps
+        // its arguments and its largest step for its whole life, and this one lives as
+        // long as the connection.
+        let handshake = Box::pin(async move { ws.upgrade_pending(stream).await });
+        async move {
+            let pending = handshake.await?;
+            self.service_pending(pending).await
+        }
     }
 
     /// As [`WebSockets::service`], for an upgrade already read and validated.
     ///
     /// # Errors
     /// [`crate::Error::Io`] when the 101 response cannot be written.
-    pub async fn service_pending(&self, mut pending: PendingUpgrade) -> Result<()> {
-        pending.websocket().set_read_timeout(self.read_timeout());
-        if let (None, Some(config)) = (pending.websocket().inner.deflate_config(), self.deflate()) {
-            pending.set_deflate(config);
+    pub fn service_pending(
+        &self,
+        pending: PendingUpgrade,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        // Boxed from the start, with `pending` (see `service`).
+        let registry = self.clone();
+        let commit = Box::pin(async move {
+            let mut pending = pending;
+            pending
+                .websocket()
+                .set_read_timeout(registry.read_timeout());
+            if let (None, Some(config)) = (
+                pending.websocket().inner.deflate_config(),
+                registry.deflate(),
+            ) {
+                pending.set_deflate(config);
+            }
+            let hook = lock(&registry.0.on_upgrade).clone();
+            if let Some(hook) = hook {
+                hook(&mut pending);
+            }
+            pending.commit().await
+        });
+        async move {
+            let ws = commit.await?;
+            self.run(ws).await;
+            Ok(())
         }
-        let hook = lock(&self.0.on_upgrade).clone();
-        if let Some(hook) = hook {
-            hook(&mut pending);
-        }
-        let ws = pending.commit().await?;
-        self.run(ws).await;
-        Ok(())
     }
 
     /// Registers an open socket, runs its event loop, and unregisters it when it closes

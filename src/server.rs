@@ -194,8 +194,13 @@ where
     F: Fn(&http::Request<()>) -> Option<WebSocket>,
 {
     let mut stream: BoxIo = Box::new(tcp);
-    let (request, leftover) =
-        crate::native::read_request_timed(&mut stream, crate::native::HANDSHAKE_TIMEOUT).await?;
+    // The handshake steps are boxed: the connection's task keeps the size of its largest
+    // future for its whole life.
+    let (request, leftover) = Box::pin(crate::native::read_request_timed(
+        &mut stream,
+        crate::native::HANDSHAKE_TIMEOUT,
+    ))
+    .await?;
     let Some(ws) = handler(&request) else {
         let body = "no WebSocket here";
         let head = format!(
@@ -206,6 +211,6 @@ where
         stream.shutdown().await?;
         return Ok(());
     };
-    let pending = PendingUpgrade::validate(ws, request, stream, leftover).await?;
+    let pending = Box::pin(PendingUpgrade::validate(ws, request, stream, leftover)).await?;
     registry.service_pending(pending).await
 }

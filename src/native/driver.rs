@@ -69,8 +69,12 @@ pub(super) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
             } else {
                 Ok(())
             }
+        } else if more.is_empty() {
+            write_all(&mut half, &out, write_timeout).await
         } else {
-            write_all(&mut half, &out, &more, write_timeout).await
+            // Boxed: only big handed-over messages take this path, and the writer task's
+            // state (kept by every idle connection) stays as small as without it.
+            Box::pin(write_all_vectored(&mut half, &out, &more, write_timeout)).await
         };
         more.clear();
         if let Err(e) = result {
@@ -184,27 +188,31 @@ async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io:
     within(timeout, wr.flush()).await
 }
 
+/// Writes all of `buf`; fails with `TimedOut` when one write makes no progress for `timeout`.
+async fn write_all(
+    wr: &mut WriteHalf<BoxIo>,
+    mut buf: &[u8],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let n = within(timeout, wr.write(buf)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        buf = buf.get(n..).unwrap_or_default();
+    }
+    flush(wr, timeout).await
+}
+
 /// Writes all of `first`, then of each of `more`, with vectored writes (a handed-over
 /// payload leaves in the same write as its header); fails with `TimedOut` when one write
 /// makes no progress for `timeout`.
-async fn write_all(
+async fn write_all_vectored(
     wr: &mut WriteHalf<BoxIo>,
     first: &[u8],
     more: &VecDeque<Vec<u8>>,
     timeout: Option<Duration>,
 ) -> std::io::Result<()> {
-    if more.is_empty() {
-        // The common case, without the slices' allocation.
-        let mut buf = first;
-        while !buf.is_empty() {
-            let n = within(timeout, wr.write(buf)).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            buf = buf.get(n..).unwrap_or_default();
-        }
-        return flush(wr, timeout).await;
-    }
     let mut slices: Vec<IoSlice<'_>> = std::iter::once(first)
         .chain(more.iter().map(Vec::as_slice))
         .filter(|s| !s.is_empty())

@@ -390,7 +390,9 @@ impl Socket {
         let deflate = self
             .deflate_config()
             .unwrap_or_else(|| default_deflate(Role::Client));
-        let connected = connect::connect(&url, protocols, tls, deflate).await?;
+        // Boxed, as every one-time handshake step: the connection's task keeps the size of
+        // its largest future for its whole life, and the handshake's is the largest.
+        let connected = Box::pin(connect::connect(&url, protocols, tls, deflate)).await?;
         self.attach(
             connected.stream,
             connected.leftover,
@@ -413,7 +415,9 @@ impl Socket {
     pub(crate) async fn upgrade<S: Transport>(&self, stream: S) -> Result<()> {
         use crate::WebSocketExt;
         let ws = crate::WebSocket::from_backend(self.clone());
-        ws.upgrade_pending(stream).await?.commit().await?;
+        // Boxed: see `open`.
+        let pending = Box::pin(ws.upgrade_pending(stream)).await?;
+        Box::pin(pending.commit()).await?;
         Ok(())
     }
 
@@ -456,7 +460,10 @@ impl Socket {
         };
         loop {
             let ended = driver::read_loop(self, reader).await;
-            match self.reconnect_after(ended).await {
+            // Boxed: the reconnecting future (the TCP and TLS connect, the handshake) is
+            // several times the size of the read loop's, and an unboxed one would be part
+            // of every connection's read task from the start, reconnecting or not.
+            match Box::pin(self.reconnect_after(ended)).await {
                 Ok(next) => reader = next,
                 Err(ended) => {
                     driver::finish(self, ended);

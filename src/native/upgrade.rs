@@ -124,17 +124,18 @@ pub(super) async fn read_head<T>(
     parse: ParseHead<T>,
     peer: &str,
 ) -> Result<std::result::Result<(T, Vec<u8>), HandshakeError>> {
-    let mut buf = Vec::with_capacity(1024);
+    // Read onto the heap, not into a buffer on the future: the future's size stays in the
+    // task of every connection (upgrading is its first step) for as long as it lives.
+    let mut buf = Vec::with_capacity(2048);
     loop {
-        let mut chunk = [0u8; 2048];
-        let n = stream.read(&mut chunk).await?;
+        buf.reserve(1024); // the parser bounds the head (`MAX_HEAD_SIZE`)
+        let n = stream.read_buf(&mut buf).await?;
         if n == 0 {
             return Err(Error::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("the {peer} closed the connection during the handshake"),
             )));
         }
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         match parse(&buf) {
             Ok(Some((head, len))) => {
                 let leftover = buf.split_off(len.min(buf.len()));
