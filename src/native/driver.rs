@@ -70,11 +70,15 @@ pub(super) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
                 Ok(())
             }
         } else if more.is_empty() {
-            write_all(&mut half, &out, write_timeout).await
+            write_all(&mut half, &mut [IoSlice::new(&out)], write_timeout).await
         } else {
+            let mut bufs: Vec<IoSlice<'_>> = std::iter::once(&out)
+                .chain(&more)
+                .map(|b| IoSlice::new(b))
+                .collect();
             // Boxed: only big handed-over messages take this path, and the writer task's
             // state (kept by every idle connection) stays as small as without it.
-            Box::pin(write_all_vectored(&mut half, &out, &more, write_timeout)).await
+            Box::pin(write_all(&mut half, &mut bufs, write_timeout)).await
         };
         more.clear();
         if let Err(e) = result {
@@ -188,43 +192,21 @@ async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io:
     within(timeout, wr.flush()).await
 }
 
-/// Writes all of `buf`; fails with `TimedOut` when one write makes no progress for `timeout`.
+/// Writes all of `bufs`, in order, with vectored writes (a handed-over payload leaves in the
+/// same write as its header); fails with `TimedOut` when one write makes no progress for
+/// `timeout`.
 async fn write_all(
     wr: &mut WriteHalf<BoxIo>,
-    mut buf: &[u8],
+    mut bufs: &mut [IoSlice<'_>],
     timeout: Option<Duration>,
 ) -> std::io::Result<()> {
-    while !buf.is_empty() {
-        let n = within(timeout, wr.write(buf)).await?;
+    IoSlice::advance_slices(&mut bufs, 0); // skip empty slices
+    while !bufs.is_empty() {
+        let n = within(timeout, wr.write_vectored(bufs)).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        buf = buf.get(n..).unwrap_or_default();
-    }
-    flush(wr, timeout).await
-}
-
-/// Writes all of `first`, then of each of `more`, with vectored writes (a handed-over
-/// payload leaves in the same write as its header); fails with `TimedOut` when one write
-/// makes no progress for `timeout`.
-async fn write_all_vectored(
-    wr: &mut WriteHalf<BoxIo>,
-    first: &[u8],
-    more: &VecDeque<Vec<u8>>,
-    timeout: Option<Duration>,
-) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = std::iter::once(first)
-        .chain(more.iter().map(Vec::as_slice))
-        .filter(|s| !s.is_empty())
-        .map(IoSlice::new)
-        .collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = within(timeout, wr.write_vectored(rest)).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut rest, n);
+        IoSlice::advance_slices(&mut bufs, n);
     }
     flush(wr, timeout).await
 }
