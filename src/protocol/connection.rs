@@ -1517,28 +1517,35 @@ mod tests {
         assert!(s.data_to_send().is_empty());
     }
 
-    #[test]
-    fn all_segments_taken_at_once_are_the_wire_and_the_pong_follows_them() {
+    /// Queues copied frames around two handed-over payloads: the output is then `out` and
+    /// four more segments (payload, the frame and header after it, payload, the last
+    /// frame). Returns the wire they make.
+    fn queue_around_handed_over(s: &mut Connection) -> Vec<u8> {
         let queue = |s: &mut Connection| {
-            s.send_text("before").unwrap();
-            s.send_message(MsgEvent::Binary(vec![3; OWNED_SEND_MIN]))
+            s.send_binary(&[1; 100]).unwrap();
+            s.send_message(MsgEvent::Binary(vec![2; OWNED_SEND_MIN]))
                 .unwrap();
-            s.send_message(MsgEvent::Binary(vec![4; OWNED_SEND_MIN + 1]))
+            s.send_text("between").unwrap();
+            s.send_message(MsgEvent::Binary(vec![3; OWNED_SEND_MIN + 7]))
                 .unwrap();
-            s.send_text("after").unwrap();
+            s.send_message(MsgEvent::Text("last".into())).unwrap();
         };
         let mut whole = server();
         queue(&mut whole);
-        let expected = whole.take_data_to_send();
+        queue(s);
+        whole.take_data_to_send()
+    }
 
+    #[test]
+    fn all_segments_taken_at_once_are_the_wire_and_the_pong_follows_them() {
         let mut s = server();
-        queue(&mut s);
+        let expected = queue_around_handed_over(&mut s);
         // A ping while the backlog is full: its pong waits until the output is taken.
         s.receive_data(&masked(0x89, b"p"));
         assert_eq!(events(&mut s), vec![Event::Ping(b"p".to_vec())]);
         let (mut buf, mut more) = (b"stale".to_vec(), VecDeque::new());
         s.swap_all_data_to_send(&mut buf, &mut more);
-        // payload, the second header, payload, the frame after them
+        // payload, the frame and header after it, payload, the last frame
         assert_eq!(more.len(), 4);
         let wire: Vec<u8> = buf.iter().chain(more.iter().flatten()).copied().collect();
         assert_eq!(wire, expected);
@@ -1554,21 +1561,9 @@ mod tests {
 
     #[test]
     fn vectored_writes_of_any_length_give_the_wire_in_order() {
-        let queue = |s: &mut Connection| {
-            s.send_binary(&[1; 100]).unwrap();
-            s.send_message(MsgEvent::Binary(vec![2; OWNED_SEND_MIN]))
-                .unwrap();
-            s.send_text("between").unwrap();
-            s.send_message(MsgEvent::Binary(vec![3; OWNED_SEND_MIN + 7]))
-                .unwrap();
-            s.send_message(MsgEvent::Text("last".into())).unwrap();
-        };
-        let mut whole = server();
-        queue(&mut whole);
-        let expected = whole.take_data_to_send();
         for seed in 1..40u32 {
             let mut s = server();
-            queue(&mut s);
+            let expected = queue_around_handed_over(&mut s);
             let (mut wire, mut x) = (Vec::new(), seed.wrapping_mul(0x9E37_79B9));
             while s.has_data_to_send() {
                 let mut slices = [IoSlice::new(&[]); 3];
