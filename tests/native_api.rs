@@ -407,11 +407,31 @@ async fn handed_over_messages_big_and_small_round_trip_in_order() {
     assert_eq!(with_timeout(events.closes.recv()).await.unwrap().code, 1000);
 }
 
-/// A transport that records every write: how many slices it was offered, and how many
-/// bytes it took.
+/// What a [`RecordingIo`] saw, in order.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Io {
+    /// A read that brought this many bytes.
+    Read(usize),
+    /// A write offered this many slices, and took this many bytes.
+    Write { slices: usize, took: usize },
+}
+
+/// A transport that records every read and write.
 struct RecordingIo {
     io: tokio::net::TcpStream,
-    writes: Arc<Mutex<Vec<(usize, usize)>>>,
+    log: Arc<Mutex<Vec<Io>>>,
+}
+
+impl RecordingIo {
+    fn writes(log: &Mutex<Vec<Io>>) -> Vec<(usize, usize)> {
+        let log = log.lock().unwrap();
+        log.iter()
+            .filter_map(|op| match *op {
+                Io::Write { slices, took } => Some((slices, took)),
+                Io::Read(_) => None,
+            })
+            .collect()
+    }
 }
 
 impl tokio::io::AsyncRead for RecordingIo {
@@ -420,7 +440,13 @@ impl tokio::io::AsyncRead for RecordingIo {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.io).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = polled {
+            let n = buf.filled().len() - before;
+            self.log.lock().unwrap().push(Io::Read(n));
+        }
+        polled
     }
 }
 
@@ -431,8 +457,8 @@ impl tokio::io::AsyncWrite for RecordingIo {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let polled = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
-        if let std::task::Poll::Ready(Ok(n)) = polled {
-            self.writes.lock().unwrap().push((1, n));
+        if let std::task::Poll::Ready(Ok(took)) = polled {
+            self.log.lock().unwrap().push(Io::Write { slices: 1, took });
         }
         polled
     }
@@ -443,8 +469,9 @@ impl tokio::io::AsyncWrite for RecordingIo {
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let polled = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if let std::task::Poll::Ready(Ok(n)) = polled {
-            self.writes.lock().unwrap().push((bufs.len(), n));
+        if let std::task::Poll::Ready(Ok(took)) = polled {
+            let slices = bufs.len();
+            self.log.lock().unwrap().push(Io::Write { slices, took });
         }
         polled
     }
@@ -490,10 +517,7 @@ async fn a_handed_over_payload_leaves_in_one_write_with_its_header() {
         ws.on_message(move |_| {
             let _ = echo.send(MsgEvent::Binary(vec![6; big]));
         });
-        let io = RecordingIo {
-            io,
-            writes: recorded,
-        };
+        let io = RecordingIo { io, log: recorded };
         if ws.upgrade(io).await.is_ok() {
             ws.read().await;
         }
@@ -504,7 +528,7 @@ async fn a_handed_over_payload_leaves_in_one_write_with_its_header() {
     tcp.write_all(&client_frame(1, b"again")).await.unwrap();
     let answer = with_timeout(read_server_frame(&mut tcp)).await;
     assert_eq!(answer, Some((2, vec![6; big])));
-    let writes = writes.lock().unwrap().clone();
+    let writes = RecordingIo::writes(&writes);
     // The 101 answer, then the frames: a 10-byte header written alone would show as (_, 10).
     assert!(
         writes.iter().skip(1).all(|&(_, n)| n != 10),
@@ -512,6 +536,73 @@ async fn a_handed_over_payload_leaves_in_one_write_with_its_header() {
     );
     let vectored = writes.iter().filter(|&&(slices, n)| slices >= 2 && n > 10);
     assert!(vectored.count() >= 2, "{writes:?}");
+}
+
+/// A big message (read straight onto the message) is answered at once, before the next
+/// message is read, even when that one is already waiting: held back until the read task
+/// has read all there is, the answer would wait for the next message's reads, and a peer
+/// that keeps a few big messages in flight would find the pipe idle in between.
+#[tokio::test]
+async fn a_big_message_is_answered_before_the_next_one_is_read() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let recorded = log.clone();
+    let (both_sent, wait_for_both) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (io, _) = listener.accept().await.unwrap();
+        let ws = WebSocket::new();
+        ws.set_deflate(unisock::DeflateConfig::disabled());
+        let echo = ws.clone();
+        ws.on_message(move |msg| {
+            let _ = echo.send(msg);
+        });
+        let io = RecordingIo { io, log: recorded };
+        if ws.upgrade(io).await.is_ok() {
+            // Both messages are in the socket before the first read.
+            let _ = wait_for_both.await;
+            ws.read().await;
+        }
+    });
+    let mut tcp = raw_client(addr, "/").await;
+    // Big enough to be read straight onto the message, small enough for both to fit
+    // in the server's receive buffer at once.
+    let (one, two) = (vec![1u8; 20_000], vec![2u8; 20_000]);
+    let frame = client_frame(2, &one);
+    tcp.write_all(&[frame.clone(), client_frame(2, &two)].concat())
+        .await
+        .unwrap();
+    both_sent.send(()).unwrap();
+    assert_eq!(
+        with_timeout(read_server_frame(&mut tcp)).await,
+        Some((2, one))
+    );
+    assert_eq!(
+        with_timeout(read_server_frame(&mut tcp)).await,
+        Some((2, two))
+    );
+    let log = log.lock().unwrap().clone();
+    // Skip the handshake (its read and the 101 answer), then count the bytes read
+    // before the first frame was written.
+    let frames = log
+        .iter()
+        .skip_while(|op| !matches!(op, Io::Write { .. }))
+        .skip(1);
+    let mut read = 0;
+    for op in frames {
+        match *op {
+            Io::Read(n) => read += n,
+            Io::Write { took, .. } => {
+                assert!(
+                    read < 2 * frame.len(),
+                    "both messages were read before the first answer: {log:?}"
+                );
+                assert!(took >= 20_000, "{log:?}");
+                return;
+            }
+        }
+    }
+    panic!("no answer written: {log:?}");
 }
 
 /// Answers written by the read task itself (when the writer task is idle) and sends from

@@ -301,7 +301,8 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                     last_received = Instant::now();
                     ping_sent = None;
                     next = match direct.take() {
-                        Some(read) => process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended, n < capacity),
+                        // Answered at once, however much is waiting (see `process_with`).
+                        Some(read) => process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended, true),
                         None => {
                             let next = process(sock, &reader.wr, buf.as_mut().get(..n).unwrap_or_default(), &mut ended, n < capacity);
                             buf.adapt(n);
@@ -548,7 +549,9 @@ fn process(
 /// `drained`: the read that brought the input did not fill its buffer, so the peer has
 /// likely sent nothing more yet. After a read that filled it, more input is probably
 /// waiting: the answers are left to the writer task, which runs once the read task has
-/// read what is there, and writes all the answers together.
+/// read what is there, and writes all the answers together. A direct read (the rest of a
+/// big frame, read onto its message) is always followed by a write-through: one big answer
+/// is worth a write of its own, and held back it would wait for the next message's reads.
 fn process_with(
     sock: &Socket,
     wr: &SharedWriter,
