@@ -388,7 +388,7 @@ impl WebSocket {
     }
 
     /// Queues a message you own, text or binary: a received [`MsgEvent`] can be sent on
-    /// as it is. Natively a big message (256 KiB or more, not compressed) is written from
+    /// as it is. Natively a big message (64 KiB or more, not compressed) is written from
     /// its own buffer instead of being copied into the send queue, so echoing or
     /// forwarding a large message costs no copy; in the browser it is
     /// [`WebSocket::send_text`] or [`WebSocket::send_binary`].

@@ -216,8 +216,11 @@ pub struct Connection {
 pub(crate) const PONG_BACKLOG: usize = 64 * 1024;
 
 /// From this size on, a message handed to [`Connection::send_message`] is sent from its own
-/// buffer (a segment of the output) instead of being copied into the output buffer.
-pub const OWNED_SEND_MIN: usize = 256 * 1024;
+/// buffer (a segment of the output, written in the same vectored write as its header)
+/// instead of being copied into the output buffer. Smaller ones are copied, so that many
+/// of them go out together from one buffer; from 64 KiB on the copy costs more than a
+/// segment of its own.
+pub const OWNED_SEND_MIN: usize = 64 * 1024;
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -729,7 +732,8 @@ impl Connection {
     /// conn.send_text("after").unwrap();
     /// let (mut buf, mut more) = (Vec::new(), VecDeque::new());
     /// conn.swap_all_data_to_send(&mut buf, &mut more);
-    /// assert_eq!(buf, [0x82, 127, 0, 0, 0, 0, 0, 4, 0, 0]); // the header alone
+    /// assert_eq!(buf[..2], [0x82, 127]); // the header alone: binary, 64-bit length
+    /// assert_eq!(buf[2..], (OWNED_SEND_MIN as u64).to_be_bytes());
     /// assert_eq!(more.len(), 2); // the payload as it was handed over, then the text frame
     /// assert_eq!(more[0], vec![7; OWNED_SEND_MIN]);
     /// assert_eq!(more[1], [0x81, 5, b'a', b'f', b't', b'e', b'r']);
@@ -1534,6 +1538,34 @@ mod tests {
         queue(&mut whole);
         queue(s);
         whole.take_data_to_send()
+    }
+
+    #[test]
+    fn an_echoed_64_kib_message_leaves_from_its_own_buffer_uncopied() {
+        let mut s = server();
+        s.receive_data(&masked(0x82, &vec![9; 64 * 1024]));
+        let Some(Event::Message(msg)) = s.next_event() else {
+            panic!("no message")
+        };
+        let MsgEvent::Binary(payload) = &msg else {
+            panic!("not binary")
+        };
+        let at = payload.as_ptr();
+        s.send_message(msg).unwrap();
+        let (mut buf, mut more) = (Vec::new(), VecDeque::new());
+        s.swap_all_data_to_send(&mut buf, &mut more);
+        assert_eq!(
+            buf,
+            [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0],
+            "the header alone"
+        );
+        assert_eq!(more.len(), 1);
+        assert_eq!(
+            more[0].as_ptr(),
+            at,
+            "the payload is the received message's own buffer"
+        );
+        assert_eq!(more[0], vec![9; 64 * 1024]);
     }
 
     #[test]
