@@ -8,8 +8,8 @@ use std::mem::MaybeUninit;
 /// `offset` is how many payload bytes of the same frame came before `buf`, so a frame
 /// can be (un)masked piece by piece as it arrives.
 ///
-/// Works on 64-bit words (the compiler vectorises the loop) and byte by byte only for the
-/// last few bytes.
+/// Works on 64-bit words (the compiler vectorises the loop, with AVX2 where the CPU has it)
+/// and byte by byte only for the last few bytes.
 ///
 /// ```
 /// use unisock::protocol::apply_mask;
@@ -23,6 +23,55 @@ use std::mem::MaybeUninit;
 /// assert_eq!(&payload, b"Hello");
 /// ```
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+    if buf.len() >= AVX2_FROM && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above), which is all that calling a
+        // function compiled for AVX2 requires.
+        #[allow(unsafe_code)]
+        return unsafe { avx2::apply_mask(buf, key, offset) };
+    }
+    apply_mask_words(buf, key, offset);
+}
+
+/// From this length on, an x86-64 CPU with AVX2 (un)masks with 32-byte vectors, twice
+/// as fast on data in cache as the 16-byte ones (SSE2) of baseline x86-64, for which Rust
+/// builds by default. Below it, the check costs more than it saves.
+#[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+const AVX2_FROM: usize = 256;
+
+/// The (un)masking loops compiled for AVX2, chosen at run time when the CPU has it.
+#[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::mem::MaybeUninit;
+
+    /// [`super::apply_mask`], compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
+        super::apply_mask_words(buf, key, offset);
+    }
+
+    /// `super::mask_into`, compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn mask_into(
+        dst: &mut [MaybeUninit<u8>],
+        src: &[u8],
+        key: [u8; 4],
+        offset: usize,
+    ) {
+        super::mask_into_blocks(dst, src, key, offset);
+    }
+}
+
+/// The body of [`apply_mask`], inlined into each variant so each is compiled for its CPU.
+#[inline(always)]
+fn apply_mask_words(buf: &mut [u8], key: [u8; 4], offset: usize) {
     // The key as it lines up with buf[0]: key[(offset + i) % 4] masks buf[i].
     let mut key = key;
     key.rotate_left(offset % 4);
@@ -64,6 +113,19 @@ fn block_key(key: [u8; 4], offset: usize) -> [u8; 32] {
 /// Writes `src` XOR the key into `dst` (the same length), 32 bytes at a time: fixed-size
 /// blocks the compiler turns into SIMD loads, XORs and stores.
 fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+    if src.len() >= AVX2_FROM && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above), which is all that calling a
+        // function compiled for AVX2 requires.
+        #[allow(unsafe_code)]
+        return unsafe { avx2::mask_into(dst, src, key, offset) };
+    }
+    mask_into_blocks(dst, src, key, offset);
+}
+
+/// The body of [`mask_into`], inlined into each variant so each is compiled for its CPU.
+#[inline(always)]
+fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
     let block = block_key(key, offset);
     let mut dst_blocks = dst.chunks_exact_mut(32);
     let mut src_blocks = src.chunks_exact(32);
@@ -195,7 +257,7 @@ mod tests {
         let lens: Vec<usize> = if cfg!(miri) {
             vec![0, 1, 3, 4, 31, 32, 33, 64, 67, 100]
         } else {
-            (0..200).chain([4096, 65_536 + 13]).collect()
+            (0..300).chain([4096, 65_536 + 13]).collect() // across AVX2_FROM too
         };
         for len in lens {
             for offset in 0..4 {
@@ -212,6 +274,42 @@ mod tests {
                     assert!(fast[..prefix].iter().all(|&b| b == 9));
                     assert_eq!(&fast[prefix..], &slow[..], "len {len} offset {offset}");
                 }
+            }
+        }
+    }
+
+    /// The AVX2 variants (run on this machine only if its CPU has AVX2) give the same
+    /// bytes as the baseline loops, for every length around their blocks and every phase.
+    #[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
+    #[test]
+    #[allow(unsafe_code)]
+    fn avx2_variants_agree_with_the_baseline_loops() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in (AVX2_FROM - 40..AVX2_FROM + 100).chain([65_536 + 13]) {
+            for offset in 0..4 {
+                let data = bytes(len as u64 + offset as u64, len);
+                let (mut fast, mut slow) = (data.clone(), data.clone());
+                // SAFETY: the CPU has AVX2, checked at the top of the test.
+                unsafe { avx2::apply_mask(&mut fast, key, offset) };
+                apply_mask_words(&mut slow, key, offset);
+                assert_eq!(fast, slow, "apply_mask, len {len} offset {offset}");
+
+                let mut fast = vec![MaybeUninit::new(0u8); len];
+                let mut slow = vec![MaybeUninit::new(1u8); len];
+                // SAFETY: as above.
+                unsafe { avx2::mask_into(&mut fast, &data, key, offset) };
+                mask_into_blocks(&mut slow, &data, key, offset);
+                // SAFETY: both were initialised in full when they were made.
+                let (fast, slow) = unsafe {
+                    (
+                        fast.iter().map(|b| b.assume_init()).collect::<Vec<u8>>(),
+                        slow.iter().map(|b| b.assume_init()).collect::<Vec<u8>>(),
+                    )
+                };
+                assert_eq!(fast, slow, "mask_into, len {len} offset {offset}");
             }
         }
     }
