@@ -278,12 +278,13 @@ mod tests {
         }
     }
 
-    /// The AVX2 variants (run on this machine only if its CPU has AVX2) give the same
-    /// bytes as the baseline loops, for every length around their blocks and every phase.
+    /// The AVX2 variant of `apply_mask` (run only if this machine's CPU has AVX2) gives the
+    /// baseline loop's bytes for every length around `AVX2_FROM` and every phase. (The
+    /// AVX2 `mask_into` is checked through `extend_masked`, whose test covers those lengths.)
     #[cfg(all(target_arch = "x86_64", not(target_feature = "avx2")))]
     #[test]
     #[allow(unsafe_code)]
-    fn avx2_variants_agree_with_the_baseline_loops() {
+    fn avx2_apply_mask_agrees_with_the_baseline_loop() {
         if !std::arch::is_x86_feature_detected!("avx2") {
             return;
         }
@@ -291,25 +292,11 @@ mod tests {
         for len in (AVX2_FROM - 40..AVX2_FROM + 100).chain([65_536 + 13]) {
             for offset in 0..4 {
                 let data = bytes(len as u64 + offset as u64, len);
-                let (mut fast, mut slow) = (data.clone(), data.clone());
+                let (mut fast, mut slow) = (data.clone(), data);
                 // SAFETY: the CPU has AVX2, checked at the top of the test.
                 unsafe { avx2::apply_mask(&mut fast, key, offset) };
                 apply_mask_words(&mut slow, key, offset);
-                assert_eq!(fast, slow, "apply_mask, len {len} offset {offset}");
-
-                let mut fast = vec![MaybeUninit::new(0u8); len];
-                let mut slow = vec![MaybeUninit::new(1u8); len];
-                // SAFETY: as above.
-                unsafe { avx2::mask_into(&mut fast, &data, key, offset) };
-                mask_into_blocks(&mut slow, &data, key, offset);
-                // SAFETY: both were initialised in full when they were made.
-                let (fast, slow) = unsafe {
-                    (
-                        fast.iter().map(|b| b.assume_init()).collect::<Vec<u8>>(),
-                        slow.iter().map(|b| b.assume_init()).collect::<Vec<u8>>(),
-                    )
-                };
-                assert_eq!(fast, slow, "mask_into, len {len} offset {offset}");
+                assert_eq!(fast, slow, "len {len} offset {offset}");
             }
         }
     }
