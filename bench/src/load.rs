@@ -229,13 +229,19 @@ async fn write_batches(
     per_batch: usize,
 ) -> io::Result<()> {
     loop {
-        permits
-            .acquire_many(per_batch as u32)
-            .await
-            .map_err(io::Error::other)?
-            .forget();
+        batch_permitted(permits, per_batch).await?;
         wr.write_all(batch).await?;
     }
+}
+
+/// Waits until the next batch may go: one permit per message, given back as echoes arrive.
+async fn batch_permitted(permits: &Semaphore, per_batch: usize) -> io::Result<()> {
+    permits
+        .acquire_many(per_batch as u32)
+        .await
+        .map_err(io::Error::other)?
+        .forget();
+    Ok(())
 }
 
 /// As `write_batches`, without copying the batch into the socket: it is mapped into a pipe
@@ -253,11 +259,7 @@ async fn write_batches_spliced(
     let _ = fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(1 << 20));
     let nonblock = SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
-        permits
-            .acquire_many(per_batch as u32)
-            .await
-            .map_err(io::Error::other)?
-            .forget();
+        batch_permitted(permits, per_batch).await?;
         let mut sent = 0;
         while sent < batch.len() {
             // The pipe is empty here, so this takes as much of the rest as fits at once.
