@@ -155,20 +155,53 @@ pub async fn connect_many(addr: &str, n: usize) -> io::Result<Vec<TcpStream>> {
     Ok(conns)
 }
 
+/// What an echo throughput run measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Throughput {
+    /// Messages echoed per second.
+    pub rate: f64,
+    /// The share of one core the server process ran meanwhile (its threads' CPU time over
+    /// the wall time), if the system reports it: near 1 the row measures the server; well
+    /// below, the round trip between load generator and server sets the pace.
+    pub busy: Option<f64>,
+}
+
+/// An echo workload: `conns` connections each keep `window` messages of `len` bytes
+/// (text or binary) in flight.
+#[derive(Debug, Clone, Copy)]
+pub struct Echo {
+    pub conns: usize,
+    pub text: bool,
+    pub len: usize,
+    pub window: usize,
+}
+
 /// Echo throughput: `conns` connections each keep `window` messages of `len` bytes in
-/// flight (written in half-window batches, so the pipe never drains). Returns messages
-/// per second over `measure`, after `warmup`.
+/// flight (written in batches of at least half a window, so the pipe never drains), against
+/// the server process `pid`. Measures over `measure`, after `warmup`.
 pub async fn throughput(
     addr: &str,
-    conns: usize,
-    text: bool,
-    len: usize,
-    window: usize,
+    pid: u32,
+    load: Echo,
     warmup: Duration,
     measure: Duration,
-) -> io::Result<f64> {
+) -> io::Result<Throughput> {
+    let Echo {
+        conns,
+        text,
+        len,
+        window,
+    } = load;
     let per_batch = (window / 2).max(1);
-    let batch: Arc<Vec<u8>> = Arc::new(masked_frame(text, len).repeat(per_batch));
+    let window = window.max(per_batch);
+    let frame = masked_frame(text, len);
+    let frame_len = frame.len();
+    // The copying sender sends up to a window at once; the spliced one half a window.
+    let batch: Arc<Vec<u8>> = Arc::new(frame.repeat(if len >= DISCARD_FROM {
+        per_batch
+    } else {
+        window
+    }));
     let done = Arc::new(AtomicU64::new(0));
     let streams = connect_many(addr, conns).await?;
     let mut set = tokio::task::JoinSet::new();
@@ -176,13 +209,13 @@ pub async fn throughput(
         let (batch, done) = (batch.clone(), done.clone());
         set.spawn(async move {
             let (mut rd, mut wr) = tcp.into_split();
-            let permits = Arc::new(Semaphore::new(window.max(per_batch)));
+            let permits = Arc::new(Semaphore::new(window));
             let writer_permits = permits.clone();
             let writer = async {
                 if len >= DISCARD_FROM {
                     write_batches_spliced(wr.as_ref(), &batch, &writer_permits, per_batch).await
                 } else {
-                    write_batches(&mut wr, &batch, &writer_permits, per_batch).await
+                    write_batches(&mut wr, &batch, &writer_permits, per_batch, frame_len).await
                 }
             };
             let reader = async {
@@ -197,10 +230,19 @@ pub async fn throughput(
     }
     let sample = async {
         tokio::time::sleep(warmup).await;
+        let cpu0 = cpu_ns(pid).ok();
         let (c0, t0) = (done.load(Ordering::Relaxed), Instant::now());
         tokio::time::sleep(measure).await;
         let (c1, t1) = (done.load(Ordering::Relaxed), Instant::now());
-        (c1 - c0) as f64 / (t1 - t0).as_secs_f64()
+        let secs = (t1 - t0).as_secs_f64();
+        let busy = match (cpu0, cpu_ns(pid).ok()) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9 / secs),
+            _ => None,
+        };
+        Throughput {
+            rate: (c1 - c0) as f64 / secs,
+            busy,
+        }
     };
     let failed = async {
         match set.join_next().await {
@@ -215,33 +257,49 @@ pub async fn throughput(
     };
     set.abort_all();
     while set.join_next().await.is_some() {}
-    let rate = result?;
-    if rate == 0.0 {
+    let measured = result?;
+    if measured.rate == 0.0 {
         return Err(io::Error::other("no message was echoed"));
     }
-    Ok(rate)
+    Ok(measured)
 }
 
+/// Sends `frames` (a window of `frame_len`-byte frames) in batches: each as many frames as
+/// echoes have given permits back for, at least `per_batch`. Sending what is permitted at
+/// once, not a fixed half window, keeps the load generator's sends (the costliest part of
+/// its work: on loopback a send also runs the receiving socket's TCP processing) to about
+/// one per batch of echoes the server wrote.
 async fn write_batches(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    batch: &[u8],
+    frames: &[u8],
     permits: &Semaphore,
     per_batch: usize,
+    frame_len: usize,
 ) -> io::Result<()> {
+    let most = frames.len() / frame_len;
     loop {
-        batch_permitted(permits, per_batch).await?;
-        wr.write_all(batch).await?;
+        let n = batch_permitted(permits, per_batch, most).await?;
+        wr.write_all(&frames[..n * frame_len]).await?;
     }
 }
 
-/// Waits until the next batch may go: one permit per message, given back as echoes arrive.
-async fn batch_permitted(permits: &Semaphore, per_batch: usize) -> io::Result<()> {
+/// Waits until the next batch may go, and returns how many messages it may hold: at least
+/// `least`, and as many more up to `most` as are permitted now. One permit per message,
+/// given back as echoes arrive.
+async fn batch_permitted(permits: &Semaphore, least: usize, most: usize) -> io::Result<usize> {
     permits
-        .acquire_many(per_batch as u32)
+        .acquire_many(least as u32)
         .await
         .map_err(io::Error::other)?
         .forget();
-    Ok(())
+    let more = permits.available_permits().min(most.saturating_sub(least));
+    if more > 0 {
+        permits
+            .try_acquire_many(more as u32)
+            .map_err(io::Error::other)?
+            .forget();
+    }
+    Ok(least + more)
 }
 
 /// As `write_batches`, without copying the batch into the socket: it is mapped into a pipe
@@ -259,7 +317,7 @@ async fn write_batches_spliced(
     let _ = fcntl(&pipe_in, FcntlArg::F_SETPIPE_SZ(1 << 20));
     let nonblock = SpliceFFlags::SPLICE_F_NONBLOCK;
     loop {
-        batch_permitted(permits, per_batch).await?;
+        batch_permitted(permits, per_batch, per_batch).await?;
         let mut sent = 0;
         while sent < batch.len() {
             // The pipe is empty here, so this takes as much of the rest as fits at once.
@@ -408,6 +466,21 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// The CPU time all threads of process `pid` have run so far, in nanoseconds (the first
+/// field of each thread's `schedstat`).
+pub fn cpu_ns(pid: u32) -> io::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| io::Error::other("no run time in schedstat"))?;
+    }
+    Ok(total)
+}
+
 /// The resident memory of process `pid` in kB (VmRSS).
 pub fn rss_kb(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -524,6 +597,23 @@ mod tests {
         assert!(receiver
             .try_read(&mut more)
             .is_err_and(|e| e.kind() == io::ErrorKind::WouldBlock));
+    }
+
+    /// A batch takes every permit there is, up to `most`, and waits for at least `least`.
+    #[tokio::test]
+    async fn a_batch_takes_what_is_permitted_from_half_a_window_on() {
+        let permits = Semaphore::new(5);
+        assert_eq!(batch_permitted(&permits, 4, 8).await.unwrap(), 5);
+        assert_eq!(permits.available_permits(), 0);
+        permits.add_permits(11);
+        assert_eq!(batch_permitted(&permits, 4, 8).await.unwrap(), 8);
+        assert_eq!(permits.available_permits(), 3);
+        let waiting = batch_permitted(&permits, 4, 8);
+        tokio::pin!(waiting);
+        assert!(futures_util::poll!(waiting.as_mut()).is_pending());
+        permits.add_permits(1);
+        assert_eq!(waiting.await.unwrap(), 4);
+        assert_eq!(permits.available_permits(), 0);
     }
 
     #[test]

@@ -89,8 +89,10 @@ struct Row {
     higher_is_better: bool,
 }
 
-/// Measured values: row id -> crate -> one entry per repetition.
-type Results = BTreeMap<String, BTreeMap<String, Vec<Result<f64, String>>>>;
+/// Measured values: row id -> its values.
+type Results = BTreeMap<String, ByCrate>;
+/// One row's values: crate -> one entry per repetition.
+type ByCrate = BTreeMap<String, Vec<Result<f64, String>>>;
 
 pub fn run(args: &[String]) -> io::Result<()> {
     let s = Settings::parse(args)?;
@@ -247,6 +249,11 @@ impl Settings {
     }
 }
 
+/// Where a throughput row's server CPU share is kept.
+fn busy_id(row: &str) -> String {
+    format!("{row}_server_busy")
+}
+
 fn record(results: &mut Results, row: &str, krate: &str, value: Result<f64, String>) {
     if let Err(e) = &value {
         eprintln!("    {row} {krate}: FAILED: {e}");
@@ -311,12 +318,32 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
         } else {
             s.measure
         };
-        let value = timed(
+        let measured = timed(
             s.warmup + measure,
-            load::throughput(&server.addr, conns, text, len, window, s.warmup, measure),
+            load::throughput(
+                &server.addr,
+                server.pid,
+                load::Echo {
+                    conns,
+                    text,
+                    len,
+                    window,
+                },
+                s.warmup,
+                measure,
+            ),
         )
-        .await
-        .map(|rate| if text { rate } else { rate * len as f64 / 1e6 });
+        .await;
+        if let Some(busy) = measured.as_ref().ok().and_then(|m| m.busy) {
+            record(results, &busy_id(&id), krate, Ok(busy));
+        }
+        let value = measured.map(|m| {
+            if text {
+                m.rate
+            } else {
+                m.rate * len as f64 / 1e6
+            }
+        });
         record(results, &id, krate, value);
     }
 
@@ -486,7 +513,8 @@ fn markdown(
         md,
         "- Servers: one current-thread Tokio runtime per process{}; load generator: one \
          current-thread runtime{}, raw pre-masked frames, 32 messages in flight per \
-         connection (8 for 64 KiB, 2 for 16 MiB), TCP_NODELAY on both sides.",
+         connection (8 for 64 KiB, 2 for 16 MiB) sent in batches of at least half of that, \
+         TCP_NODELAY on both sides.",
         if s.pin {
             ", pinned to CPU 0"
         } else {
@@ -578,6 +606,7 @@ fn markdown(
         };
         let _ = writeln!(md, " {verdict} |");
     }
+    busy_table(&mut md, rows, &crates, results);
     let _ = writeln!(
         md,
         "\nThe frame codec alone (unisock, in memory, one core):\n"
@@ -617,6 +646,43 @@ fn markdown(
         let _ = writeln!(md, "\n{}", notes.trim_end());
     }
     md
+}
+
+/// The servers' CPU share during the throughput rows, to show which rows measure the
+/// servers (near 100%) and which the round trip between load generator and server.
+fn busy_table(md: &mut String, rows: &[Row], crates: &[&str], results: &Results) {
+    let measured: Vec<(&Row, &ByCrate)> = rows
+        .iter()
+        .filter_map(|r| results.get(&busy_id(&r.id)).map(|m| (r, m)))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "\nServer CPU during the throughput rows (the server process's CPU time over the \
+         measuring time, median of the runs): near 100% a row measures the server; well below, \
+         the round trip between load generator and server sets the pace.\n"
+    );
+    let _ = write!(md, "| Workload |");
+    for c in crates {
+        let _ = write!(md, " {c} |");
+    }
+    let _ = writeln!(md, "\n|---|{}", "---:|".repeat(crates.len()));
+    for (row, by_crate) in measured {
+        let _ = write!(md, "| {} |", row.title);
+        for c in crates {
+            match by_crate.get(*c).and_then(|v| stats(v)) {
+                Some((m, ..)) => {
+                    let _ = write!(md, " {:.0}% |", m * 100.0);
+                }
+                None => {
+                    let _ = write!(md, " – |");
+                }
+            }
+        }
+        let _ = writeln!(md);
+    }
 }
 
 fn json(s: &Settings, results: &Results) -> String {
