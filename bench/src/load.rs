@@ -196,26 +196,23 @@ pub async fn throughput(
     let window = window.max(per_batch);
     let frame = masked_frame(text, len);
     let frame_len = frame.len();
-    // The copying sender sends up to a window at once; the spliced one half a window.
-    let batch: Arc<Vec<u8>> = Arc::new(frame.repeat(if len >= DISCARD_FROM {
-        per_batch
-    } else {
-        window
-    }));
+    let frames: Arc<Vec<u8>> = Arc::new(frame.repeat(window));
     let done = Arc::new(AtomicU64::new(0));
     let streams = connect_many(addr, conns).await?;
     let mut set = tokio::task::JoinSet::new();
     for tcp in streams {
-        let (batch, done) = (batch.clone(), done.clone());
+        let (frames, done) = (frames.clone(), done.clone());
         set.spawn(async move {
             let (mut rd, mut wr) = tcp.into_split();
             let permits = Arc::new(Semaphore::new(window));
             let writer_permits = permits.clone();
             let writer = async {
                 if len >= DISCARD_FROM {
-                    write_batches_spliced(wr.as_ref(), &batch, &writer_permits, per_batch).await
+                    // Half-window batches: the big rows were measured that way.
+                    let batch = &frames[..per_batch * frame_len];
+                    write_batches_spliced(wr.as_ref(), batch, &writer_permits, per_batch).await
                 } else {
-                    write_batches(&mut wr, &batch, &writer_permits, per_batch, frame_len).await
+                    write_batches(&mut wr, &frames, &writer_permits, per_batch, frame_len).await
                 }
             };
             let reader = async {
