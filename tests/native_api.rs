@@ -538,6 +538,52 @@ async fn a_handed_over_payload_leaves_in_one_write_with_its_header() {
     assert!(vectored.count() >= 2, "{writes:?}");
 }
 
+/// Many small messages waiting: once two reads in a row fill the 16 KiB read buffer, reads
+/// take more at once (the buffer grows to 64 KiB), instead of three receive calls for
+/// every 32 KB that waits.
+#[tokio::test]
+async fn a_burst_of_small_messages_is_read_in_reads_bigger_than_16_kib() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let recorded = log.clone();
+    let (all_sent, wait_for_all) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (io, _) = listener.accept().await.unwrap();
+        let ws = WebSocket::new();
+        ws.set_deflate(unisock::DeflateConfig::disabled());
+        let echo = ws.clone();
+        ws.on_message(move |msg| {
+            let _ = echo.send(msg);
+        });
+        let io = RecordingIo { io, log: recorded };
+        if ws.upgrade(io).await.is_ok() {
+            let _ = wait_for_all.await;
+            ws.read().await;
+        }
+    });
+    let mut tcp = raw_client(addr, "/").await;
+    let text = vec![b'a'; 1000];
+    let burst: Vec<u8> = (0..80).flat_map(|_| client_frame(1, &text)).collect();
+    tcp.write_all(&burst).await.unwrap();
+    all_sent.send(()).unwrap();
+    for _ in 0..80 {
+        assert_eq!(
+            with_timeout(read_server_frame(&mut tcp)).await,
+            Some((1, text.clone()))
+        );
+    }
+    let log = log.lock().unwrap().clone();
+    let biggest = log
+        .iter()
+        .filter_map(|op| match *op {
+            Io::Read(n) => Some(n),
+            Io::Write { .. } => None,
+        })
+        .max();
+    assert!(biggest > Some(16 * 1024), "{log:?}");
+}
+
 /// A big message (read straight onto the message) is answered at once, before the next
 /// message is read, even when that one is already waiting: held back until the read task
 /// has read all there is, the answer would wait for the next message's reads, and a peer
