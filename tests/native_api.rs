@@ -538,16 +538,19 @@ async fn a_handed_over_payload_leaves_in_one_write_with_its_header() {
     assert!(vectored.count() >= 2, "{writes:?}");
 }
 
-/// Many small messages waiting: once two reads in a row fill the 16 KiB read buffer, reads
-/// take more at once (the buffer grows to 64 KiB), instead of three receive calls for
-/// every 32 KB that waits.
-#[tokio::test]
-async fn a_burst_of_small_messages_is_read_in_reads_bigger_than_16_kib() {
+/// An echo server (permessage-deflate off) over a `RecordingIo`, connected to and upgraded
+/// by a raw client (returned, with the log). It starts reading only once the returned gate
+/// is sent, so what the client sends before is all in the socket at the first read.
+async fn gated_recording_echo() -> (
+    tokio::net::TcpStream,
+    Arc<Mutex<Vec<Io>>>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let log = Arc::new(Mutex::new(Vec::new()));
     let recorded = log.clone();
-    let (all_sent, wait_for_all) = tokio::sync::oneshot::channel::<()>();
+    let (gate, wait) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let (io, _) = listener.accept().await.unwrap();
         let ws = WebSocket::new();
@@ -558,11 +561,19 @@ async fn a_burst_of_small_messages_is_read_in_reads_bigger_than_16_kib() {
         });
         let io = RecordingIo { io, log: recorded };
         if ws.upgrade(io).await.is_ok() {
-            let _ = wait_for_all.await;
+            let _ = wait.await;
             ws.read().await;
         }
     });
-    let mut tcp = raw_client(addr, "/").await;
+    (raw_client(addr, "/").await, log, gate)
+}
+
+/// Many small messages waiting: once two reads in a row fill the 16 KiB read buffer, reads
+/// take more at once (the buffer grows to 64 KiB), instead of three receive calls for
+/// every 32 KB that waits.
+#[tokio::test]
+async fn a_burst_of_small_messages_is_read_in_reads_bigger_than_16_kib() {
+    let (mut tcp, log, all_sent) = gated_recording_echo().await;
     let text = vec![b'a'; 1000];
     let burst: Vec<u8> = (0..80).flat_map(|_| client_frame(1, &text)).collect();
     tcp.write_all(&burst).await.unwrap();
@@ -590,27 +601,7 @@ async fn a_burst_of_small_messages_is_read_in_reads_bigger_than_16_kib() {
 /// that keeps a few big messages in flight would find the pipe idle in between.
 #[tokio::test]
 async fn a_big_message_is_answered_before_the_next_one_is_read() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let recorded = log.clone();
-    let (both_sent, wait_for_both) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let (io, _) = listener.accept().await.unwrap();
-        let ws = WebSocket::new();
-        ws.set_deflate(unisock::DeflateConfig::disabled());
-        let echo = ws.clone();
-        ws.on_message(move |msg| {
-            let _ = echo.send(msg);
-        });
-        let io = RecordingIo { io, log: recorded };
-        if ws.upgrade(io).await.is_ok() {
-            // Both messages are in the socket before the first read.
-            let _ = wait_for_both.await;
-            ws.read().await;
-        }
-    });
-    let mut tcp = raw_client(addr, "/").await;
+    let (mut tcp, log, both_sent) = gated_recording_echo().await;
     // Big enough to be read straight onto the message, small enough for both to fit
     // in the server's receive buffer at once.
     let (one, two) = (vec![1u8; 20_000], vec![2u8; 20_000]);

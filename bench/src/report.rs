@@ -129,7 +129,14 @@ fn write(path: &str, text: &str) -> io::Result<()> {
     std::fs::write(path, text)
 }
 
-fn echo_rows(s: &Settings) -> Vec<(String, String, bool, usize, usize, usize)> {
+/// The echo throughput rows: id, title and workload.
+fn echo_rows(s: &Settings) -> Vec<(String, String, load::Echo)> {
+    let echo = |conns, text, len, window| load::Echo {
+        conns,
+        text,
+        len,
+        window,
+    };
     let mut v = Vec::new();
     for (len, name) in [(16, "16 B"), (1024, "1 KiB")] {
         for conns in [1, 64, s.many] {
@@ -139,28 +146,19 @@ fn echo_rows(s: &Settings) -> Vec<(String, String, bool, usize, usize, usize)> {
                     "{name} text echo, {conns} conn{}",
                     if conns == 1 { "" } else { "s" }
                 ),
-                true,
-                len,
-                conns,
-                32,
+                echo(conns, true, len, 32),
             ));
         }
     }
     v.push((
         "binary_64k".into(),
         "64 KiB binary echo, 1 conn".into(),
-        false,
-        64 << 10,
-        1,
-        8,
+        echo(1, false, 64 << 10, 8),
     ));
     v.push((
         "binary_16m".into(),
         "16 MiB binary echo, 1 conn".into(),
-        false,
-        16 << 20,
-        1,
-        2,
+        echo(1, false, 16 << 20, 2),
     ));
     v
 }
@@ -168,10 +166,10 @@ fn echo_rows(s: &Settings) -> Vec<(String, String, bool, usize, usize, usize)> {
 fn network_rows(s: &Settings) -> Vec<Row> {
     let mut rows: Vec<Row> = echo_rows(s)
         .into_iter()
-        .map(|(id, title, text, ..)| Row {
+        .map(|(id, title, echo)| Row {
             id,
             title,
-            unit: if text { "msg/s" } else { "MB/s" },
+            unit: if echo.text { "msg/s" } else { "MB/s" },
             higher_is_better: true,
         })
         .collect();
@@ -300,7 +298,7 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
         record(results, "idle_memory", krate, idle);
     }
 
-    for (id, _, text, len, conns, window) in echo_rows(s) {
+    for (id, _, echo) in echo_rows(s) {
         if !s.wants(&id) {
             continue;
         }
@@ -313,35 +311,24 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
                 }
             }
         }
-        let measure = if len >= 16 << 20 {
+        let measure = if echo.len >= 16 << 20 {
             s.measure * 2
         } else {
             s.measure
         };
         let measured = timed(
             s.warmup + measure,
-            load::throughput(
-                &server.addr,
-                server.pid,
-                load::Echo {
-                    conns,
-                    text,
-                    len,
-                    window,
-                },
-                s.warmup,
-                measure,
-            ),
+            load::throughput(&server.addr, server.pid, echo, s.warmup, measure),
         )
         .await;
         if let Some(busy) = measured.as_ref().ok().and_then(|m| m.busy) {
             record(results, &busy_id(&id), krate, Ok(busy));
         }
         let value = measured.map(|m| {
-            if text {
+            if echo.text {
                 m.rate
             } else {
-                m.rate * len as f64 / 1e6
+                m.rate * echo.len as f64 / 1e6
             }
         });
         record(results, &id, krate, value);

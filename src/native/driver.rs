@@ -31,7 +31,8 @@ const DIRECT_READ_MIN: usize = 8 * 1024;
 /// of BENCHMARKS.md), so the unmasking that follows still finds the bytes in cache, and a
 /// 16 MiB message takes a quarter of the reads (and wake-ups) that 256 KiB reads took.
 const DIRECT_READ_MAX: usize = 1024 * 1024;
-/// After this many reads in a row that would have fit the small buffer, go back to it.
+/// After this many reads in a row that would have fit the next smaller read buffer, go back
+/// to that one.
 const SHRINK_AFTER: u32 = 64;
 /// How long to wait for the peer's half of the closing handshake (and, as a client, for the
 /// server to end TCP afterwards).
@@ -485,7 +486,8 @@ impl ReadBuffer {
         }
     }
 
-    /// After a read straight onto a message: the reads that filled the buffer were not in a row.
+    /// A read straight onto a message breaks a row of reads that filled the buffer, so big
+    /// frames keep `READ_BUFFER`.
     fn read_direct(&mut self) {
         self.full_reads = 0;
     }
