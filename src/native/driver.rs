@@ -295,9 +295,8 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
             .into_iter()
             .flatten()
             .min();
-        let capacity = direct
-            .as_ref()
-            .map_or(buf.as_mut().len(), |d| d.want().min(DIRECT_READ_MAX));
+        // What a read into the buffer may take: one that takes less drained the socket.
+        let capacity = buf.as_mut().len();
         tokio::select! {
             read = read_some(&mut reader.rd, &mut buf, &mut direct) => match read {
                 Ok(0) => {
