@@ -18,6 +18,10 @@
 //! connection it accepted (with 1012, service restart), answering `down` once the port is
 //! closed; `/control/up?port=PORT` listens on the same port again, answering `up`. Each
 //! control connection then closes with 1000.
+//!
+//! For the open-timeout tests: `/control/mute` starts a listener that upgrades its first
+//! connection and closes it at once with 1012 (so a reconnecting client tries again), then
+//! accepts every later connection and never answers it; it answers that listener's URL.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -140,7 +144,7 @@ async fn echo(tcp: TcpStream, spawned_on: Option<u16>) {
         "/close1000" => {
             let _ = ws.close(1000, "bye");
         }
-        "/control/spawn" | "/control/down" | "/control/up" => {
+        "/control/spawn" | "/control/down" | "/control/up" | "/control/mute" => {
             let answer = control(uri.path(), port).await;
             let _ = ws.send_text(&answer);
             let _ = ws.close(1000, "");
@@ -157,6 +161,16 @@ async fn control(command: &str, port: u16) -> String {
             Ok(listener) => match listener.local_addr() {
                 Ok(addr) => {
                     start(listener, addr.port());
+                    format!("ws://{addr}/")
+                }
+                Err(e) => format!("error: {e}"),
+            },
+            Err(e) => format!("error: {e}"),
+        },
+        "/control/mute" => match TcpListener::bind("127.0.0.1:0").await {
+            Ok(listener) => match listener.local_addr() {
+                Ok(addr) => {
+                    tokio::spawn(mute(listener));
                     format!("ws://{addr}/")
                 }
                 Err(e) => format!("error: {e}"),
@@ -193,6 +207,26 @@ async fn control(command: &str, port: u16) -> String {
             }
         }
         _ => "error: unknown command".into(),
+    }
+}
+
+/// Upgrades the first connection and closes it with 1012; holds every later one without
+/// a word, until the process ends.
+async fn mute(listener: TcpListener) {
+    let mut held = Vec::new();
+    let mut first = true;
+    while let Ok((tcp, _)) = listener.accept().await {
+        if std::mem::take(&mut first) {
+            tokio::spawn(async move {
+                let ws = WebSocket::new();
+                if ws.upgrade(tcp).await.is_ok() {
+                    let _ = ws.close(1012, "restarting");
+                    ws.read().await;
+                }
+            });
+        } else {
+            held.push(tcp);
+        }
     }
 }
 

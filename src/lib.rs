@@ -96,6 +96,7 @@ mod event;
 pub mod protocol;
 mod reconnect;
 mod send_sync;
+mod session;
 mod socket;
 
 pub use backend::Transport;

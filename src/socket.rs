@@ -297,6 +297,27 @@ impl WebSocket {
         self.inner.set_heartbeat(heartbeat)
     }
 
+    /// How long opening may take: natively the TCP connect, TLS and the opening handshake;
+    /// in the browser, until its `open` event. It applies to [`WebSocket::open`] and to every
+    /// reconnect attempt. `None` waits for ever; the default is 10 s (as Python `websockets`'
+    /// `open_timeout`). Past it, `open` fails with [`Error::Timeout`] (the browser socket is
+    /// closed), and a reconnecting socket moves on to its next attempt. Set it before
+    /// [`WebSocket::open`].
+    ///
+    /// ```
+    /// # async fn run() -> unisock::Result<()> {
+    /// let ws = unisock::WebSocket::new();
+    /// ws.set_open_timeout(Some(std::time::Duration::from_secs(3)));
+    /// match ws.open("ws://10.255.255.1/", &[]).await {
+    ///     Err(unisock::Error::Timeout(what)) => println!("gave up: {what}"),
+    ///     other => println!("{other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn set_open_timeout(&self, timeout: Option<std::time::Duration>) {
+        self.inner.set_open_timeout(timeout)
+    }
+
     /// Connects to a `ws://` or `wss://` URL, offering `protocols` (may be empty), and
     /// resolves once the opening handshake completed.
     ///

@@ -586,3 +586,45 @@ async fn chromium_negotiates_permessage_deflate_and_a_mebibyte_of_text_round_tri
     assert_eq!(reply.await, MsgEvent::Text(text));
     ws.close(1000, "").unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn an_open_to_a_server_that_never_answers_fails_with_a_timeout() {
+    let url = control("/control/mute").await;
+    // The listener's first connection is upgraded and closed: use it up.
+    let first = WebSocket::new();
+    first.open(&url, &[]).await.unwrap();
+    assert_eq!(first.closed().await.code, 1012);
+    let before = live_closures().await;
+    let ws = WebSocket::new();
+    ws.set_open_timeout(Some(Duration::from_millis(300)));
+    let err = ws.open(&url, &[]).await.unwrap_err();
+    assert!(matches!(err, unisock::Error::Timeout(_)), "{err}");
+    assert!(err.to_string().contains("opening handshake"), "{err}");
+    assert!(
+        live_closures().await <= before,
+        "listeners and timer released"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn each_reconnect_attempt_to_a_silent_server_times_out_and_the_next_follows() {
+    let url = control("/control/mute").await;
+    let (ws, seen) = watched(quick().max_attempts(Some(2)));
+    let errors = Log::new();
+    let log = errors.clone();
+    ws.on_error(move |e| log.push(e));
+    ws.set_open_timeout(Some(Duration::from_millis(300)));
+    ws.open(&url, &[]).await.unwrap();
+    seen.opens.next("open").await;
+    assert_eq!(seen.reconnecting.next("attempt 1").await.0, 1);
+    assert_eq!(seen.reconnecting.next("attempt 2").await.0, 2);
+    let ev = seen.closes.next("on_close").await;
+    assert_eq!(ev.code, 1006);
+    assert!(ev.reason.contains("reconnect attempt 2 failed"), "{ev}");
+    assert!(ev.reason.contains("opening handshake"), "{ev}");
+    assert!(matches!(
+        errors.next("on_error").await,
+        unisock::Error::Timeout(_)
+    ));
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+}

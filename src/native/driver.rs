@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::{Instant, Sleep};
 
-use super::{lock, BoxIo, Reader, SharedWriter, Socket};
+use super::{instant, lock, now, BoxIo, Reader, SharedWriter, Socket};
 use crate::protocol::{CloseCode, Connection, ConnectionState, DirectRead, Event, Role};
+use crate::session::{abnormal, Action, Probe};
 use crate::{CloseEvent, Error, ReadyState};
 
 /// Size of the reusable read buffer of a busy connection.
@@ -34,11 +35,7 @@ const DIRECT_READ_MAX: usize = 1024 * 1024;
 /// After this many reads in a row that would have fit the next smaller read buffer, go back
 /// to that one.
 const SHRINK_AFTER: u32 = 64;
-/// How long to wait for the peer's half of the closing handshake (and, as a client, for the
-/// server to end TCP afterwards).
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-const ABNORMAL: &str = "Abnormal Closure: No close control frame received";
+pub(super) const ABNORMAL: &str = "Abnormal Closure: No close control frame received";
 
 /// Drains the connection's output to the stream until the connection is over.
 ///
@@ -229,26 +226,19 @@ enum Next {
 pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     let shared = &sock.0;
     let mut ended = EndState::default();
-
-    let on_open = lock(&shared.handlers).on_open.clone();
-    if let Some(h) = on_open {
-        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| h())) {
-            ended.handler_panicked(sock, panic);
-        }
-    }
+    // `on_open`, first of all.
+    let mut next = run_actions(sock, &mut ended);
 
     let leftover = std::mem::take(&mut reader.leftover);
-    let mut next = if leftover.is_empty() {
-        Next::Continue
-    } else {
-        process(sock, &reader.wr, &leftover, &mut ended, true)
-    };
+    if !leftover.is_empty() && next == Next::Continue {
+        next = process(sock, &reader.wr, &leftover, &mut ended, true);
+    }
     let mut buf = ReadBuffer::default();
-    let mut deadline: Option<Instant> = None;
-    let read_timeout = *lock(&shared.read_timeout);
-    let probe = Probe::of(sock);
-    let mut last_received = Instant::now();
-    let mut ping_sent: Option<Instant> = None;
+    // The session's next timeout. Reads only move its clocks (reported when the timer goes
+    // off), so it is asked again only then, when woken, and when the closing starts.
+    let mut due = session_due(sock);
+    let mut closing_seen = false;
+    let mut last_received = now();
     // Kept across rounds: a round then registers no timer and no waiter (see `alarm`).
     let mut timer = std::pin::pin!(unarmed());
     let mut woken = std::pin::pin!(shared.wake_reader.notified());
@@ -259,7 +249,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                     .unwrap_or_default()
                     .as_secs_f32();
                 ended.close.get_or_insert_with(|| {
-                    abnormal(&format!(
+                    abnormal(format!(
                         "Abnormal Closure: the peer stopped reading (nothing could be written for {secs} s)"
                     ))
                 });
@@ -283,18 +273,11 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
             ),
             None => (false, None),
         };
-        if deadline.is_none() && closing {
-            deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+        if closing && !closing_seen {
+            closing_seen = true;
+            lock(&shared.session).closing(now());
+            due = session_due(sock);
         }
-        let idle_deadline = read_timeout.map(|t| last_received + t);
-        let keepalive_deadline = probe.as_ref().map(|p| match ping_sent {
-            None => last_received + p.interval,
-            Some(sent) => sent + p.timeout,
-        });
-        let due = [deadline, keepalive_deadline, idle_deadline]
-            .into_iter()
-            .flatten()
-            .min();
         // What a read into the buffer may take: one that takes less drained the socket.
         let capacity = buf.as_mut().len();
         tokio::select! {
@@ -304,8 +287,7 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                     next = Next::Stop;
                 }
                 Ok(n) => {
-                    last_received = Instant::now();
-                    ping_sent = None;
+                    last_received = now();
                     next = match direct.take() {
                         // Answered at once, however much is waiting (see `process_with`).
                         Some(read) => {
@@ -320,38 +302,22 @@ pub(super) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
                     };
                 }
                 Err(e) => {
-                    ended.close.get_or_insert_with(|| abnormal(&format!("Abnormal Closure: {e}")));
+                    ended.close.get_or_insert_with(|| abnormal(format!("Abnormal Closure: {e}")));
                     next = Next::Stop;
                 }
             },
-            () = &mut woken => woken.set(shared.wake_reader.notified()),
+            () = &mut woken => {
+                woken.set(shared.wake_reader.notified());
+                due = session_due(sock);
+            }
             () = alarm(timer.as_mut(), due) => {
-                let now = Instant::now();
-                let passed = |d: Option<Instant>| d.is_some_and(|d| now >= d);
-                if passed(deadline) {
-                    ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: the peer did not complete the closing handshake in time"));
-                    next = Next::Stop;
-                } else if passed(keepalive_deadline) {
-                    if let Some(p) = &probe {
-                        if ping_sent.is_none() {
-                            p.send(sock);
-                            ping_sent = Some(now);
-                        } else {
-                            tracing::debug!(id = %shared.id, "{}", p.unanswered());
-                            ended.close.get_or_insert_with(|| abnormal(&format!(
-                                "Abnormal Closure: {} within {} s", p.unanswered(), p.timeout.as_secs_f32()
-                            )));
-                            ended.error.get_or_insert(Error::Timeout(p.unanswered()));
-                            abort(sock);
-                            next = Next::Stop;
-                        }
-                    }
-                } else if passed(idle_deadline) {
-                    tracing::debug!(id = %shared.id, "read timed out");
-                    let _ = sock.close(CloseCode::GOING_AWAY, "read timed out");
-                    ended.close.get_or_insert_with(|| abnormal("Abnormal Closure: nothing was received within the read timeout"));
-                    next = Next::Stop;
+                {
+                    let mut session = lock(&shared.session);
+                    session.received(last_received);
+                    session.handle_timeout(now());
                 }
+                next = run_actions(sock, &mut ended);
+                due = session_due(sock);
             }
         }
         // A direct read that did not complete (another branch won, the peer left) hands
@@ -381,43 +347,55 @@ async fn read_some(
     }
 }
 
-/// How a quiet connection is probed: with the heartbeat's text if one is set, else a ping.
-struct Probe {
-    interval: Duration,
-    timeout: Duration,
-    heartbeat: Option<String>,
+/// The session's next timeout, as a Tokio instant.
+fn session_due(sock: &Socket) -> Option<Instant> {
+    lock(&sock.0.session).poll_timeout().map(instant)
 }
 
-impl Probe {
-    fn of(sock: &Socket) -> Option<Self> {
-        match sock.heartbeat() {
-            Some(hb) => Some(Self {
-                interval: hb.interval,
-                timeout: hb.timeout,
-                heartbeat: Some(hb.message),
-            }),
-            None => sock.keepalive().map(|k| Self {
-                interval: k.interval,
-                timeout: k.timeout,
-                heartbeat: None,
-            }),
-        }
-    }
-
-    fn send(&self, sock: &Socket) {
-        tracing::trace!(id = %sock.0.id, "probing a quiet connection");
-        let _ = match &self.heartbeat {
-            Some(text) => sock.send_text(text),
-            None => sock.send_with(super::Outgoing::Ping(b"")),
-        };
-    }
-
-    /// What went unanswered, for the close reason and the error.
-    fn unanswered(&self) -> &'static str {
-        if self.heartbeat.is_some() {
-            "no answer to the heartbeat"
-        } else {
-            "no answer to a keep-alive ping"
+/// Carries out what the session asks of the open connection (`on_open`, probes, dropping
+/// it); `Stop` once the connection is to end.
+fn run_actions(sock: &Socket, ended: &mut EndState) -> Next {
+    let mut next = Next::Continue;
+    loop {
+        let action = lock(&sock.0.session).poll_action();
+        let Some(action) = action else { return next };
+        match action {
+            Action::Opened => {
+                let on_open = lock(&sock.0.handlers).on_open.clone();
+                if let Some(h) = on_open {
+                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| h())) {
+                        ended.handler_panicked(sock, panic);
+                    }
+                }
+            }
+            Action::Probe(probe) => {
+                tracing::trace!(id = %sock.0.id, "probing a quiet connection");
+                let _ = match probe {
+                    Probe::Text(text) => sock.send_text(&text),
+                    Probe::Ping => sock.send_with(super::Outgoing::Ping(b"")),
+                };
+            }
+            Action::Drop {
+                farewell,
+                event,
+                error,
+            } => {
+                match farewell {
+                    Some((code, reason)) => {
+                        let _ = sock.close(code, reason);
+                    }
+                    None => abort(sock),
+                }
+                ended.close.get_or_insert(event);
+                if let Some(error) = error {
+                    ended.error.get_or_insert(error);
+                }
+                next = Next::Stop;
+            }
+            // The rest comes only once the connection has ended.
+            Action::Reconnecting { .. } | Action::Connect { .. } | Action::Closed { .. } => {
+                tracing::debug!(id = %sock.0.id, "{action:?} while open: ignored");
+            }
         }
     }
 }
@@ -530,14 +508,6 @@ fn abort(sock: &Socket) {
         p.conn.abort();
     }
     sock.0.wake_writer.notify_one();
-}
-
-pub(super) fn abnormal(reason: &str) -> CloseEvent {
-    CloseEvent {
-        code: 1006,
-        reason: reason.to_string(),
-        was_clean: false,
-    }
 }
 
 /// How the connection ended, collected while it runs.
@@ -681,7 +651,7 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
 
 /// Ends the connection: stop the writer, report the close (then any handler error), and
 /// drop the handlers so closures that hold a clone of the socket do not keep it alive.
-pub(super) fn finish(sock: &Socket, ended: EndState) {
+pub(super) fn finish(sock: &Socket, close: CloseEvent, error: Option<Error>) {
     let shared = &sock.0;
     if let Some(p) = lock(&shared.proto).as_mut() {
         // Closed for good: later sends fail with `Closed` instead of waiting for a reconnect.
@@ -691,7 +661,6 @@ pub(super) fn finish(sock: &Socket, ended: EndState) {
     shared.wake_writer.notify_one();
     sock.set_state(ReadyState::Closed);
     let handlers = std::mem::take(&mut *lock(&shared.handlers));
-    let close = ended.close.unwrap_or_else(|| abnormal(ABNORMAL));
     *lock(&shared.close_event) = Some(close.clone());
     lock(&shared.stream_tx).take();
     shared.closed_notify.notify_waiters();
@@ -700,7 +669,7 @@ pub(super) fn finish(sock: &Socket, ended: EndState) {
             tracing::warn!(id = %shared.id, "Err in on_close() handler");
         }
     }
-    if let (Some(err), Some(h)) = (ended.error, handlers.on_error) {
+    if let (Some(err), Some(h)) = (error, handlers.on_error) {
         if catch_unwind(AssertUnwindSafe(|| h(err))).is_err() {
             tracing::warn!(id = %shared.id, "Err in on_error() handler");
         }

@@ -141,11 +141,11 @@ impl WebSocketExt for WebSocket {
     }
 
     fn set_read_timeout(&self, timeout: Option<Duration>) {
-        *lock(&self.inner.0.read_timeout) = timeout;
+        self.inner.set_read_timeout(timeout);
     }
 
     fn set_keepalive(&self, keepalive: Option<KeepAlive>) {
-        *lock(&self.inner.0.keepalive) = Some(keepalive);
+        self.inner.set_keepalive(keepalive);
     }
 
     fn keepalive(&self) -> Option<KeepAlive> {

@@ -4,6 +4,11 @@
 //! signatures as `web::Socket`. One writer task per connection owns the write half and
 //! drains the connection's output (coalescing everything queued into one write); the
 //! caller of `read()` owns the read half and dispatches events to the handlers.
+//!
+//! The lifecycle (open timeout, keep-alive, heartbeat, read and close timeouts, reconnect,
+//! messages kept while reconnecting) is [`crate::session::Session`]'s: `read()` and `open()`
+//! feed it and carry out its actions, with one timer armed for its next timeout. Locks are
+//! taken in the order `proto`, then `session`, and neither is held while a handler runs.
 
 mod connect;
 mod driver;
@@ -28,6 +33,7 @@ use tokio::sync::Notify;
 
 use crate::protocol::deflate::{self, DeflateParams};
 use crate::protocol::{CloseCode, Connection, ConnectionState, ProtocolError, Role};
+use crate::session::{Action, Session, Settings, Time};
 use crate::{
     CloseEvent, DeflateConfig, Error, Heartbeat, KeepAlive, Limits, MsgEvent, ReadyState,
     Reconnect, Result,
@@ -92,11 +98,9 @@ struct Proto {
     conn: Connection,
     /// Payload bytes queued in `conn`'s output since the writer last took it.
     queued: usize,
-    /// Set while a client reconnects: sends go to `pending` (if the policy has a buffer).
+    /// Set while a client reconnects: sends are kept by the session (if the policy has a
+    /// buffer). A copy of the session's state, so a send takes one lock.
     reconnecting: bool,
-    /// Messages sent while reconnecting (text?, payload), sent first on the next connection.
-    pending: std::collections::VecDeque<(bool, Vec<u8>)>,
-    pending_bytes: usize,
 }
 
 impl Proto {
@@ -105,10 +109,23 @@ impl Proto {
             conn,
             queued: 0,
             reconnecting: false,
-            pending: std::collections::VecDeque::new(),
-            pending_bytes: 0,
         }
     }
+}
+
+/// The session's clock: the time since the first use, on Tokio's clock (which tests may pause).
+pub(crate) fn now() -> Time {
+    origin().elapsed()
+}
+
+/// The Tokio instant of session time `t`.
+pub(crate) fn instant(t: Time) -> tokio::time::Instant {
+    origin() + t
+}
+
+fn origin() -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    *ORIGIN.get_or_init(tokio::time::Instant::now)
 }
 
 /// The read half, waiting for `read()` to take it.
@@ -138,12 +155,11 @@ impl Outgoing<'_> {
     }
 
     /// The message kept for the next connection while reconnecting: (text?, payload).
-    fn into_kept(self) -> (bool, Vec<u8>) {
+    fn into_kept(self) -> MsgEvent {
         match self {
-            Self::Text(text) => (true, text.as_bytes().to_vec()),
-            Self::Binary(data) | Self::Ping(data) => (false, data.to_vec()),
-            Self::Message(MsgEvent::Text(text)) => (true, text.into_bytes()),
-            Self::Message(MsgEvent::Binary(data)) => (false, data),
+            Self::Text(text) => MsgEvent::Text(text.to_string()),
+            Self::Binary(data) | Self::Ping(data) => MsgEvent::Binary(data.to_vec()),
+            Self::Message(msg) => msg,
         }
     }
 
@@ -175,9 +191,8 @@ struct Shared {
     buffered: AtomicUsize,
     send_cap: AtomicUsize,
     limits: Mutex<Limits>,
-    read_timeout: Mutex<Option<std::time::Duration>>,
-    /// `None` until set: then servers use [`KeepAlive::SERVER_DEFAULT`] and clients none.
-    keepalive: Mutex<Option<Option<KeepAlive>>>,
+    /// The lifecycle: timeouts, keep-alive, heartbeat, reconnect, the unsent queue.
+    session: Mutex<Session>,
     /// How long a client may take to send its upgrade request.
     handshake_timeout: Mutex<std::time::Duration>,
     /// A write that makes no progress for this long means the peer stopped reading.
@@ -189,12 +204,8 @@ struct Shared {
     /// The read task is handling events and writes what they queue right after
     /// (`driver::write_through`): sends need not wake the writer task meanwhile.
     dispatching: std::sync::atomic::AtomicBool,
-    reconnect: Mutex<Option<Reconnect>>,
-    heartbeat: Mutex<Option<Heartbeat>>,
     /// The subprotocols `open` offered, offered again on reconnect.
     protocols: Mutex<Vec<String>>,
-    /// Set by a local `close` (or dropping the last handle): never reconnect after it.
-    closed_locally: std::sync::atomic::AtomicBool,
     /// The writer task of the current connection.
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     tls: Mutex<Option<Arc<tokio_rustls::rustls::ClientConfig>>>,
@@ -246,17 +257,13 @@ impl Socket {
             buffered: AtomicUsize::new(0),
             send_cap: AtomicUsize::new(DEFAULT_SEND_QUEUE_CAP),
             limits: Mutex::new(Limits::default()),
-            read_timeout: Mutex::new(None),
-            keepalive: Mutex::new(None),
+            session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
             handshake_timeout: Mutex::new(HANDSHAKE_TIMEOUT),
             write_timeout: Mutex::new(Some(DEFAULT_WRITE_TIMEOUT)),
             write_stalled: std::sync::atomic::AtomicBool::new(false),
             unflushed: std::sync::atomic::AtomicBool::new(false),
             dispatching: std::sync::atomic::AtomicBool::new(false),
-            reconnect: Mutex::new(None),
-            heartbeat: Mutex::new(None),
             protocols: Mutex::new(Vec::new()),
-            closed_locally: std::sync::atomic::AtomicBool::new(false),
             writer: Mutex::new(None),
             tls: Mutex::new(None),
             url: Mutex::new(None),
@@ -371,28 +378,39 @@ impl Socket {
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<Reconnect>) {
-        *lock(&self.0.reconnect) = policy;
+        lock(&self.0.session).settings.reconnect = policy;
     }
 
     pub(crate) fn set_heartbeat(&self, heartbeat: Option<Heartbeat>) {
-        *lock(&self.0.heartbeat) = heartbeat;
+        lock(&self.0.session).settings.heartbeat = heartbeat;
     }
 
-    /// The heartbeat set, if any.
-    pub(crate) fn heartbeat(&self) -> Option<Heartbeat> {
-        lock(&self.0.heartbeat).clone()
+    pub(crate) fn set_open_timeout(&self, timeout: Option<std::time::Duration>) {
+        lock(&self.0.session).settings.open_timeout = timeout;
+    }
+
+    pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) {
+        lock(&self.0.session).settings.read_timeout = timeout;
+    }
+
+    pub(crate) fn set_keepalive(&self, keepalive: Option<KeepAlive>) {
+        lock(&self.0.session).settings.keepalive = Some(keepalive);
     }
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
         self.check_unconnected()?;
         *lock(&self.0.protocols) = protocols.iter().map(|p| (*p).to_string()).collect();
-        let tls = lock(&self.0.tls).clone();
-        let deflate = self
-            .deflate_config()
-            .unwrap_or_else(|| default_deflate(Role::Client));
+        lock(&self.0.session).open_started(now());
         // Boxed, as every one-time handshake step: the connection's task keeps the size of
         // its largest future for its whole life, and the handshake's is the largest.
-        let connected = Box::pin(connect::connect(&url, protocols, tls, deflate)).await?;
+        let connected = Box::pin(self.connect_within(&url, protocols)).await;
+        let connected = match connected {
+            Ok(connected) => connected,
+            Err(e) => {
+                lock(&self.0.session).open_failed();
+                return Err(e);
+            }
+        };
         self.attach(
             connected.stream,
             connected.leftover,
@@ -450,6 +468,8 @@ impl Socket {
             wr: wr.clone(),
             leftover,
         });
+        // Nothing waits on a first connection: the session's kept messages are empty.
+        let _ = lock(&self.0.session).transport_opened(now(), role);
         self.set_state(ReadyState::Open);
         *lock(&self.0.writer) = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
     }
@@ -460,40 +480,30 @@ impl Socket {
         };
         loop {
             let ended = driver::read_loop(self, reader).await;
+            let close = ended
+                .close
+                .unwrap_or_else(|| crate::session::abnormal(driver::ABNORMAL));
+            let reconnecting = {
+                let mut session = lock(&self.0.session);
+                session.transport_closed(now(), close, ended.error);
+                session.is_reconnecting()
+            };
+            if reconnecting {
+                self.lost().await;
+            }
             // Boxed: the reconnecting future (the TCP and TLS connect, the handshake) is
             // several times the size of the read loop's, and an unboxed one would be part
             // of every connection's read task from the start, reconnecting or not.
-            match Box::pin(self.reconnect_after(ended)).await {
-                Ok(next) => reader = next,
-                Err(ended) => {
-                    driver::finish(self, ended);
-                    return;
-                }
+            match Box::pin(self.between_connections()).await {
+                Some(next) => reader = next,
+                None => return,
             }
         }
     }
 
-    /// After a connection ended: reconnects if the policy says so (returning the new
-    /// connection's reader), else gives back how it ended.
-    async fn reconnect_after(
-        &self,
-        ended: driver::EndState,
-    ) -> std::result::Result<Reader, driver::EndState> {
-        let Some(policy) = lock(&self.0.reconnect).clone() else {
-            return Err(ended);
-        };
-        let is_client = lock(&self.0.proto).as_ref().map(|p| p.conn.role()) == Some(Role::Client);
-        let retry = is_client
-            && !self.0.closed_locally.load(Ordering::Acquire)
-            && !matches!(ended.error, Some(Error::HandlerPanicked(_)))
-            && ended.close.as_ref().is_some_and(|ev| policy.retries(ev));
-        let url = lock(&self.0.url)
-            .as_deref()
-            .and_then(|u| url::Url::parse(u).ok());
-        let (true, Some(url)) = (retry, url) else {
-            return Err(ended);
-        };
-        // Sends from now on wait in `pending`; the old writer goes, with what it held.
+    /// The connection was lost and a reconnect follows: sends from now on are kept by the
+    /// session, and the old writer goes, with what it held.
+    async fn lost(&self) {
         if let Some(p) = lock(&self.0.proto).as_mut() {
             p.reconnecting = true;
         }
@@ -503,66 +513,105 @@ impl Socket {
             writer.abort();
             let _ = writer.await;
         }
-        if let Some(p) = lock(&self.0.proto).as_mut() {
-            self.0.buffered.store(p.pending_bytes, Ordering::Release);
-        }
+        // What the lost connection held is lost with it; what waits is the session's.
+        let unsent = lock(&self.0.session).unsent_bytes();
+        self.0.buffered.store(unsent, Ordering::Release);
         self.0.written.notify_waiters();
-        tracing::debug!(id = %self.0.id, "connection lost: {:?}", ended.close);
-        let protocols = lock(&self.0.protocols).clone();
-        let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
-        let mut last = ended;
-        let mut attempts = 0u32;
+    }
+
+    /// Carries out the session's actions between two connections (reconnect waits and
+    /// attempts): the next connection's reader, or `None` once the socket closed for good.
+    async fn between_connections(&self) -> Option<Reader> {
         loop {
-            if !policy.allows(attempts) {
-                return Err(last);
-            }
-            attempts += 1;
-            let delay = policy.delay(attempts, rng::unit_f64());
-            let handler = lock(&self.0.handlers).on_reconnecting.clone();
-            if let Some(h) = handler {
-                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    h(attempts, delay);
-                }));
-                if ran.is_err() {
-                    tracing::warn!(id = %self.0.id, "Err in on_reconnecting() handler");
+            let action = lock(&self.0.session).poll_action();
+            match action {
+                Some(Action::Reconnecting { attempt, delay }) => {
+                    let handler = lock(&self.0.handlers).on_reconnecting.clone();
+                    if let Some(h) = handler {
+                        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            h(attempt, delay);
+                        }));
+                        if ran.is_err() {
+                            tracing::warn!(id = %self.0.id, "Err in on_reconnecting() handler");
+                        }
+                    }
                 }
-            }
-            let until = tokio::time::Instant::now() + delay;
-            let tls = lock(&self.0.tls).clone();
-            let deflate = self
-                .deflate_config()
-                .unwrap_or_else(|| default_deflate(Role::Client));
-            let attempt = tokio::select! {
-                () = self.until_closed_locally() => None,
-                r = async {
-                    tokio::time::sleep_until(until).await;
-                    connect::connect(&url, &protocols, tls, deflate).await
-                } => Some(r),
-            };
-            match attempt {
-                None => return Err(last),
-                Some(Ok(connected)) => return Ok(self.reattach(connected)),
-                Some(Err(e)) => {
-                    tracing::debug!(id = %self.0.id, "reconnect attempt {attempts} failed: {e}");
-                    last = driver::EndState {
-                        close: Some(driver::abnormal(&format!(
-                            "Abnormal Closure: reconnect attempt {attempts} failed: {e}"
-                        ))),
-                        error: Some(e),
+                Some(Action::Connect { attempt }) => {
+                    let url = lock(&self.0.url)
+                        .as_deref()
+                        .and_then(|u| url::Url::parse(u).ok());
+                    let Some(url) = url else {
+                        let e = Error::InvalidUrl("the socket has no URL to reconnect to".into());
+                        lock(&self.0.session).attempt_failed(now(), e);
+                        continue;
                     };
+                    let protocols = lock(&self.0.protocols).clone();
+                    let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
+                    match self.connect_within(&url, &protocols).await {
+                        Ok(connected) => return Some(self.reattach(connected)),
+                        Err(e) => {
+                            tracing::debug!(id = %self.0.id, "reconnect attempt {attempt}: {e}");
+                            lock(&self.0.session).attempt_failed(now(), e);
+                        }
+                    }
+                }
+                Some(Action::Drop { event, error, .. }) => {
+                    lock(&self.0.session).transport_closed(now(), event, error);
+                }
+                Some(Action::Closed { event, error }) => {
+                    driver::finish(self, event, error);
+                    return None;
+                }
+                // Only an open connection is probed or opened.
+                Some(Action::Opened | Action::Probe(_)) => {}
+                None => self.wait_for_session().await,
+            }
+        }
+    }
+
+    /// Connects to `url` (TCP, TLS, the opening handshake) unless the session gives up
+    /// first: its open timeout (`Error::Timeout`) or a local close (`Error::Closed`).
+    async fn connect_within(
+        &self,
+        url: &url::Url,
+        protocols: &[&str],
+    ) -> Result<connect::Connected> {
+        let tls = lock(&self.0.tls).clone();
+        let deflate = self
+            .deflate_config()
+            .unwrap_or_else(|| default_deflate(Role::Client));
+        let mut connecting = std::pin::pin!(connect::connect(url, protocols, tls, deflate));
+        loop {
+            tokio::select! {
+                connected = &mut connecting => return connected,
+                () = self.wait_for_session() => {
+                    let mut session = lock(&self.0.session);
+                    if session.is_closed() {
+                        return Err(Error::Closed);
+                    }
+                    if let Some(Action::Drop { error, .. }) = session.poll_action() {
+                        // The open timed out: the attempt is over (the caller reports it).
+                        return Err(error.unwrap_or(Error::Timeout(
+                            "the opening handshake did not complete in time",
+                        )));
+                    }
                 }
             }
         }
     }
 
-    /// Resolves once the socket was closed locally.
-    async fn until_closed_locally(&self) {
-        loop {
-            let woken = self.0.wake_reader.notified();
-            if self.0.closed_locally.load(Ordering::Acquire) {
-                return;
-            }
-            woken.await;
+    /// Waits for the session's next timeout (and handles it) or for a local close.
+    async fn wait_for_session(&self) {
+        let woken = self.0.wake_reader.notified();
+        let due = lock(&self.0.session).poll_timeout();
+        tokio::select! {
+            () = woken => {}
+            () = async {
+                match due {
+                    Some(due) => tokio::time::sleep_until(instant(due)).await,
+                    None => std::future::pending().await,
+                }
+            } => lock(&self.0.session).handle_timeout(now()),
         }
     }
 
@@ -580,19 +629,12 @@ impl Socket {
             None => String::new(),
         };
         let mut guard = lock(&self.0.proto);
-        let pending = guard
-            .as_mut()
-            .map(|p| std::mem::take(&mut p.pending))
-            .unwrap_or_default();
+        let unsent = lock(&self.0.session).transport_opened(now(), Role::Client);
         let mut queued = 0;
-        for (text, data) in pending {
-            let sent = if text {
-                conn.send_text(std::str::from_utf8(&data).unwrap_or_default())
-            } else {
-                conn.send_binary(&data)
-            };
-            if sent.is_ok() {
-                queued += data.len();
+        for msg in unsent {
+            let len = msg.len();
+            if conn.send_message(msg).is_ok() {
+                queued += len;
             }
         }
         let mut proto = Proto::new(conn);
@@ -621,11 +663,12 @@ impl Socket {
 
     /// The keep-alive in effect: the one set, else the default of the role (once known).
     pub(crate) fn keepalive(&self) -> Option<KeepAlive> {
-        if let Some(set) = *lock(&self.0.keepalive) {
-            return set;
-        }
         let role = lock(&self.0.proto).as_ref().map(|p| p.conn.role());
-        (role == Some(Role::Server)).then_some(KeepAlive::SERVER_DEFAULT)
+        let session = lock(&self.0.session);
+        match role {
+            Some(role) => session.settings.keepalive_for(role),
+            None => session.settings.keepalive.flatten(),
+        }
     }
 
     pub(crate) async fn closed(&self) -> CloseEvent {
@@ -682,19 +725,11 @@ impl Socket {
             return Err(Error::NotOpen);
         };
         if proto.reconnecting {
-            // Disconnected: keep the message for the next connection, within the bound.
-            let cap = lock(&self.0.reconnect).as_ref().map_or(0, |r| r.buffer);
-            if cap == 0 || outgoing.is_control() {
+            // Disconnected: the session keeps the message for the next connection.
+            if outgoing.is_control() {
                 return Err(Error::NotOpen);
             }
-            if proto.pending_bytes.saturating_add(len) > cap {
-                return Err(Error::Capacity {
-                    buffered: proto.pending_bytes,
-                    cap,
-                });
-            }
-            proto.pending.push_back(outgoing.into_kept());
-            proto.pending_bytes += len;
+            lock(&self.0.session).keep(outgoing.into_kept())?;
             self.0.buffered.fetch_add(len, Ordering::AcqRel);
             return Ok(());
         }
@@ -734,7 +769,7 @@ impl Socket {
         let Some(proto) = guard.as_mut() else {
             return Err(Error::NotOpen);
         };
-        self.0.closed_locally.store(true, Ordering::Release);
+        lock(&self.0.session).local_close(now());
         if proto.reconnecting {
             drop(guard);
             self.0.wake_reader.notify_one();

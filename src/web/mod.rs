@@ -5,9 +5,10 @@
 //! (listeners removed, closures dropped) once the close event was delivered, or when the
 //! last handle is dropped, so nothing leaks per connection.
 //!
-//! With a [`crate::Reconnect`] policy, a lost connection is replaced by a new browser
-//! `WebSocket` to the same URL with the same subprotocols, after a wait on a JS timer; the
-//! semantics are those of the native backend (see `native::Socket::reconnect_after`).
+//! The lifecycle (open timeout, heartbeat, reconnect, messages kept while reconnecting) is
+//! [`crate::session::Session`]'s: the browser's events are its inputs, one JS timer is
+//! armed for its next timeout, and its actions are carried out here. A reconnect attempt
+//! is a new browser `WebSocket` to the same URL with the same subprotocols.
 
 mod convert;
 mod timer;
@@ -22,7 +23,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, MessageEvent};
 
-use crate::protocol::CloseCode;
+use crate::protocol::{CloseCode, Role};
+use crate::session::{Action, Probe, Session, Settings, Time};
 use crate::{CloseEvent, Error, MsgEvent, ReadyState, Result};
 use timer::{defer_drop, Timer};
 
@@ -43,6 +45,7 @@ struct Handlers {
     on_message: Option<MessageFn>,
     on_close: Option<CloseFn>,
     on_error: Option<ErrorFn>,
+    on_reconnecting: Option<ReconnectingFn>,
 }
 
 thread_local! {
@@ -94,6 +97,9 @@ impl Drop for Listeners {
 struct Pending {
     resolve: Option<js_sys::Function>,
     reject: Option<js_sys::Function>,
+    /// Why the session gave up on the open (its timeout), returned by `open` instead of
+    /// the rejection's text.
+    error: Option<Error>,
 }
 
 /// Messages waiting for a handle that is used as a `Stream`.
@@ -121,37 +127,6 @@ impl Messages {
     }
 }
 
-/// The state of a reconnect, from losing a connection to the next open (or giving up).
-#[derive(Default)]
-struct Reconnecting {
-    /// Set while reconnecting: sends go to `unsent` (if the policy has a buffer).
-    active: bool,
-    /// Attempts made so far in this reconnect.
-    attempts: u32,
-    /// How the connection (or the last attempt) ended: reported if the reconnect stops.
-    lost: Option<(CloseEvent, Option<Error>)>,
-    /// Messages sent while reconnecting (text?, payload), sent first on the next connection.
-    unsent: VecDeque<(bool, Vec<u8>)>,
-    unsent_bytes: usize,
-}
-
-/// The heartbeat's clock (`Date.now()` in ms).
-#[derive(Default, Clone, Copy)]
-struct Beat {
-    last_received: f64,
-    /// When the heartbeat message was sent, if nothing arrived since.
-    probe_sent: Option<f64>,
-}
-
-/// Which of a socket's timers.
-#[derive(Clone, Copy)]
-enum TimerKind {
-    /// The wait before the next reconnect attempt.
-    Retry,
-    /// The next heartbeat check.
-    Heartbeat,
-}
-
 struct Inner {
     id: String,
     stream: RefCell<Option<Rc<RefCell<Queue>>>>,
@@ -167,15 +142,10 @@ struct Inner {
     handlers: RefCell<Handlers>,
     listeners: RefCell<Option<Listeners>>,
     pending: RefCell<Pending>,
-    reconnect: RefCell<Option<crate::Reconnect>>,
-    heartbeat: RefCell<Option<crate::Heartbeat>>,
-    on_reconnecting: RefCell<Option<ReconnectingFn>>,
-    /// Set by a local `close`: never reconnect after it.
-    closed_locally: Cell<bool>,
-    reconnecting: RefCell<Reconnecting>,
-    beat: Cell<Beat>,
-    retry_timer: RefCell<Option<Timer>>,
-    heartbeat_timer: RefCell<Option<Timer>>,
+    /// The lifecycle; never borrowed while a handler runs.
+    session: RefCell<Session>,
+    /// The one JS timer, armed for the session's next timeout, and that time.
+    timer: RefCell<Option<(Timer, Time)>>,
 }
 
 impl Drop for Inner {
@@ -185,15 +155,6 @@ impl Drop for Inner {
                 let _ = ws.close();
             }
         }
-    }
-}
-
-/// A 1006 close event with `reason`.
-fn abnormal(reason: String) -> CloseEvent {
-    CloseEvent {
-        code: 1006,
-        reason,
-        was_clean: false,
     }
 }
 
@@ -215,6 +176,17 @@ fn connect(url: &str, protocols: &[String]) -> Result<web_sys::WebSocket> {
 /// Milliseconds for a JS timer (at most `i32::MAX`, about 24 days).
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+/// Browsers accept only 1000 and 3000-4999 as close codes from scripts.
+fn script_may_send(code: CloseCode) -> bool {
+    let code = code.as_u16();
+    code == 1000 || (3000..=4999).contains(&code)
+}
+
+/// The session's clock: `Date.now()`, which windows and workers both have.
+fn now() -> Time {
+    Duration::from_secs_f64(js_sys::Date::now().max(0.0) / 1000.0)
 }
 
 /// The browser socket: a cheap handle (`Rc`) to the shared state.
@@ -240,14 +212,8 @@ impl Socket {
             handlers: RefCell::new(Handlers::default()),
             listeners: RefCell::new(None),
             pending: RefCell::new(Pending::default()),
-            reconnect: RefCell::new(None),
-            heartbeat: RefCell::new(None),
-            on_reconnecting: RefCell::new(None),
-            closed_locally: Cell::new(false),
-            reconnecting: RefCell::new(Reconnecting::default()),
-            beat: Cell::new(Beat::default()),
-            retry_timer: RefCell::new(None),
-            heartbeat_timer: RefCell::new(None),
+            session: RefCell::new(Session::new(Settings::browser(), js_sys::Math::random)),
+            timer: RefCell::new(None),
         }))
     }
 
@@ -260,11 +226,17 @@ impl Socket {
     }
 
     fn is_reconnecting(&self) -> bool {
-        self.0.reconnecting.borrow().active
+        self.0.session.borrow().is_reconnecting()
     }
 
     fn is_closed_for_good(&self) -> bool {
-        self.0.close_event.borrow().is_some()
+        self.0.session.borrow().is_closed()
+    }
+
+    /// Gives the session an input, then carries out its actions.
+    fn input(&self, f: impl FnOnce(&mut Session, Time)) {
+        f(&mut self.0.session.borrow_mut(), now());
+        self.drive();
     }
 
     pub(crate) fn ready_state(&self) -> ReadyState {
@@ -285,9 +257,9 @@ impl Socket {
     /// The browser's `bufferedAmount`; while reconnecting, the bytes waiting for the next
     /// connection (what the lost connection still held is lost with it, as natively).
     pub(crate) fn buffered_amount(&self) -> usize {
-        let reconnecting = self.0.reconnecting.borrow();
-        if reconnecting.active {
-            return reconnecting.unsent_bytes;
+        let session = self.0.session.borrow();
+        if session.is_reconnecting() {
+            return session.unsent_bytes();
         }
         self.0
             .ws
@@ -339,15 +311,19 @@ impl Socket {
     }
 
     pub(crate) fn set_on_reconnecting(&self, f: Box<dyn Fn(u32, Duration)>) {
-        *self.0.on_reconnecting.borrow_mut() = Some(Rc::from(f));
+        self.0.handlers.borrow_mut().on_reconnecting = Some(Rc::from(f));
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<crate::Reconnect>) {
-        *self.0.reconnect.borrow_mut() = policy;
+        self.0.session.borrow_mut().settings.reconnect = policy;
     }
 
     pub(crate) fn set_heartbeat(&self, heartbeat: Option<crate::Heartbeat>) {
-        *self.0.heartbeat.borrow_mut() = heartbeat;
+        self.0.session.borrow_mut().settings.heartbeat = heartbeat;
+    }
+
+    pub(crate) fn set_open_timeout(&self, timeout: Option<Duration>) {
+        self.0.session.borrow_mut().settings.open_timeout = timeout;
     }
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
@@ -360,15 +336,20 @@ impl Socket {
             *self.0.pending.borrow_mut() = Pending {
                 resolve: Some(resolve),
                 reject: Some(reject),
+                error: None,
             };
         });
         *self.0.listeners.borrow_mut() = Some(self.listen(&ws));
         *self.0.url.borrow_mut() = Some(url.to_string());
         *self.0.protocols.borrow_mut() = protocols;
         *self.0.ws.borrow_mut() = Some(ws);
+        self.input(|s, now| s.open_started(now));
         match wasm_bindgen_futures::JsFuture::from(promise).await {
             Ok(_) => Ok(()),
-            Err(e) => Err(convert::js_error(e)),
+            Err(e) => {
+                let timed_out = self.0.pending.borrow_mut().error.take();
+                Err(timed_out.unwrap_or_else(|| convert::js_error(e)))
+            }
         }
     }
 
@@ -419,36 +400,95 @@ impl Socket {
         }
     }
 
-    fn timer_slot(&self, kind: TimerKind) -> &RefCell<Option<Timer>> {
-        match kind {
-            TimerKind::Retry => &self.0.retry_timer,
-            TimerKind::Heartbeat => &self.0.heartbeat_timer,
+    /// Arms the one timer for the session's next timeout (a timer already set for that
+    /// time stays), or cancels it when there is none.
+    fn arm(&self) {
+        let due = self.0.session.borrow().poll_timeout();
+        let armed = self.0.timer.borrow().as_ref().map(|(_, at)| *at);
+        if due == armed {
+            return;
         }
-    }
-
-    /// Starts (or restarts) timer `kind`, firing after `delay`; false if it could not be set.
-    fn set_timer(&self, kind: TimerKind, delay: Duration) -> bool {
+        let Some(due) = due else {
+            self.0.timer.borrow_mut().take();
+            return;
+        };
         let sock = self.clone();
-        let timer = Timer::start(millis(delay), move || {
+        let timer = Timer::start(millis(due.saturating_sub(now())), move || {
             // This closure is running: its timer is released only after it returns.
-            if let Some(timer) = sock.timer_slot(kind).borrow_mut().take() {
+            if let Some((timer, _)) = sock.0.timer.borrow_mut().take() {
                 defer_drop(timer);
             }
-            match kind {
-                TimerKind::Retry => sock.attempt(),
-                TimerKind::Heartbeat => sock.check_heartbeat(),
-            }
+            sock.input(Session::handle_timeout);
         });
-        let started = timer.is_some();
         // Replacing a timer that is not running cancels it.
-        *self.timer_slot(kind).borrow_mut() = timer;
-        started
+        *self.0.timer.borrow_mut() = timer.map(|t| (t, due));
     }
 
-    fn cancel_timer(&self, kind: TimerKind) {
-        // A running timer has already taken itself out of its slot: what is here is not running.
-        let timer = self.timer_slot(kind).borrow_mut().take();
-        drop(timer);
+    /// Carries out the session's actions, with no borrow held while a handler runs, then
+    /// arms the timer.
+    fn drive(&self) {
+        loop {
+            let action = self.0.session.borrow_mut().poll_action();
+            let Some(action) = action else { break };
+            match action {
+                Action::Opened => {
+                    let handler = self.0.handlers.borrow().on_open.clone();
+                    if let Some(h) = handler {
+                        h();
+                    }
+                }
+                Action::Reconnecting { attempt, delay } => {
+                    let handler = self.0.handlers.borrow().on_reconnecting.clone();
+                    if let Some(h) = handler {
+                        h(attempt, delay);
+                    }
+                }
+                Action::Connect { attempt } => self.attempt(attempt),
+                Action::Probe(Probe::Text(text)) => {
+                    tracing::trace!(id = %self.0.id, "sending the heartbeat");
+                    let _ = self.send_text(&text);
+                }
+                // Pages cannot send pings, and browser sockets have no keep-alive setting.
+                Action::Probe(Probe::Ping) => {}
+                Action::Drop {
+                    farewell,
+                    event,
+                    error,
+                } => {
+                    // The browser socket is abandoned: no event of it reaches us any more.
+                    self.release_listeners();
+                    if let Some(ws) = self.0.ws.borrow().as_ref() {
+                        if ws.ready_state() < web_sys::WebSocket::CLOSING {
+                            // Scripts may send only 1000 and 3000-4999 (not 1001).
+                            let _ = match farewell.filter(|(code, _)| script_may_send(*code)) {
+                                Some((code, reason)) => {
+                                    ws.close_with_code_and_reason(code.as_u16(), reason)
+                                }
+                                None => ws.close(),
+                            };
+                        }
+                    }
+                    let reject = self.0.pending.borrow_mut().reject.take();
+                    if let Some(reject) = reject {
+                        // The first open timed out: `open` returns the session's error.
+                        let msg = event.to_string();
+                        let mut pending = self.0.pending.borrow_mut();
+                        pending.resolve = None;
+                        pending.error = error;
+                        drop(pending);
+                        self.0.session.borrow_mut().open_failed();
+                        let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&msg));
+                        continue;
+                    }
+                    self.0
+                        .session
+                        .borrow_mut()
+                        .transport_closed(now(), event, error);
+                }
+                Action::Closed { event, error } => self.finish(event, error),
+            }
+        }
+        self.arm();
     }
 
     fn handle_open(&self) {
@@ -457,28 +497,24 @@ impl Socket {
         if let Some(resolve) = resolve {
             let _ = resolve.call0(&JsValue::NULL);
         }
-        let was_reconnecting = std::mem::take(&mut *self.0.reconnecting.borrow_mut());
-        if was_reconnecting.active {
-            tracing::debug!(id = %self.0.id, "reconnected after {} attempt(s)", was_reconnecting.attempts);
-            self.send_unsent(was_reconnecting.unsent);
-        }
-        self.start_heartbeat();
-        let handler = self.0.handlers.borrow().on_open.clone();
-        if let Some(h) = handler {
-            h();
-        }
+        let unsent = self
+            .0
+            .session
+            .borrow_mut()
+            .transport_opened(now(), Role::Client);
+        self.send_unsent(unsent);
+        self.drive();
     }
 
     /// Sends, in order, what waited for the reconnect.
-    fn send_unsent(&self, unsent: VecDeque<(bool, Vec<u8>)>) {
+    fn send_unsent(&self, unsent: VecDeque<MsgEvent>) {
         let Some(ws) = self.0.ws.borrow().clone() else {
             return;
         };
-        for (text, data) in unsent {
-            let sent = if text {
-                ws.send_with_str(std::str::from_utf8(&data).unwrap_or_default())
-            } else {
-                ws.send_with_u8_array(&data)
+        for msg in unsent {
+            let sent = match &msg {
+                MsgEvent::Text(text) => ws.send_with_str(text),
+                MsgEvent::Binary(data) => ws.send_with_u8_array(data),
             };
             if let Err(e) = sent {
                 tracing::warn!(id = %self.0.id, "a message kept for the reconnect was not sent: {}", convert::js_error(e));
@@ -487,10 +523,8 @@ impl Socket {
     }
 
     fn handle_message(&self, ev: &MessageEvent) {
-        self.0.beat.set(Beat {
-            last_received: js_sys::Date::now(),
-            probe_sent: None,
-        });
+        // Only a clock moves: the timer, if any, finds out when it goes off.
+        self.0.session.borrow_mut().received(now());
         let Some(msg) = convert::message(ev) else {
             return;
         };
@@ -538,7 +572,8 @@ impl Socket {
             });
             // A connection that ended may still be followed by a reconnect (its close event
             // decides): only a socket closed for good, or one that cannot reconnect, fails.
-            if self.is_closed_for_good() || (ended && self.0.reconnect.borrow().is_none()) {
+            let reconnects = self.0.session.borrow().settings.reconnect.is_some();
+            if self.is_closed_for_good() || (ended && !reconnects) {
                 return Err(Error::Closed);
             }
             // The browser has no "drained" event: look again on the next timer tick.
@@ -565,115 +600,40 @@ impl Socket {
     fn handle_close(&self, ev: &web_sys::CloseEvent) {
         let event = convert::close_event(ev);
         self.release_listeners();
-        self.cancel_timer(TimerKind::Heartbeat);
         let reject = self.0.pending.borrow_mut().reject.take();
         self.0.pending.borrow_mut().resolve = None;
         if let Some(reject) = reject {
             let msg = format!("the connection failed before it opened ({event})");
+            self.input(|s, _| s.open_failed());
             let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&msg));
             return;
         }
         if self.is_reconnecting() {
-            let attempt = self.0.reconnecting.borrow().attempts;
-            tracing::debug!(id = %self.0.id, "reconnect attempt {attempt} failed: {event}");
-            self.0.reconnecting.borrow_mut().lost = Some((
-                abnormal(format!(
-                    "Abnormal Closure: reconnect attempt {attempt} failed ({event})"
-                )),
-                Some(Error::Js(format!(
-                    "reconnect attempt {attempt} failed: the connection failed before it opened ({event})"
-                ))),
-            ));
-            self.retry();
+            let error = Error::Js(format!("the connection failed before it opened ({event})"));
+            self.input(|s, now| s.attempt_failed(now, error));
             return;
         }
-        self.lost(event, None);
-    }
-
-    /// The connection ended (not a reconnect attempt): reconnect if the policy says so,
-    /// else close for good.
-    fn lost(&self, event: CloseEvent, error: Option<Error>) {
-        let retry = !self.0.closed_locally.get()
-            && self
-                .0
-                .reconnect
-                .borrow()
-                .as_ref()
-                .is_some_and(|p| p.retries(&event));
-        if !retry {
-            self.finish(event, error);
-            return;
-        }
-        tracing::debug!(id = %self.0.id, "connection lost: {event}");
-        *self.0.reconnecting.borrow_mut() = Reconnecting {
-            active: true,
-            lost: Some((event, error)),
-            ..Reconnecting::default()
-        };
-        self.retry();
-    }
-
-    /// Schedules the next reconnect attempt, or gives up when the policy allows no more.
-    fn retry(&self) {
-        let attempts = self.0.reconnecting.borrow().attempts;
-        let policy = self.0.reconnect.borrow().clone();
-        let Some(policy) = policy.filter(|p| p.allows(attempts) && !self.0.closed_locally.get())
-        else {
-            self.give_up();
-            return;
-        };
-        let attempt = attempts + 1;
-        self.0.reconnecting.borrow_mut().attempts = attempt;
-        let delay = policy.delay(attempt, js_sys::Math::random());
-        let handler = self.0.on_reconnecting.borrow().clone();
-        if let Some(h) = handler {
-            h(attempt, delay);
-        }
-        // The handler may have closed the socket.
-        if self.is_reconnecting() && !self.set_timer(TimerKind::Retry, delay) {
-            self.give_up();
-        }
+        self.input(|s, now| s.transport_closed(now, event, None));
     }
 
     /// The wait is over: open a new browser socket to the same URL, same subprotocols.
-    fn attempt(&self) {
-        if !self.is_reconnecting() {
-            return;
-        }
+    fn attempt(&self, attempt: u32) {
         let url = self.0.url.borrow().clone().unwrap_or_default();
         let protocols = self.0.protocols.borrow().clone();
         match connect(&url, &protocols) {
             Ok(ws) => {
+                tracing::debug!(id = %self.0.id, "reconnect attempt {attempt}");
                 *self.0.listeners.borrow_mut() = Some(self.listen(&ws));
                 *self.0.ws.borrow_mut() = Some(ws);
             }
-            Err(e) => {
-                let attempt = self.0.reconnecting.borrow().attempts;
-                self.0.reconnecting.borrow_mut().lost = Some((
-                    abnormal(format!(
-                        "Abnormal Closure: reconnect attempt {attempt} failed: {e}"
-                    )),
-                    Some(e),
-                ));
-                self.retry();
-            }
+            Err(e) => self.0.session.borrow_mut().attempt_failed(now(), e),
         }
     }
 
-    /// Stops reconnecting: closes for good with how the connection (or last attempt) ended.
-    fn give_up(&self) {
-        let lost = self.0.reconnecting.borrow_mut().lost.take();
-        let (event, error) = lost.unwrap_or_else(|| (abnormal("Abnormal Closure".into()), None));
-        self.finish(event, error);
-    }
-
     /// Closed for good: report the close (then any error), end the stream and `closed`, and
-    /// drop the handlers, timers and listeners, so nothing holds the socket any more.
+    /// drop the handlers, the timer and the listeners, so nothing holds the socket any more.
     fn finish(&self, event: CloseEvent, error: Option<Error>) {
-        // Later sends fail with `Closed`, not `NotOpen`.
-        *self.0.reconnecting.borrow_mut() = Reconnecting::default();
-        self.cancel_timer(TimerKind::Retry);
-        self.cancel_timer(TimerKind::Heartbeat);
+        self.0.timer.borrow_mut().take();
         self.release_listeners();
         *self.0.close_event.borrow_mut() = Some(event.clone());
         for waker in self.0.close_wakers.borrow_mut().drain(..) {
@@ -687,71 +647,12 @@ impl Socket {
             }
         }
         let handlers = std::mem::take(&mut *self.0.handlers.borrow_mut());
-        self.0.on_reconnecting.borrow_mut().take();
         if let Some(h) = handlers.on_close {
             h(event);
         }
         if let (Some(err), Some(h)) = (error, handlers.on_error) {
             h(err);
         }
-    }
-
-    /// Starts the heartbeat (if one is set) on a connection that just opened.
-    fn start_heartbeat(&self) {
-        let Some(interval) = self.0.heartbeat.borrow().as_ref().map(|hb| hb.interval) else {
-            return;
-        };
-        self.0.beat.set(Beat {
-            last_received: js_sys::Date::now(),
-            probe_sent: None,
-        });
-        let _ = self.set_timer(TimerKind::Heartbeat, interval);
-    }
-
-    /// After `interval` of quiet, sends the heartbeat; `timeout` after that, with still
-    /// nothing received, counts the connection as dead (1006).
-    fn check_heartbeat(&self) {
-        let Some(hb) = self.0.heartbeat.borrow().clone() else {
-            return;
-        };
-        if self.is_reconnecting() || self.is_closed_for_good() {
-            return;
-        }
-        let now = js_sys::Date::now();
-        let beat = self.0.beat.get();
-        let deadline = match beat.probe_sent {
-            None => beat.last_received + hb.interval.as_secs_f64() * 1000.0,
-            Some(sent) => sent + hb.timeout.as_secs_f64() * 1000.0,
-        };
-        if now < deadline {
-            // Something arrived since the timer was set: wait for the rest of the quiet time.
-            let left = Duration::from_secs_f64((deadline - now) / 1000.0);
-            let _ = self.set_timer(TimerKind::Heartbeat, left);
-            return;
-        }
-        if beat.probe_sent.is_none() {
-            tracing::trace!(id = %self.0.id, "sending the heartbeat");
-            let _ = self.send_text(&hb.message);
-            self.0.beat.set(Beat {
-                probe_sent: Some(now),
-                ..beat
-            });
-            let _ = self.set_timer(TimerKind::Heartbeat, hb.timeout);
-            return;
-        }
-        let secs = hb.timeout.as_secs_f32();
-        tracing::debug!(id = %self.0.id, "no answer to the heartbeat");
-        // The browser socket is abandoned: no event of it reaches us any more.
-        self.release_listeners();
-        if let Some(ws) = self.0.ws.borrow().as_ref() {
-            let _ = ws.close();
-        }
-        self.lost(
-            abnormal(format!(
-                "Abnormal Closure: no answer to the heartbeat within {secs} s"
-            )),
-            Some(Error::Timeout("no answer to the heartbeat")),
-        );
     }
 
     pub(crate) async fn read(&self) {}
@@ -773,27 +674,9 @@ impl Socket {
         }
     }
 
-    /// While reconnecting: keeps a message for the next connection, within the bound.
-    fn keep_for_reconnect(&self, text: bool, data: &[u8]) -> Result<()> {
-        let cap = self.0.reconnect.borrow().as_ref().map_or(0, |r| r.buffer);
-        if cap == 0 {
-            return Err(Error::NotOpen);
-        }
-        let mut reconnecting = self.0.reconnecting.borrow_mut();
-        if reconnecting.unsent_bytes.saturating_add(data.len()) > cap {
-            return Err(Error::Capacity {
-                buffered: reconnecting.unsent_bytes,
-                cap,
-            });
-        }
-        reconnecting.unsent.push_back((text, data.to_vec()));
-        reconnecting.unsent_bytes += data.len();
-        Ok(())
-    }
-
     pub(crate) fn send_text(&self, text: &str) -> Result<()> {
         if self.is_reconnecting() {
-            return self.keep_for_reconnect(true, text.as_bytes());
+            return self.send(MsgEvent::Text(text.to_string()));
         }
         self.socket()?
             .send_with_str(text)
@@ -802,7 +685,7 @@ impl Socket {
 
     pub(crate) fn send_binary(&self, data: &[u8]) -> Result<()> {
         if self.is_reconnecting() {
-            return self.keep_for_reconnect(false, data);
+            return self.send(MsgEvent::Binary(data.to_vec()));
         }
         self.socket()?
             .send_with_u8_array(data)
@@ -810,6 +693,10 @@ impl Socket {
     }
 
     pub(crate) fn send(&self, msg: MsgEvent) -> Result<()> {
+        if self.is_reconnecting() {
+            // Kept for the next connection, within the policy's buffer.
+            return self.0.session.borrow_mut().keep(msg);
+        }
         match msg {
             MsgEvent::Text(text) => self.send_text(&text),
             MsgEvent::Binary(data) => self.send_binary(&data),
@@ -817,17 +704,14 @@ impl Socket {
     }
 
     pub(crate) fn close(&self, code: CloseCode, reason: &str) -> Result<()> {
-        let code = code.as_u16();
-        // Browsers accept only 1000 and 3000-4999 from scripts.
-        if code != 1000 && !(3000..=4999).contains(&code) {
-            return Err(Error::InvalidCloseCode(code));
+        if !script_may_send(code) {
+            return Err(Error::InvalidCloseCode(code.as_u16()));
         }
+        let code = code.as_u16();
         let ws = self.0.ws.borrow().clone().ok_or(Error::NotOpen)?;
         if self.is_closed_for_good() {
             return Ok(());
         }
-        self.0.closed_locally.set(true);
-        self.cancel_timer(TimerKind::Heartbeat);
         if self.is_reconnecting() {
             // Stop: abandon the attempt in flight (if any); the close that started the
             // reconnect (or the last failed attempt) is what `on_close` reports.
@@ -835,7 +719,10 @@ impl Socket {
             if ws.ready_state() < web_sys::WebSocket::CLOSING {
                 let _ = ws.close();
             }
-            self.give_up();
+        }
+        // Never reconnect after this; the heartbeat stops while the browser closes.
+        self.input(|s, now| s.local_close(now));
+        if self.is_closed_for_good() {
             return Ok(());
         }
         if ws.ready_state() >= web_sys::WebSocket::CLOSING {
