@@ -47,7 +47,7 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     loop {
-        let (tcp, _) = listener.accept().await?;
+        let (tcp, _) = unisock::server::accept(&listener).await;
         let _ = tcp.set_nodelay(true);
         let (room, root) = (room.clone(), root.clone());
         tokio::spawn(async move {

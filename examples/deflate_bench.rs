@@ -116,7 +116,8 @@ async fn serve(mode: &str) -> Result<(), Box<dyn std::error::Error>> {
     println!("ws://{}", listener.local_addr()?);
     let config = server_config(mode);
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
+        loop {
+            let (tcp, _) = unisock::server::accept(&listener).await;
             let _ = tcp.set_nodelay(true);
             tokio::spawn(async move {
                 let ws = WebSocket::new();
@@ -243,9 +244,11 @@ async fn proxy(target: String, wire: Arc<AtomicU64>) -> std::io::Result<String> 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
+        loop {
+            let (client, _) = unisock::server::accept(&listener).await;
+            // A connect to the server that fails fails that client, not the proxy.
             let Ok(server) = TcpStream::connect(&target).await else {
-                return;
+                continue;
             };
             let _ = (client.set_nodelay(true), server.set_nodelay(true));
             let (cr, cw) = client.into_split();

@@ -67,10 +67,12 @@ async fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Accepts connections until the listener fails (or the task is aborted); `spawned` is
-/// the port of a listener made by `/control/spawn`.
+/// Accepts connections until the task is aborted (accept errors, such as running out of
+/// file descriptors, are waited out); `spawned` is the port of a listener made by
+/// `/control/spawn`.
 async fn accept_loop(listener: TcpListener, spawned: Option<u16>) {
-    while let Ok((tcp, _)) = listener.accept().await {
+    loop {
+        let (tcp, _) = unisock::server::accept(&listener).await;
         let _ = tcp.set_nodelay(true);
         tokio::spawn(async move {
             let mut first = [0u8; 64];

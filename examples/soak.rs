@@ -65,28 +65,27 @@ async fn server(addr: &str) -> i32 {
     }
     let sockets = WebSockets::new();
     let registry = sockets.clone();
-    let result = sockets
-        .serve(listener, move |request| {
-            let ws = WebSocket::new();
-            let me = ws.clone();
-            if request.uri().path() == "/stats" {
-                let line = format!("sockets={} rss_kb={}", registry.len(), rss_kb());
-                ws.on_open(move || {
-                    let _ = me.send_text(&line);
-                    let _ = me.close(1000, "");
-                });
-            } else {
-                ws.on_message(move |msg| {
-                    let _ = match msg {
-                        MsgEvent::Text(t) => me.send_text(&t),
-                        MsgEvent::Binary(b) => me.send_binary(&b),
-                    };
-                });
-            }
-            Some(ws)
-        })
-        .await;
-    i32::from(result.is_err())
+    let serving = sockets.serve(listener, move |request| {
+        let ws = WebSocket::new();
+        let me = ws.clone();
+        if request.uri().path() == "/stats" {
+            let line = format!("sockets={} rss_kb={}", registry.len(), rss_kb());
+            ws.on_open(move || {
+                let _ = me.send_text(&line);
+                let _ = me.close(1000, "");
+            });
+        } else {
+            ws.on_message(move |msg| {
+                let _ = match msg {
+                    MsgEvent::Text(t) => me.send_text(&t),
+                    MsgEvent::Binary(b) => me.send_binary(&b),
+                };
+            });
+        }
+        Some(ws)
+    });
+    // `serve` never returns: accept errors (file descriptors run out) are waited out.
+    match serving.await {}
 }
 
 async fn stats(url: &str) -> Option<String> {

@@ -27,7 +27,7 @@
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
 //! loop {
-//!     let (tcp, _) = listener.accept().await?;
+//!     let (tcp, _) = unisock::server::accept(&listener).await; // survives fd exhaustion
 //!     tokio::spawn(async move {
 //!         let ws = WebSocket::new();
 //!         let echo = ws.clone();
@@ -48,11 +48,12 @@
 //! ## More
 //! - `WebSocket` is also a `futures::Stream` of [`MsgEvent`]s, and `closed()` resolves with
 //!   the [`CloseEvent`], on both targets.
-//! - Native only: the `WebSockets` registry (get, broadcast, shutdown) with `serve(listener,
-//!   handler)`, the `WebSocketExt` trait (ping, limits, send-queue cap, read timeout, TLS
-//!   config, upgrades with an editable 101 response), and, with the `axum` feature,
-//!   `unisock::axum::WebSocketUpgrade`; with the `redis` feature, one registry across many
-//!   processes over Redis pub/sub (`backplane`).
+//! - Native only: the `WebSockets` registry (get, broadcast, shutdown) with
+//!   `serve(listener, handler)`, `server::accept` (an accept that outlives running out
+//!   of file descriptors), the `WebSocketExt` trait (ping, limits, send-queue cap, read
+//!   timeout, TLS config, upgrades with an editable 101 response), and, with the `axum`
+//!   feature, `unisock::axum::WebSocketUpgrade`; with the `redis` feature, one registry
+//!   across many processes over Redis pub/sub (`backplane`).
 //! - Protocol: RFC 6455 complete for both roles (checked with the Autobahn testsuite); the
 //!   sans-io core is public as [`protocol`].
 //!

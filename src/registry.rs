@@ -2,6 +2,7 @@
 //! sockets up by id, broadcast, and shut them all down.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
@@ -74,18 +75,17 @@ impl PlaneState {
 /// let sockets = WebSockets::new();
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
 /// let room = sockets.clone();
-/// sockets
-///     .serve(listener, move |_request| {
-///         let ws = WebSocket::new();
-///         let (room, id) = (room.clone(), ws.id().to_string());
-///         ws.on_message(move |msg| {
-///             if let MsgEvent::Text(t) = msg {
-///                 room.broadcast_text(&format!("{id} says, '{t}'"), None);
-///             }
-///         });
-///         Some(ws)
-///     })
-///     .await
+/// let serving = sockets.serve(listener, move |_request| {
+///     let ws = WebSocket::new();
+///     let (room, id) = (room.clone(), ws.id().to_string());
+///     ws.on_message(move |msg| {
+///         if let MsgEvent::Text(t) = msg {
+///             room.broadcast_text(&format!("{id} says, '{t}'"), None);
+///         }
+///     });
+///     Some(ws)
+/// });
+/// match serving.await {} // `serve` never returns
 /// # }
 /// ```
 #[derive(Clone)]
@@ -640,15 +640,31 @@ impl WebSockets {
     /// configured [`WebSocket`] to upgrade to (the original's "a route returns a
     /// WebSocket"), or `None` for a 404. Each socket is serviced by this registry.
     ///
-    /// # Errors
-    /// Only when accepting from `listener` fails.
-    pub async fn serve<F>(&self, listener: TcpListener, handler: F) -> std::io::Result<()>
+    /// Never returns (hence [`Infallible`]): accept errors are logged and survived, with a
+    /// pause of 1 second when the process is out of file descriptors (see
+    /// [`crate::server::accept`]). Drop the future, or abort its task, to stop listening;
+    /// the sockets already open go on.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// let sockets = unisock::WebSockets::new();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+    /// let serving = tokio::spawn({
+    ///     let sockets = sockets.clone();
+    ///     async move { sockets.serve(listener, |_| Some(unisock::WebSocket::new())).await }
+    /// });
+    /// // ... later: stop listening, then close the open sockets.
+    /// serving.abort();
+    /// sockets.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve<F>(&self, listener: TcpListener, handler: F) -> Infallible
     where
         F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
         loop {
-            let (tcp, _) = listener.accept().await?;
+            let (tcp, _) = crate::server::accept(&listener).await;
             let _ = tcp.set_nodelay(true);
             let registry = self.clone();
             let handler = handler.clone();
@@ -675,22 +691,22 @@ impl WebSockets {
     }
 }
 
-/// Accepts connections on `listener` forever with a fresh [`WebSockets`] registry; see
-/// [`WebSockets::serve`].
+/// Accepts connections on `listener` forever with a fresh [`WebSockets`] registry, with
+/// its defaults; see [`WebSockets::serve`]. Never returns.
 ///
-/// # Errors
-/// Only when accepting from `listener` fails.
+/// To set a registry option, or to reach the sockets later, make the registry yourself
+/// and call its [`serve`](WebSockets::serve).
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
-/// unisock::serve(listener, |request| {
+/// let serving = unisock::serve(listener, |request| {
 ///     (request.uri().path() == "/ws").then(unisock::WebSocket::new)
-/// })
-/// .await
+/// });
+/// match serving.await {}
 /// # }
 /// ```
-pub async fn serve<F>(listener: TcpListener, handler: F) -> std::io::Result<()>
+pub async fn serve<F>(listener: TcpListener, handler: F) -> Infallible
 where
     F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
 {

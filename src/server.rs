@@ -1,11 +1,80 @@
-//! Server-side integration (native): upgrades whose 101 response the caller can still
-//! edit before it is sent.
+//! Server-side integration (native): an accept that survives running out of file
+//! descriptors, and upgrades whose 101 response the caller can still edit before it is
+//! sent.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::backend::{BoxIo, Negotiated};
 use crate::protocol::Role;
 use crate::{DeflateConfig, Result, WebSocket};
+
+/// How long [`accept`] waits after an error that is not one connection's own (hyper and
+/// axum wait the same): long enough for connections to close and free descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Accepts the next connection on `listener`, and never fails: what a server's accept loop
+/// should call instead of [`TcpListener::accept`], whose errors are not the end of the
+/// listener.
+///
+/// - An error that is the connection's own (the client aborted or reset it before it was
+///   accepted, or the call was interrupted) is logged at debug level, and the next
+///   connection is accepted at once.
+/// - Any other error is logged (`tracing::error!`) and accepting resumes after 1 second.
+///   Above all "Too many open files" (EMFILE, or ENFILE system-wide: no file descriptor
+///   left), and ENOBUFS / ENOMEM: the connection stays in the listen backlog, so retrying
+///   at once would spin a core, and returning the error would stop the server for good.
+///   Meanwhile open connections close and free descriptors; the connections waiting in
+///   the backlog are accepted then.
+///
+/// It only returns with a connection; drop the future (or abort its task) to stop.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// use unisock::WebSocket;
+///
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+/// loop {
+///     let (tcp, _peer) = unisock::server::accept(&listener).await;
+///     tokio::spawn(async move {
+///         let ws = WebSocket::new();
+///         if ws.upgrade(tcp).await.is_ok() {
+///             ws.read().await;
+///         }
+///     });
+/// }
+/// # }
+/// ```
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!("accept: a connection failed before it was accepted: {e}");
+            }
+            Err(e) => {
+                tracing::error!("accept failed, retrying in 1 s: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Whether an accept error is one connection's own: it consumed that connection, so the
+/// next accept can follow at once. Unknown errors are not: backing off is always safe.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionAborted
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionRefused
+            | ErrorKind::Interrupted
+    )
+}
 
 /// A validated upgrade request whose `101 Switching Protocols` response has not been sent
 /// yet: add headers (a subprotocol, cookies) with [`PendingUpgrade::response_mut`], then
@@ -187,7 +256,7 @@ pub(crate) fn offered_protocols(request: &http::Request<()>) -> Vec<String> {
 /// Reads one request from `tcp`, asks `handler` for a socket, and services it.
 pub(crate) async fn route<F>(
     registry: &crate::WebSockets,
-    tcp: tokio::net::TcpStream,
+    tcp: TcpStream,
     handler: &F,
 ) -> Result<()>
 where

@@ -18,7 +18,7 @@ use unisock::{
 /// An echo server on `addr` whose sockets live in a registry, so it can be shut down.
 struct Server {
     sockets: WebSockets,
-    accept: tokio::task::JoinHandle<std::io::Result<()>>,
+    accept: tokio::task::JoinHandle<std::convert::Infallible>,
 }
 
 impl Server {

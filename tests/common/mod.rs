@@ -26,7 +26,8 @@ pub async fn spawn_echo_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
+        loop {
+            let (tcp, _) = unisock::server::accept(&listener).await;
             tokio::spawn(async move {
                 let ws = WebSocket::new();
                 let echo = ws.clone();
@@ -177,7 +178,8 @@ pub async fn spawn_server(
     let (tx, rx) = mpsc::unbounded_channel();
     let setup = std::sync::Arc::new(setup);
     tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
+        loop {
+            let (tcp, _) = unisock::server::accept(&listener).await;
             let (setup, tx) = (setup.clone(), tx.clone());
             tokio::spawn(async move {
                 let ws = WebSocket::new();
