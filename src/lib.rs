@@ -48,8 +48,8 @@
 //! ## More
 //! - `WebSocket` is also a `futures::Stream` of [`MsgEvent`]s, and `closed()` resolves with
 //!   the [`CloseEvent`], on both targets.
-//! - Native only: the `WebSockets` registry (get, broadcast, shutdown) with
-//!   `serve(listener, handler)`, `server::accept` (an accept that outlives running out
+//! - Native only: the `WebSockets` registry (get, broadcast, shutdown, a connection cap)
+//!   with `serve(listener, handler)`, `server::accept` (an accept that outlives running out
 //!   of file descriptors), the `WebSocketExt` trait (ping, limits, send-queue cap, read
 //!   timeout, TLS config, upgrades with an editable 101 response), and, with the `axum`
 //!   feature, `unisock::axum::WebSocketUpgrade`; with the `redis` feature, one registry

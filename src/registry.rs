@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
@@ -30,8 +30,22 @@ struct Inner {
     read_timeout: Mutex<Option<Duration>>,
     deflate: Mutex<Option<DeflateConfig>>,
     on_upgrade: Mutex<Option<UpgradeHook>>,
+    max_connections: Mutex<Option<usize>>,
+    /// Connections `serve` accepted whose sockets are not registered yet (see `Admission`).
+    upgrading: AtomicUsize,
     emptied: Notify,
     plane: Option<Plane>,
+}
+
+/// A connection [`WebSockets::serve`] accepted and is still upgrading: it counts towards
+/// the cap until dropped, which happens just after its socket is registered (so it is
+/// never counted as neither) or when its upgrade fails.
+pub(crate) struct Admission(WebSockets);
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.0 .0.upgrading.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A registry's link to its backplane: the publisher task's queue, and the shared state
@@ -124,6 +138,8 @@ impl Inner {
             read_timeout: Mutex::new(Some(Duration::from_secs(300))),
             deflate: Mutex::new(None),
             on_upgrade: Mutex::new(None),
+            max_connections: Mutex::new(None),
+            upgrading: AtomicUsize::new(0),
             emptied: Notify::new(),
             plane,
         }
@@ -345,6 +361,58 @@ impl WebSockets {
     /// ```
     pub fn on_upgrade(&self, hook: impl Fn(&mut PendingUpgrade) + Send + Sync + 'static) {
         *lock(&self.0.on_upgrade) = Some(Arc::new(hook));
+    }
+
+    /// Caps the connections [`WebSockets::serve`] takes on: a connection it accepts while
+    /// the registry holds `max` (its registered sockets, however they came, plus the
+    /// connections `serve` is still upgrading or answering) is answered
+    /// `503 Service Unavailable` with `Retry-After: 5` and `Connection: close`, without
+    /// reading its request, and closed. As sockets close, connections are taken on again.
+    /// Applies to connections accepted from now on; [`WebSockets::service`] and the axum
+    /// integration do not check it.
+    ///
+    /// `None`, the default, is no cap, as in Node's ws, uWebSockets and hyper: the right
+    /// number depends on the memory and the descriptor limit (`ulimit -n`) of the machine,
+    /// and without a cap `serve` still survives running out of descriptors (see
+    /// [`crate::server::accept`]). A cap a little below the descriptor limit keeps
+    /// descriptors for the rest of the process and answers the excess clearly.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use unisock::{WebSocket, WebSockets};
+    ///
+    /// let sockets = WebSockets::new();
+    /// sockets.set_max_connections(Some(10_000));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+    /// match sockets.serve(listener, |_request| Some(WebSocket::new())).await {}
+    /// # }
+    /// ```
+    pub fn set_max_connections(&self, max: Option<usize>) {
+        *lock(&self.0.max_connections) = max;
+    }
+
+    /// The cap set with [`WebSockets::set_max_connections`]; `None` (the default) is none.
+    ///
+    /// ```
+    /// let sockets = unisock::WebSockets::new();
+    /// assert_eq!(sockets.max_connections(), None);
+    /// sockets.set_max_connections(Some(2));
+    /// assert_eq!(sockets.max_connections(), Some(2));
+    /// ```
+    pub fn max_connections(&self) -> Option<usize> {
+        *lock(&self.0.max_connections)
+    }
+
+    /// Counts a connection `serve` accepted, unless that would pass the cap (`None`).
+    fn admit(&self) -> Option<Admission> {
+        // Counted first, then compared: two accept loops admitting at once both see the
+        // other, and a socket being registered is counted at least once (see `Admission`).
+        let before = self.0.upgrading.fetch_add(1, Ordering::SeqCst);
+        let admission = Admission(self.clone());
+        match self.max_connections() {
+            Some(max) if before + self.len() >= max => None,
+            _ => Some(admission),
+        }
     }
 
     /// The number of live registered sockets.
@@ -584,6 +652,16 @@ impl WebSockets {
         &self,
         pending: PendingUpgrade,
     ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
+        self.service_admitted(pending, None)
+    }
+
+    /// As [`WebSockets::service_pending`], for a connection `serve` counts until its socket
+    /// is registered.
+    pub(crate) fn service_admitted(
+        &self,
+        pending: PendingUpgrade,
+        admission: Option<Admission>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + '_ {
         // Boxed from the start, with `pending` (see `service`).
         let registry = self.clone();
         let commit = Box::pin(async move {
@@ -605,7 +683,7 @@ impl WebSockets {
         });
         async move {
             let ws = commit.await?;
-            self.run(ws).await;
+            self.run_admitted(ws, admission).await;
             Ok(())
         }
     }
@@ -613,6 +691,11 @@ impl WebSockets {
     /// Registers an open socket, runs its event loop, and unregisters it when it closes
     /// (also if this future is dropped).
     pub(crate) async fn run(&self, ws: WebSocket) {
+        self.run_admitted(ws, None).await;
+    }
+
+    /// As [`WebSockets::run`]; `admission` stops counting once the socket is registered.
+    async fn run_admitted(&self, ws: WebSocket, admission: Option<Admission>) {
         struct Unregister<'a>(&'a WebSockets, String);
         impl Drop for Unregister<'_> {
             fn drop(&mut self) {
@@ -621,6 +704,7 @@ impl WebSockets {
         }
         let id = ws.id().to_string();
         self.write_map().insert(id.clone(), ws.clone());
+        drop(admission);
         let _guard = Unregister(self, id);
         ws.read().await;
     }
@@ -643,7 +727,8 @@ impl WebSockets {
     /// Never returns (hence [`Infallible`]): accept errors are logged and survived, with a
     /// pause of 1 second when the process is out of file descriptors (see
     /// [`crate::server::accept`]). Drop the future, or abort its task, to stop listening;
-    /// the sockets already open go on.
+    /// the sockets already open go on. Over [`WebSockets::set_max_connections`], new
+    /// connections are answered 503.
     ///
     /// ```no_run
     /// # async fn run() -> std::io::Result<()> {
@@ -665,11 +750,16 @@ impl WebSockets {
         let handler = Arc::new(handler);
         loop {
             let (tcp, _) = crate::server::accept(&listener).await;
+            let Some(admission) = self.admit() else {
+                tracing::debug!("connection refused (503): the registry is at its cap");
+                tokio::spawn(crate::server::refuse(tcp));
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let registry = self.clone();
             let handler = handler.clone();
             tokio::spawn(async move {
-                if let Err(e) = crate::server::route(&registry, tcp, &*handler).await {
+                if let Err(e) = crate::server::route(&registry, tcp, &*handler, admission).await {
                     tracing::debug!("connection not upgraded: {e}");
                 }
             });
@@ -692,10 +782,11 @@ impl WebSockets {
 }
 
 /// Accepts connections on `listener` forever with a fresh [`WebSockets`] registry, with
-/// its defaults; see [`WebSockets::serve`]. Never returns.
+/// its defaults (no connection cap); see [`WebSockets::serve`]. Never returns.
 ///
-/// To set a registry option, or to reach the sockets later, make the registry yourself
-/// and call its [`serve`](WebSockets::serve).
+/// To set a cap ([`WebSockets::set_max_connections`]) or another registry option, or to
+/// reach the sockets later, make the registry yourself and call its
+/// [`serve`](WebSockets::serve).
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {

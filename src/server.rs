@@ -6,16 +6,25 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::backend::{BoxIo, Negotiated};
 use crate::protocol::Role;
+use crate::registry::Admission;
 use crate::{DeflateConfig, Result, WebSocket};
 
 /// How long [`accept`] waits after an error that is not one connection's own (hyper and
 /// axum wait the same): long enough for connections to close and free descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The `Retry-After` of the 503 that answers a connection over
+/// [`WebSockets::set_max_connections`](crate::WebSockets::set_max_connections), in seconds:
+/// slots free up as sockets close, which is slower than a handshake.
+const RETRY_AFTER_SECS: u64 = 5;
+
+/// How long a refused connection is read from (and what it sent discarded) after its 503.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 /// Accepts the next connection on `listener`, and never fails: what a server's accept loop
 /// should call instead of [`TcpListener::accept`], whose errors are not the end of the
@@ -74,6 +83,26 @@ fn is_connection_error(e: &std::io::Error) -> bool {
             | ErrorKind::ConnectionRefused
             | ErrorKind::Interrupted
     )
+}
+
+/// Answers a connection over the registry's cap: `503 Service Unavailable` with
+/// `Retry-After` and `Connection: close`, without reading its request first.
+pub(crate) async fn refuse(mut tcp: TcpStream) {
+    let body = "too many connections";
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECS}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        tcp.write_all(head.as_bytes()).await?;
+        tcp.shutdown().await?;
+        // Read (and drop) the request until the client closes: closing with unread data
+        // would send a reset, which can destroy the 503 before the client reads it.
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
 }
 
 /// A validated upgrade request whose `101 Switching Protocols` response has not been sent
@@ -253,11 +282,14 @@ pub(crate) fn offered_protocols(request: &http::Request<()>) -> Vec<String> {
         .collect()
 }
 
-/// Reads one request from `tcp`, asks `handler` for a socket, and services it.
+/// Reads one request from `tcp`, asks `handler` for a socket, and services it; the
+/// connection counts towards the registry's cap (`admission`) until its socket is
+/// registered or it fails.
 pub(crate) async fn route<F>(
     registry: &crate::WebSockets,
     tcp: TcpStream,
     handler: &F,
+    admission: Admission,
 ) -> Result<()>
 where
     F: Fn(&http::Request<()>) -> Option<WebSocket>,
@@ -281,5 +313,5 @@ where
         return Ok(());
     };
     let pending = Box::pin(PendingUpgrade::validate(ws, request, stream, leftover)).await?;
-    registry.service_pending(pending).await
+    registry.service_admitted(pending, Some(admission)).await
 }

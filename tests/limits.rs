@@ -1,8 +1,113 @@
 //! Servers at their limits, over real sockets: out of file descriptors, `serve` goes on
-//! accepting once connections close.
+//! accepting once connections close; over `set_max_connections`, it answers 503.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
+
+use std::net::SocketAddr;
+
+use common::{open_client, raw_handshake, serve_registry, until_len, with_timeout};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use unisock::protocol::HandshakeError;
+use unisock::{Error, MsgEvent, WebSocket, WebSockets};
+
+/// Connects to `addr`, sends an upgrade request, and returns all the server answered
+/// before it closed.
+async fn answer(addr: SocketAddr) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    with_timeout(tcp.read_to_end(&mut answer)).await.unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
+/// Asserts that a new connection to `addr` is refused with 503, `Retry-After` and
+/// `Connection: close` (the server closed: the answer ended).
+async fn assert_refused(addr: SocketAddr) {
+    let answer = answer(addr).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nRetry-After: 5\r\n"), "{answer}");
+    assert!(answer.contains("\r\nConnection: close\r\n"), "{answer}");
+}
+
+/// The address in a `ws://ADDR/ws` URL.
+fn addr_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn over_the_cap_a_connection_is_answered_503_until_a_socket_closes() {
+    let sockets = WebSockets::new();
+    sockets.set_max_connections(Some(2));
+    let url = serve_registry(&sockets).await;
+    let addr = addr_of(&url);
+    let (first, _first_events) = open_client(&url).await;
+    let (_second, _second_events) = open_client(&url).await;
+
+    assert_refused(addr).await;
+    // A unisock client is told why.
+    let refused = with_timeout(WebSocket::new().open(&url, &[])).await;
+    match refused {
+        Err(Error::Handshake(e)) => {
+            assert!(
+                matches!(*e, HandshakeError::BadStatus { code: 503, .. }),
+                "{e}"
+            );
+        }
+        other => panic!("expected a 503, got {other:?}"),
+    }
+    // Refused connections are not counted: still two.
+    until_len(&sockets, 2).await;
+
+    // One socket closes: a new client is taken on, and the registry is at its cap again.
+    first.close(1000, "").unwrap();
+    until_len(&sockets, 1).await;
+    let (_third, mut third_events) = open_client(&url).await;
+    until_len(&sockets, 2).await;
+    assert_refused(addr).await;
+
+    // The new socket is served.
+    sockets.broadcast_text("hello", None);
+    assert_eq!(
+        with_timeout(third_events.messages.recv()).await,
+        Some(MsgEvent::Text("hello".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_handshake_in_progress_counts_towards_the_cap() {
+    let sockets = WebSockets::new();
+    sockets.set_max_connections(Some(1));
+    let url = serve_registry(&sockets).await;
+    let addr = addr_of(&url);
+
+    // Connected, request not sent yet: accepted (before the next one) and upgrading.
+    let upgrading = TcpStream::connect(addr).await.unwrap();
+    assert_refused(addr).await;
+    assert_eq!(sockets.len(), 0);
+
+    // Its handshake completes: registered, so still at the cap.
+    let mut open = raw_handshake(upgrading, addr, "/ws").await;
+    until_len(&sockets, 1).await;
+    assert_refused(addr).await;
+
+    // It goes away: a client is taken on.
+    open.shutdown().await.unwrap();
+    drop(open);
+    until_len(&sockets, 0).await;
+    let (_ws, _events) = open_client(&url).await;
+    until_len(&sockets, 1).await;
+}
 
 /// The server runs in a child process (this test binary, run again under `ulimit -n`), so
 /// that only its descriptors are limited: the test's own connections do not count, and

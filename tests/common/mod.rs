@@ -93,7 +93,8 @@ pub async fn raw_client_small_buffer(addr: SocketAddr, path: &str) -> tokio::net
     raw_handshake(tcp, addr, path).await
 }
 
-async fn raw_handshake(
+/// Completes the opening handshake on a connection to `addr` (asserting the 101).
+pub async fn raw_handshake(
     mut tcp: tokio::net::TcpStream,
     addr: SocketAddr,
     path: &str,
