@@ -94,6 +94,7 @@ cfg_if::cfg_if! {
 mod config;
 mod error;
 mod event;
+mod handlers;
 pub mod protocol;
 mod reconnect;
 mod send_sync;

@@ -11,6 +11,11 @@ cfg_if::cfg_if! {
         /// Requires `Sync` natively and nothing in the browser.
         pub trait WasmNotSync {}
         impl<T: ?Sized> WasmNotSync for T {}
+        /// A shared event handler: the browser backend is single-threaded.
+        pub(crate) type Handler<A> = std::rc::Rc<dyn Fn(A)>;
+        pub(crate) fn handler<A>(f: impl Fn(A) + 'static) -> Handler<A> {
+            std::rc::Rc::new(f)
+        }
     } else {
         /// Requires `Send` natively and nothing in the browser.
         pub trait WasmNotSend: Send {}
@@ -18,6 +23,11 @@ cfg_if::cfg_if! {
         /// Requires `Sync` natively and nothing in the browser.
         pub trait WasmNotSync: Sync {}
         impl<T: ?Sized + Sync> WasmNotSync for T {}
+        /// A shared event handler: native handlers run on whichever task drives the socket.
+        pub(crate) type Handler<A> = std::sync::Arc<dyn Fn(A) + Send + Sync>;
+        pub(crate) fn handler<A>(f: impl Fn(A) + Send + Sync + 'static) -> Handler<A> {
+            std::sync::Arc::new(f)
+        }
     }
 }
 

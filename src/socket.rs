@@ -3,6 +3,7 @@
 
 use crate::backend;
 use crate::protocol::CloseCode;
+use crate::send_sync::handler;
 use crate::{
     CloseEvent, Error, Heartbeat, MsgEvent, ReadyState, Reconnect, Result, WasmNotSendSync,
 };
@@ -226,7 +227,7 @@ impl WebSocket {
     /// unisock::WebSocket::new().on_open(|| println!("open for business!"));
     /// ```
     pub fn on_open(&self, f: impl Fn() + WasmNotSendSync + 'static) {
-        self.inner.set_on_open(Box::new(f))
+        self.inner.handlers().on_open = Some(handler(move |()| f()));
     }
 
     /// Called once per whole message received.
@@ -235,7 +236,7 @@ impl WebSocket {
     /// unisock::WebSocket::new().on_message(|m| println!("{m}"));
     /// ```
     pub fn on_message(&self, f: impl Fn(MsgEvent) + WasmNotSendSync + 'static) {
-        self.inner.set_on_message(Box::new(f))
+        self.inner.handlers().on_message = Some(handler(f));
     }
 
     /// Called once when the connection has closed, for any reason.
@@ -244,7 +245,7 @@ impl WebSocket {
     /// unisock::WebSocket::new().on_close(|e| println!("{e}"));
     /// ```
     pub fn on_close(&self, f: impl Fn(CloseEvent) + WasmNotSendSync + 'static) {
-        self.inner.set_on_close(Box::new(f))
+        self.inner.handlers().on_close = Some(handler(f));
     }
 
     /// Called when an error occurs that the other handlers do not report (a panicking
@@ -254,7 +255,7 @@ impl WebSocket {
     /// unisock::WebSocket::new().on_error(|e| eprintln!("{e}"));
     /// ```
     pub fn on_error(&self, f: impl Fn(Error) + WasmNotSendSync + 'static) {
-        self.inner.set_on_error(Box::new(f))
+        self.inner.handlers().on_error = Some(handler(f));
     }
 
     /// Opts a client socket in to reconnecting after it loses its connection (`None`, the
@@ -281,7 +282,8 @@ impl WebSocket {
         &self,
         f: impl Fn(u32, std::time::Duration) + WasmNotSendSync + 'static,
     ) {
-        self.inner.set_on_reconnecting(Box::new(f))
+        self.inner.handlers().on_reconnecting =
+            Some(handler(move |(attempt, delay)| f(attempt, delay)));
     }
 
     /// An application-level heartbeat ([`Heartbeat`]; `None`, the default, turns it off):

@@ -126,7 +126,7 @@ impl WebSocketExt for WebSocket {
     }
 
     fn set_limits(&self, limits: Limits) {
-        *lock(&self.inner.0.limits) = limits;
+        lock(&self.inner.0.config).limits = limits;
     }
 
     fn set_deflate(&self, config: DeflateConfig) {
@@ -153,15 +153,15 @@ impl WebSocketExt for WebSocket {
     }
 
     fn set_handshake_timeout(&self, timeout: Duration) {
-        *lock(&self.inner.0.handshake_timeout) = timeout;
+        lock(&self.inner.0.config).handshake_timeout = timeout;
     }
 
     fn set_write_timeout(&self, timeout: Option<Duration>) {
-        *lock(&self.inner.0.write_timeout) = timeout;
+        lock(&self.inner.0.config).write_timeout = timeout;
     }
 
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {
-        *lock(&self.inner.0.tls) = Some(config);
+        lock(&self.inner.0.config).tls = Some(config);
     }
 
     fn upgrade_pending<S: Transport>(
@@ -172,7 +172,7 @@ impl WebSocketExt for WebSocket {
         async move {
             ws.inner.check_unconnected()?;
             let mut stream: super::BoxIo = Box::new(stream);
-            let timeout = *lock(&ws.inner.0.handshake_timeout);
+            let timeout = lock(&ws.inner.0.config).handshake_timeout;
             let (request, leftover) = upgrade::read_request_timed(&mut stream, timeout).await?;
             PendingUpgrade::validate(ws, request, stream, leftover).await
         }

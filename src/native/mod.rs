@@ -25,12 +25,13 @@ pub(crate) use upgrade::{
     encode_response, read_request_timed, validate as validate_request, HANDSHAKE_TIMEOUT,
 };
 
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 
+use crate::handlers::Handlers;
 use crate::protocol::deflate::{self, DeflateParams};
 use crate::protocol::{CloseCode, Connection, ConnectionState, ProtocolError, Role};
 use crate::session::{Action, Session, Settings, Time};
@@ -45,12 +46,6 @@ pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 
 pub(crate) type BoxIo = Box<dyn Transport>;
-
-type OpenFn = Arc<dyn Fn() + Send + Sync>;
-type MessageFn = Arc<dyn Fn(MsgEvent) + Send + Sync>;
-type CloseFn = Arc<dyn Fn(CloseEvent) + Send + Sync>;
-type ErrorFn = Arc<dyn Fn(Error) + Send + Sync>;
-type ReconnectingFn = Arc<dyn Fn(u32, std::time::Duration) + Send + Sync>;
 
 /// The largest number of payload bytes that may wait in the send queue (64 MiB).
 const DEFAULT_SEND_QUEUE_CAP: usize = 64 << 20;
@@ -82,15 +77,6 @@ pub(crate) struct Negotiated {
     pub(crate) params: DeflateParams,
     pub(crate) config: DeflateConfig,
     pub(crate) answer: String,
-}
-
-#[derive(Default)]
-struct Handlers {
-    on_open: Option<OpenFn>,
-    on_message: Option<MessageFn>,
-    on_close: Option<CloseFn>,
-    on_error: Option<ErrorFn>,
-    on_reconnecting: Option<ReconnectingFn>,
 }
 
 /// The protocol state, shared by senders, the reader and the writer task. Never held across `.await`.
@@ -128,7 +114,6 @@ fn origin() -> tokio::time::Instant {
     *ORIGIN.get_or_init(tokio::time::Instant::now)
 }
 
-/// The read half, waiting for `read()` to take it.
 /// What `send_with` queues.
 pub(crate) enum Outgoing<'a> {
     Text(&'a str),
@@ -173,6 +158,7 @@ impl Outgoing<'_> {
     }
 }
 
+/// The read half of the current connection, until `read()` takes it.
 struct Reader {
     rd: ReadHalf<BoxIo>,
     /// The write half, shared with the writer task: the read task writes what its events
@@ -185,53 +171,82 @@ struct Reader {
 /// connection's output in order.
 type SharedWriter = Arc<tokio::sync::Mutex<WriteHalf<BoxIo>>>;
 
-struct Shared {
-    id: String,
-    state: AtomicU8,
-    buffered: AtomicUsize,
-    send_cap: AtomicUsize,
-    limits: Mutex<Limits>,
-    /// The lifecycle: timeouts, keep-alive, heartbeat, reconnect, the unsent queue.
-    session: Mutex<Session>,
+/// Fixed before the socket opens: what the facade and `WebSocketExt` set.
+struct Config {
+    limits: Limits,
     /// How long a client may take to send its upgrade request.
-    handshake_timeout: Mutex<std::time::Duration>,
+    handshake_timeout: std::time::Duration,
     /// A write that makes no progress for this long means the peer stopped reading.
-    write_timeout: Mutex<Option<std::time::Duration>>,
+    write_timeout: Option<std::time::Duration>,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    allowed_origins: Option<Vec<String>>,
+    /// permessage-deflate options; `None` uses the role's default.
+    deflate: Option<DeflateConfig>,
+    /// The subprotocols `open` offered, offered again on reconnect.
+    protocols: Vec<String>,
+}
+
+/// What the current connection agreed, and the halves and task that run it.
+#[derive(Default)]
+struct Link {
+    url: Option<String>,
+    protocol: String,
+    /// The negotiated extensions (the server's `Sec-WebSocket-Extensions` answer).
+    extensions: String,
+    /// The read half, until `read()` takes it.
+    reader: Option<Reader>,
+    /// The writer task.
+    writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The hand-off between the read task and the writer task of a connection; the rules are
+/// the table in `driver`'s module docs.
+#[derive(Default)]
+struct Handoff {
+    /// Set when the read loop has ended: the writer flushes what is left and stops.
+    reader_done: AtomicBool,
+    /// Set when the writer task has ended.
+    writer_done: AtomicBool,
     /// Set by the writer when `write_timeout` expired.
-    write_stalled: std::sync::atomic::AtomicBool,
+    write_stalled: AtomicBool,
     /// The read task wrote bytes it could not flush (TLS): the writer task flushes them.
-    unflushed: std::sync::atomic::AtomicBool,
+    unflushed: AtomicBool,
     /// The read task is handling events and writes what they queue right after
     /// (`driver::write_through`): sends need not wake the writer task meanwhile.
-    dispatching: std::sync::atomic::AtomicBool,
-    /// The subprotocols `open` offered, offered again on reconnect.
-    protocols: Mutex<Vec<String>>,
-    /// The writer task of the current connection.
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    tls: Mutex<Option<Arc<tokio_rustls::rustls::ClientConfig>>>,
-    url: Mutex<Option<String>>,
-    protocol: Mutex<String>,
-    allowed_origins: Mutex<Option<Vec<String>>>,
-    /// permessage-deflate options; `None` uses the role's default.
-    deflate: Mutex<Option<DeflateConfig>>,
-    /// The negotiated extensions (the server's `Sec-WebSocket-Extensions` answer).
-    extensions: Mutex<String>,
-    handlers: Mutex<Handlers>,
-    proto: Mutex<Option<Proto>>,
-    reader: Mutex<Option<Reader>>,
-    /// Set when the read loop has ended: the writer flushes what is left and stops.
-    reader_done: std::sync::atomic::AtomicBool,
-    /// Set when the writer task has ended.
-    writer_done: std::sync::atomic::AtomicBool,
+    dispatching: AtomicBool,
     wake_writer: Notify,
     wake_reader: Notify,
     /// Notified after each write (flush waits on it).
     written: Notify,
-    /// The close event, once the connection has closed; `closed` waits on `closed_notify`.
-    close_event: Mutex<Option<CloseEvent>>,
-    closed_notify: Notify,
+}
+
+/// The end of the socket: how it closed, and where messages go until then.
+#[derive(Default)]
+struct Ending {
+    /// The close event, once closed for good; `closed` waits on `closed_notify`.
+    close_event: Option<CloseEvent>,
     /// Where messages go while a handle is used as a `Stream`.
-    stream_tx: Mutex<Option<tokio::sync::mpsc::UnboundedSender<MsgEvent>>>,
+    stream_tx: Option<tokio::sync::mpsc::UnboundedSender<MsgEvent>>,
+}
+
+/// A socket's state, grouped by lifetime: settings fixed before open, the lifecycle, the
+/// current connection, the task hand-off, and what handles read without a lock.
+struct Shared {
+    id: String,
+    config: Mutex<Config>,
+    /// The lifecycle: timeouts, keep-alive, heartbeat, reconnect, the unsent queue.
+    session: Mutex<Session>,
+    /// The protocol state of the current connection.
+    proto: Mutex<Option<Proto>>,
+    link: Mutex<Link>,
+    handoff: Handoff,
+    handlers: Mutex<Handlers>,
+    ending: Mutex<Ending>,
+    closed_notify: Notify,
+    /// Read by handles without a lock.
+    state: AtomicU8,
+    buffered: AtomicUsize,
+    send_cap: AtomicUsize,
 }
 
 /// Locks a mutex, ignoring poisoning: handlers run outside every lock, so a poisoned lock
@@ -253,35 +268,25 @@ impl Socket {
     pub(crate) fn new() -> Self {
         Self(Arc::new(Shared {
             id: next_id(),
+            config: Mutex::new(Config {
+                limits: Limits::default(),
+                handshake_timeout: HANDSHAKE_TIMEOUT,
+                write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+                tls: None,
+                allowed_origins: None,
+                deflate: None,
+                protocols: Vec::new(),
+            }),
+            session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
+            proto: Mutex::new(None),
+            link: Mutex::new(Link::default()),
+            handoff: Handoff::default(),
+            handlers: Mutex::new(Handlers::default()),
+            ending: Mutex::new(Ending::default()),
+            closed_notify: Notify::new(),
             state: AtomicU8::new(ReadyState::Connecting as u8),
             buffered: AtomicUsize::new(0),
             send_cap: AtomicUsize::new(DEFAULT_SEND_QUEUE_CAP),
-            limits: Mutex::new(Limits::default()),
-            session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
-            handshake_timeout: Mutex::new(HANDSHAKE_TIMEOUT),
-            write_timeout: Mutex::new(Some(DEFAULT_WRITE_TIMEOUT)),
-            write_stalled: std::sync::atomic::AtomicBool::new(false),
-            unflushed: std::sync::atomic::AtomicBool::new(false),
-            dispatching: std::sync::atomic::AtomicBool::new(false),
-            protocols: Mutex::new(Vec::new()),
-            writer: Mutex::new(None),
-            tls: Mutex::new(None),
-            url: Mutex::new(None),
-            protocol: Mutex::new(String::new()),
-            allowed_origins: Mutex::new(None),
-            deflate: Mutex::new(None),
-            extensions: Mutex::new(String::new()),
-            handlers: Mutex::new(Handlers::default()),
-            proto: Mutex::new(None),
-            reader: Mutex::new(None),
-            reader_done: std::sync::atomic::AtomicBool::new(false),
-            writer_done: std::sync::atomic::AtomicBool::new(false),
-            wake_writer: Notify::new(),
-            wake_reader: Notify::new(),
-            written: Notify::new(),
-            close_event: Mutex::new(None),
-            closed_notify: Notify::new(),
-            stream_tx: Mutex::new(None),
         }))
     }
 
@@ -290,7 +295,7 @@ impl Socket {
     }
 
     pub(crate) fn url(&self) -> Option<String> {
-        lock(&self.0.url).clone()
+        lock(&self.0.link).url.clone()
     }
 
     pub(crate) fn ready_state(&self) -> ReadyState {
@@ -307,20 +312,20 @@ impl Socket {
     }
 
     pub(crate) fn protocol(&self) -> String {
-        lock(&self.0.protocol).clone()
+        lock(&self.0.link).protocol.clone()
     }
 
     pub(crate) fn extensions(&self) -> String {
-        lock(&self.0.extensions).clone()
+        lock(&self.0.link).extensions.clone()
     }
 
     pub(crate) fn set_deflate(&self, config: Option<DeflateConfig>) {
-        *lock(&self.0.deflate) = config;
+        lock(&self.0.config).deflate = config;
     }
 
     /// The socket's own permessage-deflate options, if it was given some.
     pub(crate) fn deflate_config(&self) -> Option<DeflateConfig> {
-        *lock(&self.0.deflate)
+        lock(&self.0.config).deflate
     }
 
     /// Server side: answers the request's permessage-deflate offers with `config` (the
@@ -347,34 +352,16 @@ impl Socket {
     }
 
     pub(crate) fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
-        *lock(&self.0.allowed_origins) = origins;
+        lock(&self.0.config).allowed_origins = origins;
     }
 
     pub(crate) fn allowed_origins(&self) -> Option<Vec<String>> {
-        lock(&self.0.allowed_origins).clone()
+        lock(&self.0.config).allowed_origins.clone()
     }
 
-    pub(crate) fn set_on_open(&self, f: Box<dyn Fn() + Send + Sync>) {
-        lock(&self.0.handlers).on_open = Some(Arc::from(f));
-    }
-
-    pub(crate) fn set_on_message(&self, f: Box<dyn Fn(MsgEvent) + Send + Sync>) {
-        lock(&self.0.handlers).on_message = Some(Arc::from(f));
-    }
-
-    pub(crate) fn set_on_close(&self, f: Box<dyn Fn(CloseEvent) + Send + Sync>) {
-        lock(&self.0.handlers).on_close = Some(Arc::from(f));
-    }
-
-    pub(crate) fn set_on_error(&self, f: Box<dyn Fn(Error) + Send + Sync>) {
-        lock(&self.0.handlers).on_error = Some(Arc::from(f));
-    }
-
-    pub(crate) fn set_on_reconnecting(
-        &self,
-        f: Box<dyn Fn(u32, std::time::Duration) + Send + Sync>,
-    ) {
-        lock(&self.0.handlers).on_reconnecting = Some(Arc::from(f));
+    /// The socket's handlers, to set one.
+    pub(crate) fn handlers(&self) -> MutexGuard<'_, Handlers> {
+        lock(&self.0.handlers)
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<Reconnect>) {
@@ -399,7 +386,7 @@ impl Socket {
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
         self.check_unconnected()?;
-        *lock(&self.0.protocols) = protocols.iter().map(|p| (*p).to_string()).collect();
+        lock(&self.0.config).protocols = protocols.iter().map(|p| (*p).to_string()).collect();
         lock(&self.0.session).open_started(now());
         // Boxed, as every one-time handshake step: the connection's task keeps the size of
         // its largest future for its whole life, and the handshake's is the largest.
@@ -449,21 +436,21 @@ impl Socket {
         protocol: Option<String>,
         deflate: Option<Negotiated>,
     ) {
-        let limits = *lock(&self.0.limits);
+        let limits = lock(&self.0.config).limits;
         let mut conn = Connection::new(role, limits);
         if role == Role::Client {
             conn.set_mask_source(Box::new(rng::mask_key));
         }
         if let Some(negotiated) = deflate {
             conn.set_deflate(&negotiated.params, &negotiated.config);
-            *lock(&self.0.extensions) = negotiated.answer;
+            lock(&self.0.link).extensions = negotiated.answer;
         }
-        *lock(&self.0.url) = Some(url);
-        *lock(&self.0.protocol) = protocol.unwrap_or_default();
+        lock(&self.0.link).url = Some(url);
+        lock(&self.0.link).protocol = protocol.unwrap_or_default();
         *lock(&self.0.proto) = Some(Proto::new(conn));
         let (rd, wr) = tokio::io::split(stream);
         let wr = Arc::new(tokio::sync::Mutex::new(wr));
-        *lock(&self.0.reader) = Some(Reader {
+        lock(&self.0.link).reader = Some(Reader {
             rd,
             wr: wr.clone(),
             leftover,
@@ -471,11 +458,11 @@ impl Socket {
         // Nothing waits on a first connection: the session's kept messages are empty.
         let _ = lock(&self.0.session).transport_opened(now(), role);
         self.set_state(ReadyState::Open);
-        *lock(&self.0.writer) = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
+        lock(&self.0.link).writer = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
     }
 
     pub(crate) async fn read(&self) {
-        let Some(mut reader) = lock(&self.0.reader).take() else {
+        let Some(mut reader) = lock(&self.0.link).reader.take() else {
             return;
         };
         loop {
@@ -508,7 +495,7 @@ impl Socket {
             p.reconnecting = true;
         }
         self.set_state(ReadyState::Connecting);
-        let writer = lock(&self.0.writer).take();
+        let writer = lock(&self.0.link).writer.take();
         if let Some(writer) = writer {
             writer.abort();
             let _ = writer.await;
@@ -516,7 +503,7 @@ impl Socket {
         // What the lost connection held is lost with it; what waits is the session's.
         let unsent = lock(&self.0.session).unsent_bytes();
         self.0.buffered.store(unsent, Ordering::Release);
-        self.0.written.notify_waiters();
+        self.0.handoff.written.notify_waiters();
     }
 
     /// Carries out the session's actions between two connections (reconnect waits and
@@ -529,7 +516,7 @@ impl Socket {
                     let handler = lock(&self.0.handlers).on_reconnecting.clone();
                     if let Some(h) = handler {
                         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            h(attempt, delay);
+                            h((attempt, delay));
                         }));
                         if ran.is_err() {
                             tracing::warn!(id = %self.0.id, "Err in on_reconnecting() handler");
@@ -537,7 +524,8 @@ impl Socket {
                     }
                 }
                 Some(Action::Connect { attempt }) => {
-                    let url = lock(&self.0.url)
+                    let url = lock(&self.0.link)
+                        .url
                         .as_deref()
                         .and_then(|u| url::Url::parse(u).ok());
                     let Some(url) = url else {
@@ -545,7 +533,7 @@ impl Socket {
                         lock(&self.0.session).attempt_failed(now(), e);
                         continue;
                     };
-                    let protocols = lock(&self.0.protocols).clone();
+                    let protocols = lock(&self.0.config).protocols.clone();
                     let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
                     match self.connect_within(&url, &protocols).await {
                         Ok(connected) => return Some(self.reattach(connected)),
@@ -576,7 +564,7 @@ impl Socket {
         url: &url::Url,
         protocols: &[&str],
     ) -> Result<connect::Connected> {
-        let tls = lock(&self.0.tls).clone();
+        let tls = lock(&self.0.config).tls.clone();
         let deflate = self
             .deflate_config()
             .unwrap_or_else(|| default_deflate(Role::Client));
@@ -602,7 +590,7 @@ impl Socket {
 
     /// Waits for the session's next timeout (and handles it) or for a local close.
     async fn wait_for_session(&self) {
-        let woken = self.0.wake_reader.notified();
+        let woken = self.0.handoff.wake_reader.notified();
         let due = lock(&self.0.session).poll_timeout();
         tokio::select! {
             () = woken => {}
@@ -617,11 +605,11 @@ impl Socket {
 
     /// Installs a reconnected stream: a new protocol state that first sends what waited.
     fn reattach(&self, connected: connect::Connected) -> Reader {
-        let limits = *lock(&self.0.limits);
+        let limits = lock(&self.0.config).limits;
         let mut conn = Connection::new(Role::Client, limits);
         conn.set_mask_source(Box::new(rng::mask_key));
         // What the new connection negotiated (the server may answer differently now).
-        *lock(&self.0.extensions) = match &connected.deflate {
+        lock(&self.0.link).extensions = match &connected.deflate {
             Some(negotiated) => {
                 conn.set_deflate(&negotiated.params, &negotiated.config);
                 negotiated.answer.clone()
@@ -641,19 +629,19 @@ impl Socket {
         proto.queued = queued;
         *guard = Some(proto);
         drop(guard);
-        self.0.reader_done.store(false, Ordering::Release);
-        self.0.writer_done.store(false, Ordering::Release);
-        self.0.write_stalled.store(false, Ordering::Release);
-        *lock(&self.0.protocol) = connected.protocol.unwrap_or_default();
+        self.0.handoff.reader_done.store(false, Ordering::Release);
+        self.0.handoff.writer_done.store(false, Ordering::Release);
+        self.0.handoff.write_stalled.store(false, Ordering::Release);
+        lock(&self.0.link).protocol = connected.protocol.unwrap_or_default();
         let (rd, wr) = tokio::io::split(connected.stream);
         let wr = Arc::new(tokio::sync::Mutex::new(wr));
         self.set_state(ReadyState::Open);
-        *lock(&self.0.writer) = Some(tokio::spawn(driver::write_loop(
+        lock(&self.0.link).writer = Some(tokio::spawn(driver::write_loop(
             self.clone(),
             wr.clone(),
             Role::Client,
         )));
-        self.0.wake_writer.notify_one();
+        self.0.handoff.wake_writer.notify_one();
         Reader {
             rd,
             wr,
@@ -674,7 +662,7 @@ impl Socket {
     pub(crate) async fn closed(&self) -> CloseEvent {
         loop {
             let notified = self.0.closed_notify.notified();
-            if let Some(ev) = lock(&self.0.close_event).clone() {
+            if let Some(ev) = lock(&self.0.ending).close_event.clone() {
                 return ev;
             }
             notified.await;
@@ -686,12 +674,12 @@ impl Socket {
             return Err(Error::NotOpen);
         }
         loop {
-            let written = self.0.written.notified();
+            let written = self.0.handoff.written.notified();
             if self.buffered_amount() == 0 {
                 return Ok(());
             }
-            if self.0.reader_done.load(Ordering::Acquire)
-                && self.0.writer_done.load(Ordering::Acquire)
+            if self.0.handoff.reader_done.load(Ordering::Acquire)
+                && self.0.handoff.writer_done.load(Ordering::Acquire)
             {
                 return Err(Error::Closed);
             }
@@ -703,17 +691,19 @@ impl Socket {
     /// connection (going away) after what is queued, and let the writer end it.
     pub(crate) fn release(&self) {
         let _ = self.close(CloseCode::GOING_AWAY, "");
-        lock(&self.0.reader).take();
-        self.0.reader_done.store(true, Ordering::Release);
-        self.0.wake_writer.notify_one();
+        lock(&self.0.link).reader.take();
+        self.0.handoff.reader_done.store(true, Ordering::Release);
+        self.0.handoff.wake_writer.notify_one();
     }
 
     /// Routes this socket's messages into a new stream (replacing an earlier one).
     pub(crate) fn subscribe(&self) -> Messages {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        if lock(&self.0.close_event).is_none() {
-            *lock(&self.0.stream_tx) = Some(tx);
+        let mut ending = lock(&self.0.ending);
+        if ending.close_event.is_none() {
+            ending.stream_tx = Some(tx);
         }
+        drop(ending);
         Messages::new(self.clone(), rx)
     }
 
@@ -745,8 +735,8 @@ impl Socket {
         proto.queued += len;
         self.0.buffered.fetch_add(len, Ordering::AcqRel);
         drop(guard);
-        if !self.0.dispatching.load(Ordering::Acquire) {
-            self.0.wake_writer.notify_one();
+        if !self.0.handoff.dispatching.load(Ordering::Acquire) {
+            self.0.handoff.wake_writer.notify_one();
         }
         Ok(())
     }
@@ -772,7 +762,7 @@ impl Socket {
         lock(&self.0.session).local_close(now());
         if proto.reconnecting {
             drop(guard);
-            self.0.wake_reader.notify_one();
+            self.0.handoff.wake_reader.notify_one();
             return Ok(());
         }
         if proto.conn.state() != ConnectionState::Open {
@@ -783,8 +773,8 @@ impl Socket {
         if self.ready_state() < ReadyState::Closing {
             self.set_state(ReadyState::Closing);
         }
-        self.0.wake_writer.notify_one();
-        self.0.wake_reader.notify_one();
+        self.0.handoff.wake_writer.notify_one();
+        self.0.handoff.wake_reader.notify_one();
         Ok(())
     }
 }

@@ -23,6 +23,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, MessageEvent};
 
+use crate::handlers::Handlers;
 use crate::protocol::{CloseCode, Role};
 use crate::session::{Action, Probe, Session, Settings, Time};
 use crate::{CloseEvent, Error, MsgEvent, ReadyState, Result};
@@ -32,21 +33,6 @@ use timer::{defer_drop, Timer};
 /// sockets: [`crate::WebSocket::upgrade`] always fails with [`Error::Unsupported`].
 pub trait Transport: 'static {}
 impl<T: 'static> Transport for T {}
-
-type OpenFn = Rc<dyn Fn()>;
-type MessageFn = Rc<dyn Fn(MsgEvent)>;
-type CloseFn = Rc<dyn Fn(CloseEvent)>;
-type ErrorFn = Rc<dyn Fn(Error)>;
-type ReconnectingFn = Rc<dyn Fn(u32, Duration)>;
-
-#[derive(Default)]
-struct Handlers {
-    on_open: Option<OpenFn>,
-    on_message: Option<MessageFn>,
-    on_close: Option<CloseFn>,
-    on_error: Option<ErrorFn>,
-    on_reconnecting: Option<ReconnectingFn>,
-}
 
 thread_local! {
     static NEXT_ID: Cell<u64> = const { Cell::new(1) };
@@ -294,24 +280,9 @@ impl Socket {
         self.0.allowed_origins.borrow().clone()
     }
 
-    pub(crate) fn set_on_open(&self, f: Box<dyn Fn()>) {
-        self.0.handlers.borrow_mut().on_open = Some(Rc::from(f));
-    }
-
-    pub(crate) fn set_on_message(&self, f: Box<dyn Fn(MsgEvent)>) {
-        self.0.handlers.borrow_mut().on_message = Some(Rc::from(f));
-    }
-
-    pub(crate) fn set_on_close(&self, f: Box<dyn Fn(CloseEvent)>) {
-        self.0.handlers.borrow_mut().on_close = Some(Rc::from(f));
-    }
-
-    pub(crate) fn set_on_error(&self, f: Box<dyn Fn(Error)>) {
-        self.0.handlers.borrow_mut().on_error = Some(Rc::from(f));
-    }
-
-    pub(crate) fn set_on_reconnecting(&self, f: Box<dyn Fn(u32, Duration)>) {
-        self.0.handlers.borrow_mut().on_reconnecting = Some(Rc::from(f));
+    /// The socket's handlers, to set one.
+    pub(crate) fn handlers(&self) -> std::cell::RefMut<'_, Handlers> {
+        self.0.handlers.borrow_mut()
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<crate::Reconnect>) {
@@ -434,13 +405,13 @@ impl Socket {
                 Action::Opened => {
                     let handler = self.0.handlers.borrow().on_open.clone();
                     if let Some(h) = handler {
-                        h();
+                        h(());
                     }
                 }
                 Action::Reconnecting { attempt, delay } => {
                     let handler = self.0.handlers.borrow().on_reconnecting.clone();
                     if let Some(h) = handler {
-                        h(attempt, delay);
+                        h((attempt, delay));
                     }
                 }
                 Action::Connect { attempt } => self.attempt(attempt),

@@ -1,0 +1,28 @@
+//! The tasks that run one connection: the read loop (whoever calls `read()`), which reads,
+//! dispatches events to the handlers and drives the session, and the writer task, which
+//! drains the protocol core's output to the socket.
+//!
+//! Files by role: `read_loop` (the event loop and the end of a connection), `writer` (the
+//! writer task and the read task's `write_through`), `read_buffer` (its sizes).
+//!
+//! # The hand-off between the read task and the writer task
+//! Bytes leave the protocol core's output in order because whoever writes holds the write
+//! half: the writer task waits for it, the read task only takes it when it is free.
+//!
+//! | signal (`Shared::handoff`) | set by | read by | means |
+//! |---|---|---|---|
+//! | `dispatching` | read task, while handlers run | `send_with` | a send need not wake the writer: `write_through` follows |
+//! | `wake_writer` | sends, the read task, `close` | writer task | output waits, or the connection ends |
+//! | `unflushed` | `write_through` (TLS could not flush) | writer task | flush before waiting again |
+//! | `reader_done` | read loop at its end, writer on a failed write, `release` | writer task, read loop, `flush` | the connection is over: flush what is left and stop |
+//! | `write_stalled` | writer (no progress for the write timeout) | read loop | end with 1006 and `Error::Timeout` |
+//! | `writer_done` | writer task at its end | `flush` | nothing more will be written |
+//! | `wake_reader` | writer on a failure, `close` | read loop, reconnect waits | look at the state again |
+//! | `written` | writer task, `write_through` | `flush` | `buffered_amount` went down |
+
+mod read_buffer;
+mod read_loop;
+mod writer;
+
+pub(super) use read_loop::{finish, read_loop, ABNORMAL};
+pub(super) use writer::write_loop;

@@ -1,0 +1,193 @@
+//! The writer task of one connection, and the read task's write of what its events
+//! queued (`write_through`).
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
+
+use crate::native::{lock, BoxIo, SharedWriter, Socket};
+use crate::protocol::{ConnectionState, Role};
+
+/// Drains the connection's output to the stream until the connection is over.
+///
+/// The write half is locked before output is taken from the connection and until it is
+/// written, so the read task's `write_through` (which takes the lock only when it is free)
+/// never sends newer bytes ahead of older ones.
+pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
+    let shared = &sock.0;
+    // Swapped with the connection's output buffer each round, so both allocations are reused;
+    // `more` takes the segments after it (handed-over payloads), written in the same write.
+    let mut out = Vec::new();
+    let mut more = VecDeque::new();
+    let write_timeout = lock(&shared.config).write_timeout;
+    loop {
+        let mut half = wr.lock().await;
+        let (queued, ended, failed) = {
+            let mut guard = lock(&shared.proto);
+            let Some(proto) = guard.as_mut() else { break };
+            proto.conn.swap_all_data_to_send(&mut out, &mut more);
+            // What was queued counts as buffered until its last segment has been taken.
+            let queued = if proto.conn.has_data_to_send() {
+                0
+            } else {
+                std::mem::take(&mut proto.queued)
+            };
+            let failed = proto.conn.state() == ConnectionState::Failed;
+            let ended = proto.conn.is_closed()
+                || failed
+                || shared.handoff.reader_done.load(Ordering::Acquire);
+            (queued, ended, failed)
+        };
+        let idle = out.is_empty() && more.is_empty();
+        let result = if idle {
+            if shared.handoff.unflushed.swap(false, Ordering::AcqRel) {
+                flush(&mut half, write_timeout).await
+            } else {
+                Ok(())
+            }
+        } else if more.is_empty() {
+            write_all(&mut half, &mut [IoSlice::new(&out)], write_timeout).await
+        } else {
+            let mut bufs: Vec<IoSlice<'_>> = std::iter::once(&out)
+                .chain(&more)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            // Boxed: only big handed-over messages take this path, and the writer task's
+            // state (kept by every idle connection) stays as small as without it.
+            Box::pin(write_all(&mut half, &mut bufs, write_timeout)).await
+        };
+        more.clear();
+        if let Err(e) = result {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                shared.handoff.write_stalled.store(true, Ordering::Release);
+            }
+            tracing::debug!(id = %shared.id, "write failed: {e}");
+            shared.handoff.reader_done.store(true, Ordering::Release);
+            shared.handoff.wake_reader.notify_one();
+            break;
+        }
+        if idle {
+            if ended {
+                // RFC 6455 §7.1.1: the server ends TCP first; a failed connection is dropped.
+                if role == Role::Server || failed {
+                    let _ = half.shutdown().await;
+                }
+                break;
+            }
+            drop(half);
+            shared.handoff.wake_writer.notified().await;
+            continue;
+        }
+        drop(half);
+        shared.buffered.fetch_sub(queued, Ordering::AcqRel);
+        shared.handoff.written.notify_waiters();
+    }
+    shared.handoff.writer_done.store(true, Ordering::Release);
+    shared.handoff.written.notify_waiters();
+}
+
+/// Writes what the events of a read queued, from the read task, at once: when the writer
+/// task is idle (the write half is free) and as far as the socket takes it without
+/// waiting. The rest, and any error, is left to the writer task.
+///
+/// Each connection's answer then leaves as soon as its read is handled, not after the
+/// other connections that became readable at the same time (their read tasks run before
+/// any writer task that the first one woke).
+///
+/// While the read task handles events (`Shared::dispatching`), sends do not wake the writer
+/// task, as this follows: it wakes the writer task itself for what it leaves, and once the
+/// connection is closing (the writer task then ends TCP).
+pub(super) fn write_through(sock: &Socket, wr: &SharedWriter) {
+    let shared = &sock.0;
+    let Ok(mut half) = wr.try_lock() else {
+        // The writer task holds the half: it may be about to wait, so wake it for the rest.
+        shared.handoff.wake_writer.notify_one();
+        return;
+    };
+    let mut guard = lock(&shared.proto);
+    let Some(proto) = guard.as_mut() else { return };
+    if proto.conn.state() != ConnectionState::Open {
+        drop(guard);
+        shared.handoff.wake_writer.notify_one(); // closing: the writer task writes and ends TCP
+        return;
+    }
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut wrote = false;
+    while proto.conn.has_data_to_send() {
+        let mut slices = [IoSlice::new(&[]); 4];
+        let k = proto.conn.data_to_send_vectored(&mut slices);
+        let written = match slices.get(..k).unwrap_or_default() {
+            [one] => Pin::new(&mut *half).poll_write(&mut cx, one),
+            more => Pin::new(&mut *half).poll_write_vectored(&mut cx, more),
+        };
+        match written {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                proto.conn.consume(n);
+                wrote = true;
+            }
+            _ => break, // would block, or an error the writer task will meet and report
+        }
+    }
+    if proto.conn.has_data_to_send() {
+        shared.handoff.wake_writer.notify_one(); // the socket would block: the writer task waits
+    }
+    if !wrote {
+        return;
+    }
+    if !matches!(
+        Pin::new(&mut *half).poll_flush(&mut cx),
+        Poll::Ready(Ok(()))
+    ) {
+        shared.handoff.unflushed.store(true, Ordering::Release);
+        shared.handoff.wake_writer.notify_one();
+    }
+    if !proto.conn.has_data_to_send() {
+        let queued = std::mem::take(&mut proto.queued);
+        drop(guard);
+        shared.buffered.fetch_sub(queued, Ordering::AcqRel);
+        shared.handoff.written.notify_waiters();
+    }
+}
+
+/// Runs one write-side step (`op`), failing with `TimedOut` when it makes no progress for
+/// `timeout`.
+async fn within<T>(
+    timeout: Option<Duration>,
+    op: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, op).await.map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "the peer stopped reading")
+        })?,
+        None => op.await,
+    }
+}
+
+/// Flushes the write half; fails with `TimedOut` after `timeout`.
+async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io::Result<()> {
+    within(timeout, wr.flush()).await
+}
+
+/// Writes all of `bufs`, in order, with vectored writes (a handed-over payload leaves in the
+/// same write as its header); fails with `TimedOut` when one write makes no progress for
+/// `timeout`.
+async fn write_all(
+    wr: &mut WriteHalf<BoxIo>,
+    mut bufs: &mut [IoSlice<'_>],
+    timeout: Option<Duration>,
+) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut bufs, 0); // skip empty slices
+    while !bufs.is_empty() {
+        let n = within(timeout, wr.write_vectored(bufs)).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut bufs, n);
+    }
+    flush(wr, timeout).await
+}
