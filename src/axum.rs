@@ -105,7 +105,7 @@ impl WebSocketUpgrade {
             )
                 .into_response();
         };
-        let mut response = crate::native::response_101(&accept.accept);
+        let mut response = crate::protocol::handshake::upgrade_response(&accept.accept);
         let registry_deflate = ws.inner.deflate_config().or(sockets.deflate());
         let deflate = ws.inner.negotiate_deflate(&self.request, registry_deflate);
         if let Some(value) = deflate

@@ -85,7 +85,8 @@ cfg_if::cfg_if! {
         mod registry;
         pub mod server;
         pub use native::ext::WebSocketExt;
-        pub use registry::{serve, WebSockets};
+        pub use registry::WebSockets;
+        pub use server::serve;
         /// The rustls version unisock's `wss://` support uses, for [`WebSocketExt::set_tls_config`].
         pub use rustls;
     }

@@ -2,12 +2,10 @@
 //! sockets up by id, broadcast, and shut them all down.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::backplane::{Backplane, BackplaneEvent, Envelope, Subscription};
@@ -404,7 +402,7 @@ impl WebSockets {
     }
 
     /// Counts a connection `serve` accepted, unless that would pass the cap (`None`).
-    fn admit(&self) -> Option<Admission> {
+    pub(crate) fn admit(&self) -> Option<Admission> {
         // Counted first, then compared: two accept loops admitting at once both see the
         // other, and a socket being registered is counted at least once (see `Admission`).
         let before = self.0.upgrading.fetch_add(1, Ordering::SeqCst);
@@ -720,52 +718,6 @@ impl WebSockets {
         }
     }
 
-    /// Accepts connections on `listener` forever. For each request, `handler` returns the
-    /// configured [`WebSocket`] to upgrade to (the original's "a route returns a
-    /// WebSocket"), or `None` for a 404. Each socket is serviced by this registry.
-    ///
-    /// Never returns (hence [`Infallible`]): accept errors are logged and survived, with a
-    /// pause of 1 second when the process is out of file descriptors (see
-    /// [`crate::server::accept`]). Drop the future, or abort its task, to stop listening;
-    /// the sockets already open go on. Over [`WebSockets::set_max_connections`], new
-    /// connections are answered 503.
-    ///
-    /// ```no_run
-    /// # async fn run() -> std::io::Result<()> {
-    /// let sockets = unisock::WebSockets::new();
-    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
-    /// let serving = tokio::spawn({
-    ///     let sockets = sockets.clone();
-    ///     async move { sockets.serve(listener, |_| Some(unisock::WebSocket::new())).await }
-    /// });
-    /// // ... later: stop listening, then close the open sockets.
-    /// serving.abort();
-    /// sockets.shutdown().await;
-    /// # Ok(()) }
-    /// ```
-    pub async fn serve<F>(&self, listener: TcpListener, handler: F) -> Infallible
-    where
-        F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
-    {
-        let handler = Arc::new(handler);
-        loop {
-            let (tcp, _) = crate::server::accept(&listener).await;
-            let Some(admission) = self.admit() else {
-                tracing::debug!("connection refused (503): the registry is at its cap");
-                tokio::spawn(crate::server::refuse(tcp));
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            let registry = self.clone();
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                if let Err(e) = crate::server::route(&registry, tcp, &*handler, admission).await {
-                    tracing::debug!("connection not upgraded: {e}");
-                }
-            });
-        }
-    }
-
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, WebSocket>> {
         self.0
             .sockets
@@ -779,27 +731,4 @@ impl WebSockets {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-/// Accepts connections on `listener` forever with a fresh [`WebSockets`] registry, with
-/// its defaults (no connection cap); see [`WebSockets::serve`]. Never returns.
-///
-/// To set a cap ([`WebSockets::set_max_connections`]) or another registry option, or to
-/// reach the sockets later, make the registry yourself and call its
-/// [`serve`](WebSockets::serve).
-///
-/// ```no_run
-/// # async fn run() -> std::io::Result<()> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
-/// let serving = unisock::serve(listener, |request| {
-///     (request.uri().path() == "/ws").then(unisock::WebSocket::new)
-/// });
-/// match serving.await {}
-/// # }
-/// ```
-pub async fn serve<F>(listener: TcpListener, handler: F) -> Infallible
-where
-    F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
-{
-    WebSockets::new().serve(listener, handler).await
 }

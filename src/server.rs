@@ -1,9 +1,11 @@
-//! Server-side integration (native): an accept that survives running out of file
-//! descriptors, and upgrades whose 101 response the caller can still edit before it is
-//! sent.
+//! The server side (native), in one place: the accept loop that survives running out of
+//! descriptors, `serve` (read a request, route it, upgrade it into a registry), and
+//! upgrades whose 101 response the caller can still edit before it is sent.
 
+use std::convert::Infallible;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::backend::{BoxIo, Negotiated};
 use crate::protocol::Role;
 use crate::registry::Admission;
-use crate::{DeflateConfig, Result, WebSocket};
+use crate::{DeflateConfig, Result, WebSocket, WebSockets};
 
 /// How long [`accept`] waits after an error that is not one connection's own (hyper and
 /// axum wait the same): long enough for connections to close and free descriptors.
@@ -244,7 +246,7 @@ impl PendingUpgrade {
             deflate,
         } = self;
         stream
-            .write_all(&crate::native::encode_response(&response))
+            .write_all(&crate::protocol::handshake::encode_response(&response))
             .await?;
         let protocol = response
             .headers()
@@ -314,4 +316,75 @@ where
     };
     let pending = Box::pin(PendingUpgrade::validate(ws, request, stream, leftover)).await?;
     registry.service_admitted(pending, Some(admission)).await
+}
+
+impl WebSockets {
+    /// Accepts connections on `listener` forever. For each request, `handler` returns the
+    /// configured [`WebSocket`] to upgrade to (the original's "a route returns a
+    /// WebSocket"), or `None` for a 404. Each socket is serviced by this registry.
+    ///
+    /// Never returns (hence [`Infallible`]): accept errors are logged and survived, with a
+    /// pause of 1 second when the process is out of file descriptors (see
+    /// [`crate::server::accept`]). Drop the future, or abort its task, to stop listening;
+    /// the sockets already open go on. Over [`WebSockets::set_max_connections`], new
+    /// connections are answered 503.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// let sockets = unisock::WebSockets::new();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+    /// let serving = tokio::spawn({
+    ///     let sockets = sockets.clone();
+    ///     async move { sockets.serve(listener, |_| Some(unisock::WebSocket::new())).await }
+    /// });
+    /// // ... later: stop listening, then close the open sockets.
+    /// serving.abort();
+    /// sockets.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn serve<F>(&self, listener: TcpListener, handler: F) -> Infallible
+    where
+        F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
+    {
+        let handler = Arc::new(handler);
+        loop {
+            let (tcp, _) = crate::server::accept(&listener).await;
+            let Some(admission) = self.admit() else {
+                tracing::debug!("connection refused (503): the registry is at its cap");
+                tokio::spawn(crate::server::refuse(tcp));
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let registry = self.clone();
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::server::route(&registry, tcp, &*handler, admission).await {
+                    tracing::debug!("connection not upgraded: {e}");
+                }
+            });
+        }
+    }
+}
+
+/// Accepts connections on `listener` forever with a fresh [`WebSockets`] registry, with
+/// its defaults (no connection cap); see [`WebSockets::serve`]. Never returns.
+///
+/// To set a cap ([`WebSockets::set_max_connections`]) or another registry option, or to
+/// reach the sockets later, make the registry yourself and call its
+/// [`serve`](WebSockets::serve).
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+/// let serving = unisock::serve(listener, |request| {
+///     (request.uri().path() == "/ws").then(unisock::WebSocket::new)
+/// });
+/// match serving.await {}
+/// # }
+/// ```
+pub async fn serve<F>(listener: TcpListener, handler: F) -> Infallible
+where
+    F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
+{
+    WebSockets::new().serve(listener, handler).await
 }

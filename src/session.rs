@@ -42,9 +42,10 @@ pub(crate) struct Settings {
     /// Protocol pings on a quiet connection; `None` until set, then servers use
     /// [`KeepAlive::SERVER_DEFAULT`] and clients none.
     pub(crate) keepalive: Option<Option<KeepAlive>>,
-    /// The application-level heartbeat; when set it replaces keep-alive pings.
-    pub(crate) heartbeat: Option<Heartbeat>,
-    pub(crate) reconnect: Option<Reconnect>,
+    /// The application-level heartbeat; when set it replaces keep-alive pings. Boxed, as
+    /// the reconnect policy: most sockets have neither, and every socket keeps its session.
+    pub(crate) heartbeat: Option<Box<Heartbeat>>,
+    pub(crate) reconnect: Option<Box<Reconnect>>,
 }
 
 impl Settings {
@@ -187,8 +188,9 @@ pub(crate) struct Session {
     close_deadline: Option<Time>,
     retry_deadline: Option<Time>,
     /// How the connection (or the last attempt) ended, reported if the reconnect stops.
-    lost: Option<(CloseEvent, Option<Error>)>,
-    unsent: Unsent,
+    lost: Option<Box<(CloseEvent, Option<Error>)>>,
+    /// Boxed: only a reconnecting socket with a buffer has one.
+    unsent: Option<Box<Unsent>>,
     actions: VecDeque<Action>,
     /// A random number in `[0, 1)` for the reconnect jitter, from the backend.
     random: fn() -> f64,
@@ -220,7 +222,7 @@ impl Session {
             close_deadline: None,
             retry_deadline: None,
             lost: None,
-            unsent: Unsent::default(),
+            unsent: None,
             actions: VecDeque::new(),
         }
     }
@@ -252,7 +254,7 @@ impl Session {
 
     /// Payload bytes kept for the next connection.
     pub(crate) fn unsent_bytes(&self) -> usize {
-        self.unsent.bytes
+        self.unsent.as_ref().map_or(0, |u| u.bytes)
     }
 
     /// `open()` starts the first opening handshake.
@@ -288,8 +290,7 @@ impl Session {
         self.dropping = false;
         self.closing = false;
         self.actions.push_back(Action::Opened);
-        self.unsent.bytes = 0;
-        std::mem::take(&mut self.unsent.items)
+        self.unsent.take().map(|u| u.items).unwrap_or_default()
     }
 
     /// Something arrived on the open connection at `now`: the connection is alive. Cheap:
@@ -320,7 +321,7 @@ impl Session {
             Phase::Connecting { attempt: 0 } => self.open_failed(),
             Phase::Connecting { attempt } => {
                 tracing::debug!("reconnect attempt {attempt} failed: {event}");
-                self.lost = Some((event, error));
+                self.lost = Some(Box::new((event, error)));
                 self.retry(now, attempt);
             }
             Phase::Waiting { .. } => {}
@@ -337,7 +338,7 @@ impl Session {
                         .is_some_and(|p| p.retries(&event));
                 if retry {
                     tracing::debug!("connection lost: {event}");
-                    self.lost = Some((event, error));
+                    self.lost = Some(Box::new((event, error)));
                     self.retry(now, 0);
                 } else {
                     self.finish(event, error);
@@ -380,7 +381,7 @@ impl Session {
         let (event, error) = self
             .lost
             .take()
-            .unwrap_or_else(|| (abnormal("Abnormal Closure"), None));
+            .map_or_else(|| (abnormal("Abnormal Closure"), None), |lost| *lost);
         self.finish(event, error);
     }
 
@@ -390,7 +391,7 @@ impl Session {
         self.close_deadline = None;
         self.retry_deadline = None;
         self.probe_sent = None;
-        self.unsent = Unsent::default();
+        self.unsent = None;
         self.actions.push_back(Action::Closed { event, error });
     }
 
@@ -416,14 +417,15 @@ impl Session {
         if cap == 0 {
             return Err(Error::NotOpen);
         }
-        if self.unsent.bytes.saturating_add(msg.len()) > cap {
+        let unsent = self.unsent.get_or_insert_with(Box::default);
+        if unsent.bytes.saturating_add(msg.len()) > cap {
             return Err(Error::Capacity {
-                buffered: self.unsent.bytes,
+                buffered: unsent.bytes,
                 cap,
             });
         }
-        self.unsent.bytes += msg.len();
-        self.unsent.items.push_back(msg);
+        unsent.bytes += msg.len();
+        unsent.items.push_back(msg);
         Ok(())
     }
 
@@ -713,7 +715,7 @@ mod tests {
     #[test]
     fn the_heartbeat_replaces_the_ping_and_names_itself_when_unanswered() {
         let hb = Heartbeat::new(secs(2), secs(1), "hb");
-        let mut s = Session::new(with(|s| s.heartbeat = Some(hb)), || 0.5);
+        let mut s = Session::new(with(|s| s.heartbeat = Some(Box::new(hb))), || 0.5);
         s.transport_opened(Time::ZERO, Role::Server);
         actions(&mut s);
         s.handle_timeout(secs(2));
@@ -772,7 +774,7 @@ mod tests {
 
     #[test]
     fn a_lost_connection_is_retried_with_backoff_and_messages_wait_in_order() {
-        let mut s = open_client(with(|s| s.reconnect = Some(quick())));
+        let mut s = open_client(with(|s| s.reconnect = Some(Box::new(quick()))));
         s.transport_closed(secs(10), lost(1006), None);
         assert!(s.is_reconnecting());
         match &actions(&mut s)[..] {
@@ -827,7 +829,7 @@ mod tests {
 
     #[test]
     fn a_reconnect_attempt_that_hangs_is_dropped_by_the_open_timeout() {
-        let mut s = open_client(with(|s| s.reconnect = Some(quick())));
+        let mut s = open_client(with(|s| s.reconnect = Some(Box::new(quick()))));
         s.transport_closed(Time::ZERO, lost(1006), None);
         actions(&mut s);
         s.handle_timeout(secs(1));
@@ -863,7 +865,7 @@ mod tests {
             (1006, true),
             (4000, false),
         ] {
-            let mut s = open_client(with(|s| s.reconnect = Some(quick())));
+            let mut s = open_client(with(|s| s.reconnect = Some(Box::new(quick()))));
             s.transport_closed(Time::ZERO, lost(code), None);
             assert_eq!(s.is_reconnecting(), retried, "{code}");
             assert_eq!(s.is_closed(), !retried, "{code}");
@@ -872,18 +874,18 @@ mod tests {
         let mut s = open_client(Settings::native());
         s.transport_closed(Time::ZERO, lost(1006), None);
         assert!(s.is_closed());
-        let mut s = Session::new(with(|s| s.reconnect = Some(quick())), || 0.5);
+        let mut s = Session::new(with(|s| s.reconnect = Some(Box::new(quick()))), || 0.5);
         s.transport_opened(Time::ZERO, Role::Server);
         s.transport_closed(Time::ZERO, lost(1006), None);
         assert!(s.is_closed());
-        let mut s = open_client(with(|s| s.reconnect = Some(quick())));
+        let mut s = open_client(with(|s| s.reconnect = Some(Box::new(quick()))));
         s.transport_closed(
             Time::ZERO,
             lost(1011),
             Some(Error::HandlerPanicked("x".into())),
         );
         assert!(s.is_closed());
-        let mut s = open_client(with(|s| s.reconnect = Some(quick())));
+        let mut s = open_client(with(|s| s.reconnect = Some(Box::new(quick()))));
         s.local_close(Time::ZERO);
         s.transport_closed(Time::ZERO, lost(1006), None);
         assert!(s.is_closed());
@@ -892,7 +894,7 @@ mod tests {
     #[test]
     fn when_the_attempts_run_out_the_last_failure_is_reported() {
         let policy = quick().max_attempts(Some(2));
-        let mut s = open_client(with(|s| s.reconnect = Some(policy)));
+        let mut s = open_client(with(|s| s.reconnect = Some(Box::new(policy))));
         s.transport_closed(Time::ZERO, lost(1006), None);
         for attempt in 1..=2u64 {
             actions(&mut s);
@@ -919,7 +921,7 @@ mod tests {
 
     #[test]
     fn a_local_close_while_reconnecting_ends_with_how_the_connection_was_lost() {
-        let mut s = open_client(with(|s| s.reconnect = Some(quick())));
+        let mut s = open_client(with(|s| s.reconnect = Some(Box::new(quick()))));
         s.transport_closed(Time::ZERO, lost(1012), None);
         actions(&mut s);
         s.keep(MsgEvent::Text("dropped".into())).unwrap();
@@ -934,7 +936,7 @@ mod tests {
 
     #[test]
     fn without_a_buffer_sends_while_reconnecting_fail_with_not_open() {
-        let mut s = open_client(with(|s| s.reconnect = Some(quick().buffer(0))));
+        let mut s = open_client(with(|s| s.reconnect = Some(Box::new(quick().buffer(0)))));
         s.transport_closed(Time::ZERO, lost(1006), None);
         assert!(matches!(
             s.keep(MsgEvent::Text("x".into())),

@@ -60,7 +60,7 @@ async fn handshake_over(
     let request = handshake::client_request(url, &key, protocols, None, extra)?;
     stream.write_all(&request).await?;
     let (response, leftover) =
-        super::upgrade::read_head(&mut stream, handshake::parse_response, "server").await??;
+        super::head::read_head(&mut stream, handshake::parse_response, "server").await??;
     let offered = deflate.enabled.then_some(&deflate);
     let checked = handshake::check_response(&response, &key, protocols, offered)?;
     Ok(Connected {

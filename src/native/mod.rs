@@ -13,17 +13,14 @@
 mod connect;
 mod driver;
 pub(crate) mod ext;
+mod head;
 mod messages;
 pub(crate) mod rng;
 mod tls;
 mod upgrade;
 
 pub(crate) use messages::Messages;
-#[cfg(feature = "axum")]
-pub(crate) use upgrade::response_101;
-pub(crate) use upgrade::{
-    encode_response, read_request_timed, validate as validate_request, HANDSHAKE_TIMEOUT,
-};
+pub(crate) use upgrade::{read_request_timed, validate as validate_request, HANDSHAKE_TIMEOUT};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -365,11 +362,11 @@ impl Socket {
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<Reconnect>) {
-        lock(&self.0.session).settings.reconnect = policy;
+        lock(&self.0.session).settings.reconnect = policy.map(Box::new);
     }
 
     pub(crate) fn set_heartbeat(&self, heartbeat: Option<Heartbeat>) {
-        lock(&self.0.session).settings.heartbeat = heartbeat;
+        lock(&self.0.session).settings.heartbeat = heartbeat.map(Box::new);
     }
 
     pub(crate) fn set_open_timeout(&self, timeout: Option<std::time::Duration>) {
@@ -785,4 +782,16 @@ fn _assert_impls() {
     fn send_sync<T: Send + Sync + Clone + 'static>() {}
     send_sync::<crate::WebSocket>();
     send_sync::<crate::WebSockets>();
+}
+#[cfg(test)]
+mod tests {
+    /// Every socket keeps its state for life, so idle memory grows with it: what only some
+    /// sockets use (a reconnect policy, a heartbeat, the unsent queue) is boxed.
+    #[test]
+    fn the_socket_state_stays_small() {
+        let size = std::mem::size_of::<super::Shared>();
+        assert!(size <= 1600, "Shared is {size} bytes");
+        let session = std::mem::size_of::<crate::session::Session>();
+        assert!(session <= 256, "Session is {session} bytes");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::BoxIo;
 use crate::protocol::handshake::{self, HandshakeError};
@@ -54,7 +54,7 @@ pub(crate) async fn validate(
 ) -> Result<Validated> {
     match handshake::validate_request(&request, allowed_origins) {
         Ok(accept) => Ok(Validated {
-            response: response_101(&accept.accept),
+            response: handshake::upgrade_response(&accept.accept),
             request,
             stream,
             leftover,
@@ -66,83 +66,12 @@ pub(crate) async fn validate(
     }
 }
 
-/// The 101 Switching Protocols response for an accept key.
-pub(crate) fn response_101(accept: &str) -> http::Response<()> {
-    let mut response = http::Response::new(());
-    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
-    headers.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    if let Ok(value) = http::HeaderValue::from_str(accept) {
-        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, value);
-    }
-    response
-}
-
-/// Serialises a response head (status line, headers, blank line).
-pub(crate) fn encode_response(response: &http::Response<()>) -> Vec<u8> {
-    let status = response.status();
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    )
-    .into_bytes();
-    for (name, value) in response.headers() {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 async fn read_request(stream: &mut BoxIo) -> Result<(http::Request<()>, Vec<u8>)> {
-    match read_head(stream, handshake::parse_request, "client").await? {
+    match super::head::read_head(stream, handshake::parse_request, "client").await? {
         Ok(parsed) => Ok(parsed),
         Err(e) => {
             reject(stream, &e).await;
             Err(e.into())
-        }
-    }
-}
-
-/// A head parser: `handshake::parse_request` or `handshake::parse_response`.
-type ParseHead<T> = fn(&[u8]) -> std::result::Result<Option<(T, usize)>, HandshakeError>;
-
-/// Reads an HTTP head (a request or a response, as `parse` says) from `stream`: returns it
-/// and the bytes read past it. The outer `Result` is the network's, the inner the parser's.
-pub(super) async fn read_head<T>(
-    stream: &mut BoxIo,
-    parse: ParseHead<T>,
-    peer: &str,
-) -> Result<std::result::Result<(T, Vec<u8>), HandshakeError>> {
-    // Read onto the heap, not into a buffer on the future: the future's size stays in the
-    // task of every connection (upgrading is its first step) for as long as it lives.
-    let mut buf = Vec::with_capacity(2048);
-    loop {
-        buf.reserve(1024); // the parser bounds the head (`MAX_HEAD_SIZE`)
-        let n = stream.read_buf(&mut buf).await?;
-        if n == 0 {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("the {peer} closed the connection during the handshake"),
-            )));
-        }
-        match parse(&buf) {
-            Ok(Some((head, len))) => {
-                let leftover = buf.split_off(len.min(buf.len()));
-                return Ok(Ok((head, leftover)));
-            }
-            Ok(None) => {}
-            Err(e) => return Ok(Err(e)),
         }
     }
 }

@@ -526,24 +526,86 @@ pub fn validate_request(
     })
 }
 
-/// The 101 response head.
+/// The 101 Switching Protocols response for an accept key ([`Accept::accept`]), to add
+/// headers to (a subprotocol, cookies) before [`encode_response`] writes it out. Every
+/// server path (`upgrade`, `serve`, axum) answers with this one.
 ///
 /// ```
-/// let head = unisock::protocol::handshake::response_101("abc=", Some("chat"), &[]);
-/// assert!(String::from_utf8(head).unwrap().contains("Sec-WebSocket-Protocol: chat\r\n"));
+/// use unisock::protocol::handshake::{encode_response, upgrade_response};
+/// let mut response = upgrade_response("abc=");
+/// response.headers_mut().insert("sec-websocket-protocol", "chat".parse().unwrap());
+/// let head = String::from_utf8(encode_response(&response)).unwrap();
+/// assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+/// assert!(head.contains("sec-websocket-accept: abc=\r\n"));
+/// assert!(head.ends_with("sec-websocket-protocol: chat\r\n\r\n"));
+/// ```
+pub fn upgrade_response(accept: &str) -> http::Response<()> {
+    let mut response = http::Response::new(());
+    *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    if let Ok(value) = http::HeaderValue::from_str(accept) {
+        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, value);
+    }
+    response
+}
+
+/// Serialises a response head: status line, headers, blank line.
+///
+/// ```
+/// let head = unisock::protocol::handshake::encode_response(&http::Response::new(()));
+/// assert_eq!(head, b"HTTP/1.1 200 OK\r\n\r\n");
+/// ```
+pub fn encode_response(response: &http::Response<()>) -> Vec<u8> {
+    let status = response.status();
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .into_bytes();
+    for (name, value) in response.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The 101 response head as bytes: [`upgrade_response`] with the subprotocol and `extra`
+/// headers, [`encode_response`]d. A name or value that is not a valid header (a CR or LF
+/// in it, say) is left out rather than written.
+///
+/// ```
+/// let head = unisock::protocol::handshake::response_101("abc=", Some("chat"), &[("x-a", "1\r\nx-b: 2")]);
+/// let head = String::from_utf8(head).unwrap();
+/// assert!(head.contains("sec-websocket-protocol: chat\r\n"));
+/// assert!(!head.contains("x-a") && !head.contains("x-b"));
 /// ```
 pub fn response_101(accept: &str, protocol: Option<&str>, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n"
-    );
-    if let Some(p) = protocol {
-        out.push_str(&format!("Sec-WebSocket-Protocol: {p}\r\n"));
+    let mut response = upgrade_response(accept);
+    let headers = response.headers_mut();
+    if let Some(value) = protocol.and_then(|p| http::HeaderValue::from_str(p).ok()) {
+        headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
     }
     for (name, value) in extra {
-        out.push_str(&format!("{name}: {value}\r\n"));
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
     }
-    out.push_str("\r\n");
-    out.into_bytes()
+    encode_response(&response)
 }
 
 /// The answer to a refused request: its status, `Sec-WebSocket-Version: 13` for 426, and
@@ -655,9 +717,10 @@ mod tests {
         assert_eq!(accept.accept, "2/qvz8Hucx3K4CxvMRjwgD42aoE=");
         let head = String::from_utf8(response_101(&accept.accept, None, &[])).unwrap();
         assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
-        assert!(head.contains("Upgrade: websocket\r\n"));
-        assert!(head.contains("Connection: Upgrade\r\n"));
-        assert!(head.contains("Sec-WebSocket-Accept: 2/qvz8Hucx3K4CxvMRjwgD42aoE=\r\n"));
+        // Header names are case-insensitive; `http` writes them in lower case.
+        assert!(head.contains("upgrade: websocket\r\n"));
+        assert!(head.contains("connection: Upgrade\r\n"));
+        assert!(head.contains("sec-websocket-accept: 2/qvz8Hucx3K4CxvMRjwgD42aoE=\r\n"));
     }
 
     #[test]

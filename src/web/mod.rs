@@ -286,11 +286,11 @@ impl Socket {
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<crate::Reconnect>) {
-        self.0.session.borrow_mut().settings.reconnect = policy;
+        self.0.session.borrow_mut().settings.reconnect = policy.map(Box::new);
     }
 
     pub(crate) fn set_heartbeat(&self, heartbeat: Option<crate::Heartbeat>) {
-        self.0.session.borrow_mut().settings.heartbeat = heartbeat;
+        self.0.session.borrow_mut().settings.heartbeat = heartbeat.map(Box::new);
     }
 
     pub(crate) fn set_open_timeout(&self, timeout: Option<Duration>) {
