@@ -472,3 +472,15 @@ impl WebSocket {
         self.inner.upgrade(stream).await
     }
 }
+
+/// A new socket's id: `unisock:0001`, numbered in the order sockets are made in this
+/// process (or this page), with the node id in it where one is set for a scaled-out
+/// registry (`unisock:<node>:0001`).
+pub(crate) fn next_id(node: Option<&str>) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    match node {
+        Some(node) => format!("unisock:{node}:{n:04}"),
+        None => format!("unisock:{n:04}"),
+    }
+}

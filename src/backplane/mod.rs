@@ -225,14 +225,6 @@ pub fn node_of(id: &str) -> Option<&str> {
     Some(node)
 }
 
-/// The id for the `n`th socket made in this process.
-pub(crate) fn socket_id(n: u64) -> String {
-    match node_id() {
-        Some(node) => format!("unisock:{node}:{n:04}"),
-        None => format!("unisock:{n:04}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ mod upgrade;
 pub(crate) use messages::Messages;
 pub(crate) use upgrade::{read_request_timed, validate as validate_request, HANDSHAKE_TIMEOUT};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -252,11 +252,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn next_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    crate::backplane::socket_id(NEXT.fetch_add(1, Ordering::Relaxed))
-}
-
 /// The native socket: a cheap handle to the shared state.
 #[derive(Clone)]
 pub(crate) struct Socket(Arc<Shared>);
@@ -264,7 +259,7 @@ pub(crate) struct Socket(Arc<Shared>);
 impl Socket {
     pub(crate) fn new() -> Self {
         Self(Arc::new(Shared {
-            id: next_id(),
+            id: crate::socket::next_id(crate::backplane::node_id()),
             config: Mutex::new(Config {
                 limits: Limits::default(),
                 handshake_timeout: HANDSHAKE_TIMEOUT,

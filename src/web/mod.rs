@@ -35,7 +35,6 @@ pub trait Transport: 'static {}
 impl<T: 'static> Transport for T {}
 
 thread_local! {
-    static NEXT_ID: Cell<u64> = const { Cell::new(1) };
     /// How many sets of JS closures (a socket's listeners, a pending timer) are alive.
     static LIVE_LISTENER_SETS: Cell<usize> = const { Cell::new(0) };
 }
@@ -181,13 +180,8 @@ pub(crate) struct Socket(Rc<Inner>);
 
 impl Socket {
     pub(crate) fn new() -> Self {
-        let n = NEXT_ID.with(|c| {
-            let n = c.get();
-            c.set(n + 1);
-            n
-        });
         Self(Rc::new(Inner {
-            id: format!("unisock:{n:04}"),
+            id: crate::socket::next_id(None),
             stream: RefCell::new(None),
             close_event: RefCell::new(None),
             close_wakers: RefCell::new(Vec::new()),
