@@ -235,8 +235,9 @@ fuzz() {
 
 # Soak: CONNS connections exchanging numbered messages for SECS seconds while a second
 # process opens, drops and abuses connections. Checks: every message echoed exactly once
-# and in order, RSS flat while loaded (<= 20% growth from a quarter of the run to its end),
-# and no socket left in the registry afterwards.
+# and in order, every abuse refused or failed with its close code and the server still
+# answering (chaos), RSS flat while loaded (<= 20% growth from a quarter of the run to its
+# end), and no socket left in the registry afterwards.
 soak() {
   local secs=${1:-60} conns=${2:-10000} out=target/soak_server.out url pass=0 fail=0
   cargo build --release --example soak
@@ -260,12 +261,17 @@ soak() {
   early=$(target/release/examples/soak stats "$url")
   sleep $((secs - secs / 4 - 2))
   late=$(target/release/examples/soak stats "$url")
-  local load_ok=0
+  local load_ok=0 chaos_ok=0
   wait "$load_pid" || load_ok=$?
-  wait "$chaos_pid" || true
+  wait "$chaos_pid" || chaos_ok=$?
   cat target/soak_load.out target/soak_chaos.out
   echo "stats at 1/4: $early; near the end: $late"
   if [ "$load_ok" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: messages lost or reordered"; fi
+  if [ "$chaos_ok" = 0 ]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); echo "FAIL: a hostile connection got through, or the server stopped answering"
+  fi
   local rss1 rss2
   rss1=$(echo "$early" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
   rss2=$(echo "$late" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
