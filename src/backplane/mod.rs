@@ -33,8 +33,28 @@
 mod in_process;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(any(feature = "redis", test))]
+#[cfg(any(feature = "redis", feature = "fuzzing", test))]
 mod wire;
+
+/// The backplane's wire format, for the fuzz targets (feature `fuzzing`): what arrives
+/// on a shared channel may come from anyone. Not a stable API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{wire, Envelope};
+
+    /// The bytes member `origin` publishes for `envelope`.
+    #[must_use]
+    pub fn encode(origin: &[u8; 8], envelope: &Envelope) -> Vec<u8> {
+        wire::encode(origin, envelope)
+    }
+
+    /// The origin and envelope in `bytes`, or `None` if they are not an envelope.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<([u8; 8], Envelope)> {
+        wire::decode(bytes)
+    }
+}
 
 use std::future::Future;
 use std::pin::Pin;
