@@ -213,9 +213,10 @@ JSON
   return $status
 }
 
-# cargo-fuzz targets over the sans-io core and the handshake parsers (fuzz/), each for
-# $1 seconds. Needs the machine's nightly toolchain (cargo-fuzz is installed, pinned).
-FUZZ_TARGETS="frame_decode connection handshake_server handshake_client inflate"
+# cargo-fuzz targets over the sans-io core, the handshake and permessage-deflate
+# negotiation parsers (both roles) and the backplane's wire decoder (fuzz/), each for $1
+# seconds. Needs the machine's nightly toolchain (cargo-fuzz is installed, pinned).
+FUZZ_TARGETS="frame_decode connection handshake_server handshake_client inflate deflate_offer deflate_answer backplane_wire"
 fuzz() {
   local secs=${1:-60} t out
   rustup toolchain list | grep -q '^nightly' || { echo "fuzzing needs the nightly toolchain"; return 1; }
