@@ -216,16 +216,22 @@ JSON
 # cargo-fuzz targets over the sans-io core, the handshake and permessage-deflate
 # negotiation parsers (both roles) and the backplane's wire decoder (fuzz/), each for $1
 # seconds. Needs the machine's nightly toolchain (cargo-fuzz is installed, pinned).
+# Each run starts from the committed seeds (fuzz/corpus/<target>/, only read) and what
+# earlier runs here found (target/fuzz-corpus/<target>/: libFuzzer writes new inputs into
+# the first directory it is given only, so the committed one never grows).
 FUZZ_TARGETS="frame_decode connection handshake_server handshake_client inflate deflate_offer deflate_answer backplane_wire"
 fuzz() {
-  local secs=${1:-60} t out
+  local secs=${1:-60} t out corpus args
   rustup toolchain list | grep -q '^nightly' || { echo "fuzzing needs the nightly toolchain"; return 1; }
   [ "$(cargo-fuzz --version 2>/dev/null | awk '{print $2}')" = 0.13.2 ] || cargo install cargo-fuzz --version 0.13.2
   mkdir -p target
   for t in $FUZZ_TARGETS; do
     log "fuzz $t for ${secs}s"
     out=target/fuzz-$t.log
-    if ! cargo +nightly fuzz run "$t" -- -max_total_time="$secs" >"$out" 2>&1; then
+    corpus=target/fuzz-corpus/$t
+    mkdir -p "$corpus" "fuzz/corpus/$t"
+    args=(-max_total_time="$secs")
+    if ! cargo +nightly fuzz run "$t" "$corpus" "fuzz/corpus/$t" -- "${args[@]}" >"$out" 2>&1; then
       tail -n 40 "$out"
       echo "fuzz $t: crashed (the input is under fuzz/artifacts/$t/)"
       return 1
