@@ -231,6 +231,11 @@ fuzz() {
     corpus=target/fuzz-corpus/$t
     mkdir -p "$corpus" "fuzz/corpus/$t"
     args=(-max_total_time="$secs")
+    # The text formats' tokens, which mutations alone rarely spell.
+    case "$t" in
+      deflate_*) args+=(-dict=fuzz/dict/deflate.dict) ;;
+      handshake_*) args+=(-dict=fuzz/dict/http.dict) ;;
+    esac
     if ! cargo +nightly fuzz run "$t" "$corpus" "fuzz/corpus/$t" -- "${args[@]}" >"$out" 2>&1; then
       tail -n 40 "$out"
       echo "fuzz $t: crashed (the input is under fuzz/artifacts/$t/)"
