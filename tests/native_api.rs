@@ -744,3 +744,44 @@ async fn the_futures_a_connection_keeps_are_small() {
         );
     }
 }
+
+/// Where messages go can change while the socket runs: a new message handler takes the
+/// next message, and so does a stream once one is taken (the read loop keeps copies of
+/// both, which a change must refresh).
+#[tokio::test]
+async fn a_handler_or_stream_set_while_reading_takes_the_next_message() {
+    let addr = spawn_echo_server().await;
+    let ws = WebSocket::new();
+    let (first_tx, mut first) = tokio::sync::mpsc::unbounded_channel();
+    ws.on_message(move |m| {
+        let _ = first_tx.send(m);
+    });
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
+    let reader = ws.clone();
+    tokio::spawn(async move { reader.read().await });
+    ws.send_text("1").unwrap();
+    assert_eq!(
+        with_timeout(first.recv()).await,
+        Some(MsgEvent::Text("1".into()))
+    );
+    let (second_tx, mut second) = tokio::sync::mpsc::unbounded_channel();
+    ws.on_message(move |m| {
+        let _ = second_tx.send(m);
+    });
+    ws.send_text("2").unwrap();
+    assert_eq!(
+        with_timeout(second.recv()).await,
+        Some(MsgEvent::Text("2".into()))
+    );
+    let mut stream = ws.clone();
+    // The first poll subscribes: from then on the stream takes the messages.
+    assert!(futures_util::FutureExt::now_or_never(stream.next()).is_none());
+    ws.send_text("3").unwrap();
+    assert_eq!(
+        with_timeout(stream.next()).await,
+        Some(MsgEvent::Text("3".into()))
+    );
+    assert!(first.try_recv().is_err() && second.try_recv().is_err());
+}

@@ -22,7 +22,7 @@ mod upgrade;
 pub(crate) use messages::Messages;
 pub(crate) use upgrade::{read_request_timed, validate as validate_request, HANDSHAKE_TIMEOUT};
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
@@ -213,8 +213,11 @@ struct Handoff {
     dispatching: AtomicBool,
     wake_writer: Notify,
     wake_reader: Notify,
-    /// Notified after each write (flush waits on it).
+    /// Notified after a write, when `flushing` says someone waits for it.
     written: Notify,
+    /// How many `flush` calls wait for `written`: without any, a write notifies no one
+    /// (a notification takes a lock).
+    flushing: AtomicUsize,
 }
 
 /// The end of the socket: how it closed, and where messages go until then.
@@ -228,7 +231,7 @@ struct Ending {
 
 /// A socket's state, grouped by lifetime: settings fixed before open, the lifecycle, the
 /// current connection, the task hand-off, and what handles read without a lock.
-struct Shared {
+pub(crate) struct Shared {
     id: String,
     config: Mutex<Config>,
     /// The lifecycle: timeouts, keep-alive, heartbeat, reconnect, the unsent queue.
@@ -238,6 +241,9 @@ struct Shared {
     link: Mutex<Link>,
     handoff: Handoff,
     handlers: Mutex<Handlers>,
+    /// Bumped when the message handler or the stream sender changes, so the read loop can
+    /// keep its own copies (`driver::Routes`) instead of locking for them per message.
+    routes: AtomicU64,
     ending: Mutex<Ending>,
     closed_notify: Notify,
     /// Read by handles without a lock.
@@ -274,6 +280,7 @@ impl Socket {
             link: Mutex::new(Link::default()),
             handoff: Handoff::default(),
             handlers: Mutex::new(Handlers::default()),
+            routes: AtomicU64::new(0),
             ending: Mutex::new(Ending::default()),
             closed_notify: Notify::new(),
             state: AtomicU8::new(ReadyState::Connecting as u8),
@@ -353,7 +360,9 @@ impl Socket {
 
     /// The socket's handlers, to set one.
     pub(crate) fn handlers(&self) -> MutexGuard<'_, Handlers> {
-        lock(&self.0.handlers)
+        let handlers = lock(&self.0.handlers);
+        self.0.routes.fetch_add(1, Ordering::AcqRel);
+        handlers
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<Reconnect>) {
@@ -458,13 +467,12 @@ impl Socket {
             return;
         };
         loop {
-            let ended = driver::read_loop(self, reader).await;
-            let close = ended
-                .close
-                .unwrap_or_else(|| crate::session::abnormal(driver::ABNORMAL));
+            // The read loop's copies of the message routes go with it.
+            let driver::EndState { close, error, .. } = driver::read_loop(self, reader).await;
+            let close = close.unwrap_or_else(|| crate::session::abnormal(driver::ABNORMAL));
             let reconnecting = {
                 let mut session = lock(&self.0.session);
-                session.transport_closed(now(), close, ended.error);
+                session.transport_closed(now(), close, error);
                 session.is_reconnecting()
             };
             if reconnecting {
@@ -665,9 +673,19 @@ impl Socket {
         if lock(&self.0.proto).is_none() {
             return Err(Error::NotOpen);
         }
+        struct Flushing<'a>(&'a AtomicUsize);
+        impl Drop for Flushing<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        // SeqCst with the writers' `buffered` update and load of `flushing`: either a write
+        // sees this waiter and notifies, or this sees what the write left.
+        self.0.handoff.flushing.fetch_add(1, Ordering::SeqCst);
+        let _flushing = Flushing(&self.0.handoff.flushing);
         loop {
             let written = self.0.handoff.written.notified();
-            if self.buffered_amount() == 0 {
+            if self.0.buffered.load(Ordering::SeqCst) == 0 {
                 return Ok(());
             }
             if self.0.handoff.reader_done.load(Ordering::Acquire)
@@ -694,6 +712,7 @@ impl Socket {
         let mut ending = lock(&self.0.ending);
         if ending.close_event.is_none() {
             ending.stream_tx = Some(tx);
+            self.0.routes.fetch_add(1, Ordering::AcqRel);
         }
         drop(ending);
         Messages::new(self.clone(), rx)

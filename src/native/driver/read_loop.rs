@@ -257,6 +257,32 @@ fn abort(sock: &Socket) {
 pub(in crate::native) struct EndState {
     pub(in crate::native) close: Option<CloseEvent>,
     pub(in crate::native) error: Option<Error>,
+    /// Where messages go: the read loop's copies.
+    routes: Routes,
+}
+
+/// The read loop's copies of where messages go (the stream sender, else the message
+/// handler), refreshed when `Shared::routes` says they changed: a message then takes an
+/// atomic load instead of two locks and a reference count.
+#[derive(Default)]
+struct Routes {
+    /// The `Shared::routes` count these were taken at (`None`: not yet taken).
+    taken: Option<u64>,
+    stream: Option<tokio::sync::mpsc::UnboundedSender<crate::MsgEvent>>,
+    on_message: Option<crate::send_sync::Handler<crate::MsgEvent>>,
+}
+
+impl Routes {
+    fn update(&mut self, shared: &crate::native::Shared) {
+        let now = shared.routes.load(Ordering::Acquire);
+        if self.taken == Some(now) {
+            return;
+        }
+        // Taken after the count: a change after this load bumps it again.
+        self.stream = lock(&shared.ending).stream_tx.clone();
+        self.on_message = lock(&shared.handlers).on_message.clone();
+        self.taken = Some(now);
+    }
 }
 
 impl EndState {
@@ -325,23 +351,28 @@ fn process_with(
 
 fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndState) -> Next {
     let shared = &sock.0;
-    {
+    // The input and the first event under one lock.
+    let mut first = {
         let mut guard = lock(&shared.proto);
         let Some(proto) = guard.as_mut() else {
             return Next::Stop;
         };
         feed(&mut proto.conn);
-    }
+        Some((proto.conn.next_event(), proto.conn.has_data_to_send()))
+    };
     let mut next = Next::Continue;
     // One event at a time, so that handlers answer messages before a close or an error
     // that arrived after them takes effect.
     loop {
-        let (ev, wake) = {
-            let mut guard = lock(&shared.proto);
-            let Some(proto) = guard.as_mut() else {
-                return Next::Stop;
-            };
-            (proto.conn.next_event(), proto.conn.has_data_to_send())
+        let (ev, wake) = match first.take() {
+            Some(first) => first,
+            None => {
+                let mut guard = lock(&shared.proto);
+                let Some(proto) = guard.as_mut() else {
+                    return Next::Stop;
+                };
+                (proto.conn.next_event(), proto.conn.has_data_to_send())
+            }
         };
         if wake && !shared.handoff.dispatching.load(Ordering::Acquire) {
             shared.handoff.wake_writer.notify_one();
@@ -349,18 +380,21 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
         let Some(ev) = ev else { break };
         match ev {
             Event::Message(msg) => {
-                let msg = match &lock(&shared.ending).stream_tx {
+                ended.routes.update(shared);
+                let msg = match &ended.routes.stream {
                     Some(tx) => match tx.send(msg) {
                         Ok(()) => continue,
                         Err(back) => back.0,
                     },
                     None => msg,
                 };
-                let handler = lock(&shared.handlers).on_message.clone();
-                if let Some(h) = handler {
-                    if let Err(panic) = catch_unwind(AssertUnwindSafe(|| h(msg))) {
-                        ended.handler_panicked(sock, panic);
-                    }
+                let panicked = ended
+                    .routes
+                    .on_message
+                    .as_ref()
+                    .and_then(|h| catch_unwind(AssertUnwindSafe(|| h(msg))).err());
+                if let Some(panic) = panicked {
+                    ended.handler_panicked(sock, panic);
                 }
             }
             Event::Ping(_) | Event::Pong(_) => {}

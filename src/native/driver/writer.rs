@@ -84,8 +84,7 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
             continue;
         }
         drop(half);
-        shared.buffered.fetch_sub(queued, Ordering::AcqRel);
-        shared.handoff.written.notify_waiters();
+        written(shared, queued);
     }
     shared.handoff.writer_done.store(true, Ordering::Release);
     shared.handoff.written.notify_waiters();
@@ -149,7 +148,16 @@ pub(super) fn write_through(sock: &Socket, wr: &SharedWriter) {
     if !proto.conn.has_data_to_send() {
         let queued = std::mem::take(&mut proto.queued);
         drop(guard);
-        shared.buffered.fetch_sub(queued, Ordering::AcqRel);
+        written(shared, queued);
+    }
+}
+
+/// `queued` payload bytes were written: `buffered_amount` goes down, and a `flush` waiting
+/// for it is told (none usually is, and then no lock is taken).
+fn written(shared: &crate::native::Shared, queued: usize) {
+    // SeqCst: see `Socket::flush`.
+    shared.buffered.fetch_sub(queued, Ordering::SeqCst);
+    if shared.handoff.flushing.load(Ordering::SeqCst) > 0 {
         shared.handoff.written.notify_waiters();
     }
 }
