@@ -212,12 +212,59 @@ struct Handoff {
     /// (`driver::write_through`): sends need not wake the writer task meanwhile.
     dispatching: AtomicBool,
     wake_writer: Notify,
-    wake_reader: Notify,
+    wake_reader: Signal,
     /// Notified after a write, when `flushing` says someone waits for it.
     written: Notify,
     /// How many `flush` calls wait for `written`: without any, a write notifies no one
     /// (a notification takes a lock).
     flushing: AtomicUsize,
+}
+
+/// A wake-up for the one task that reads (the caller of `read()`): a raised flag and that
+/// task's waker. A `Notify` locks its waiter list each time it is polled while waiting, and
+/// the read loop polls it every round; this takes an atomic swap, and a lock only when the
+/// waker changes.
+#[derive(Default)]
+pub(crate) struct Signal {
+    raised: AtomicBool,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+impl Signal {
+    /// Raises the flag and wakes the reader; a raise with no one waiting is kept.
+    pub(crate) fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        if let Some(waker) = lock(&self.waker).as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Ready once the flag was raised (taking it down); `stored` is the waker this poller
+    /// stored last, so an unchanged one is not stored again.
+    pub(crate) fn poll(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        stored: &mut Option<std::task::Waker>,
+    ) -> std::task::Poll<()> {
+        if self.raised.swap(false, Ordering::SeqCst) {
+            return std::task::Poll::Ready(());
+        }
+        if !stored.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *lock(&self.waker) = Some(cx.waker().clone());
+            *stored = Some(cx.waker().clone());
+            // A raise between the swap above and the store woke the old waker: look again.
+            if self.raised.swap(false, Ordering::SeqCst) {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    }
+
+    /// Waits for a raise.
+    pub(crate) async fn raised(&self) {
+        let mut stored = None;
+        std::future::poll_fn(|cx| self.poll(cx, &mut stored)).await;
+    }
 }
 
 /// The end of the socket: how it closed, and where messages go until then.
@@ -590,7 +637,7 @@ impl Socket {
 
     /// Waits for the session's next timeout (and handles it) or for a local close.
     async fn wait_for_session(&self) {
-        let woken = self.0.handoff.wake_reader.notified();
+        let woken = self.0.handoff.wake_reader.raised();
         let due = lock(&self.0.session).poll_timeout();
         tokio::select! {
             () = woken => {}
@@ -773,7 +820,7 @@ impl Socket {
         lock(&self.0.session).local_close(now());
         if proto.reconnecting {
             drop(guard);
-            self.0.handoff.wake_reader.notify_one();
+            self.0.handoff.wake_reader.raise();
             return Ok(());
         }
         if proto.conn.state() != ConnectionState::Open {
@@ -785,7 +832,7 @@ impl Socket {
             self.set_state(ReadyState::Closing);
         }
         self.0.handoff.wake_writer.notify_one();
-        self.0.handoff.wake_reader.notify_one();
+        self.0.handoff.wake_reader.raise();
         Ok(())
     }
 }

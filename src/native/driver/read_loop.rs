@@ -52,7 +52,8 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
     let mut last_received = now();
     // Kept across rounds: a round then registers no timer and no waiter (see `alarm`).
     let mut timer = std::pin::pin!(unarmed());
-    let mut woken = std::pin::pin!(shared.handoff.wake_reader.notified());
+    // The waker the wake-up signal holds for this task.
+    let mut stored = None;
     while next == Next::Continue {
         if shared.handoff.reader_done.load(Ordering::Acquire) {
             if shared.handoff.write_stalled.load(Ordering::Acquire) {
@@ -118,8 +119,7 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
                     next = Next::Stop;
                 }
             },
-            () = &mut woken => {
-                woken.set(shared.handoff.wake_reader.notified());
+            () = std::future::poll_fn(|cx| shared.handoff.wake_reader.poll(cx, &mut stored)) => {
                 due = session_due(sock);
             }
             () = alarm(timer.as_mut(), due) => {

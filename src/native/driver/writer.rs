@@ -68,7 +68,7 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
             }
             tracing::debug!(id = %shared.id, "write failed: {e}");
             shared.handoff.reader_done.store(true, Ordering::Release);
-            shared.handoff.wake_reader.notify_one();
+            shared.handoff.wake_reader.raise();
             break;
         }
         if idle {
