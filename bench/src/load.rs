@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
@@ -164,21 +164,86 @@ pub struct Throughput {
     /// the wall time), if the system reports it: near 1 the row measures the server; well
     /// below, the round trip between load generator and server sets the pace.
     pub busy: Option<f64>,
+    /// The server's CPU time per echoed message over the measuring time, in µs: what the
+    /// server spent on a message, whether or not it was the limit.
+    pub cpu_per_msg_us: Option<f64>,
+    /// The share of one core the load generator (this process) ran meanwhile.
+    pub load_busy: Option<f64>,
 }
 
-/// An echo workload: `conns` connections each keep `window` messages of `len` bytes
+/// How many messages each connection of an echo workload keeps in flight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InFlight {
+    /// Up to this many (pipelined echo), sent in batches of at least half of it.
+    Window(usize),
+    /// One: a connection sends its next message once the echo of the last one arrived.
+    One,
+    /// One, at a fixed total rate: each of the `conns` connections sends a message every
+    /// `conns / rate` seconds (their sends spread evenly over that period), if the echo of
+    /// its last one has arrived by then.
+    Paced { rate: f64 },
+}
+
+/// An echo workload: `conns` connections each keep `in_flight` messages of `len` bytes
 /// (text or binary) in flight.
 #[derive(Debug, Clone, Copy)]
 pub struct Echo {
     pub conns: usize,
     pub text: bool,
     pub len: usize,
-    pub window: usize,
+    pub in_flight: InFlight,
 }
 
-/// Echo throughput: `conns` connections each keep `window` messages of `len` bytes in
-/// flight (written in batches of at least half a window, so the pipe never drains), against
-/// the server process `pid`. Measures over `measure`, after `warmup`.
+impl Echo {
+    /// The time between two sends of one connection of a paced workload.
+    pub fn period(&self) -> Option<Duration> {
+        match self.in_flight {
+            InFlight::Paced { rate } => Some(Duration::from_secs_f64(self.conns as f64 / rate)),
+            _ => None,
+        }
+    }
+
+    /// When connection `i` of a paced workload sends: the connections' first sends are
+    /// spread evenly over the period from `start` on.
+    fn pace(&self, start: tokio::time::Instant, i: usize) -> Option<Pace> {
+        let period = self.period()?;
+        Some(Pace {
+            first: start + period.mul_f64(i as f64 / self.conns as f64),
+            period,
+        })
+    }
+}
+
+/// When a paced connection sends: in the slots `first`, `first + period`, `first + 2 *
+/// period` and so on, one message a slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    first: tokio::time::Instant,
+    period: Duration,
+}
+
+impl Pace {
+    /// The slot of the next send, given the slot of the last one (`None` before the first)
+    /// and that it is `now`: the slot after the last one; if that has passed (the echo came
+    /// late), at once, in the latest slot that has passed: the ones before it are skipped,
+    /// not made up. (What `tokio::time::MissedTickBehavior::Skip` does.)
+    fn next(
+        &self,
+        last: Option<tokio::time::Instant>,
+        now: tokio::time::Instant,
+    ) -> tokio::time::Instant {
+        let slot = last.map_or(self.first, |last| last + self.period);
+        if now <= slot {
+            return slot;
+        }
+        let missed = (now - slot).as_nanos() / self.period.as_nanos().max(1);
+        slot + self.period.mul_f64(missed as f64)
+    }
+}
+
+/// Echo throughput against the server process `pid`: `load.conns` connections, each with
+/// `load.in_flight` messages in flight. Measures over `measure`, after `warmup` (and, for a
+/// paced workload, one period more, so every connection has sent before it starts).
 pub async fn throughput(
     addr: &str,
     pid: u32,
@@ -186,61 +251,34 @@ pub async fn throughput(
     warmup: Duration,
     measure: Duration,
 ) -> io::Result<Throughput> {
-    let Echo {
-        conns,
-        text,
-        len,
-        window,
-    } = load;
-    let per_batch = (window / 2).max(1);
-    let window = window.max(per_batch);
-    let frame = masked_frame(text, len);
-    let frame_len = frame.len();
-    let frames: Arc<Vec<u8>> = Arc::new(frame.repeat(window));
+    let frame = Arc::new(masked_frame(load.text, load.len));
     let done = Arc::new(AtomicU64::new(0));
-    let streams = connect_many(addr, conns).await?;
+    let streams = connect_many(addr, load.conns).await?;
     let mut set = tokio::task::JoinSet::new();
-    for tcp in streams {
-        let (frames, done) = (frames.clone(), done.clone());
-        set.spawn(async move {
-            let (mut rd, mut wr) = tcp.into_split();
-            let permits = Arc::new(Semaphore::new(window));
-            let writer_permits = permits.clone();
-            let writer = async {
-                if len >= DISCARD_FROM {
-                    // Half-window batches: the big rows were measured that way.
-                    let batch = &frames[..per_batch * frame_len];
-                    write_batches_spliced(wr.as_ref(), batch, &writer_permits, per_batch).await
-                } else {
-                    write_batches(&mut wr, &frames, &writer_permits, per_batch, frame_len).await
-                }
-            };
-            let reader = async {
-                if len >= DISCARD_FROM {
-                    count_echoes_discarding(&rd, &done, &permits).await
-                } else {
-                    count_echoes(&mut rd, &done, &permits).await
-                }
-            };
-            tokio::try_join!(writer, reader).map(|_| ())
-        });
-    }
-    let sample = async {
-        tokio::time::sleep(warmup).await;
-        let cpu0 = cpu_ns(pid).ok();
-        let (c0, t0) = (done.load(Ordering::Relaxed), Instant::now());
-        tokio::time::sleep(measure).await;
-        let (c1, t1) = (done.load(Ordering::Relaxed), Instant::now());
-        let secs = (t1 - t0).as_secs_f64();
-        let busy = match (cpu0, cpu_ns(pid).ok()) {
-            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9 / secs),
-            _ => None,
-        };
-        Throughput {
-            rate: (c1 - c0) as f64 / secs,
-            busy,
-        }
+    let start = tokio::time::Instant::now();
+    // A window of frames, shared by all connections.
+    let window = match load.in_flight {
+        InFlight::Window(window) => Some(Window::new(&frame, window)),
+        _ => None,
     };
+    for (i, tcp) in streams.into_iter().enumerate() {
+        let (frame, done) = (frame.clone(), done.clone());
+        match &window {
+            Some(window) => {
+                set.spawn(windowed(tcp, window.clone(), load.len, done));
+            }
+            None => {
+                let pace = load.pace(start, i);
+                set.spawn(async move { one_in_flight(tcp, &frame, pace, &done).await });
+            }
+        }
+    }
+    let sample = measured(
+        pid,
+        &done,
+        warmup + load.period().unwrap_or_default(),
+        measure,
+    );
     let failed = async {
         match set.join_next().await {
             Some(Ok(Err(e))) => e,
@@ -259,6 +297,122 @@ pub async fn throughput(
         return Err(io::Error::other("no message was echoed"));
     }
     Ok(measured)
+}
+
+/// Counts the echoes `done` counts over `measure`, after `warmup`, with the CPU time the
+/// server `pid` and this process ran meanwhile.
+async fn measured(pid: u32, done: &AtomicU64, warmup: Duration, measure: Duration) -> Throughput {
+    let me = std::process::id();
+    tokio::time::sleep(warmup).await;
+    let (cpu0, load0) = (cpu_ns(pid).ok(), cpu_ns(me).ok());
+    let (c0, t0) = (done.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(measure).await;
+    let (c1, t1) = (done.load(Ordering::Relaxed), Instant::now());
+    let (cpu1, load1) = (cpu_ns(pid).ok(), cpu_ns(me).ok());
+    let secs = (t1 - t0).as_secs_f64();
+    let ran = |a: Option<u64>, b: Option<u64>| Some(b?.saturating_sub(a?));
+    let (server_ns, load_ns) = (ran(cpu0, cpu1), ran(load0, load1));
+    Throughput {
+        rate: (c1 - c0) as f64 / secs,
+        busy: server_ns.map(|ns| ns as f64 / 1e9 / secs),
+        cpu_per_msg_us: server_ns.and_then(|ns| cpu_per_message_us(ns, c1 - c0)),
+        load_busy: load_ns.map(|ns| ns as f64 / 1e9 / secs),
+    }
+}
+
+/// CPU time per message in µs: `cpu_ns` nanoseconds spent on `msgs` messages (none if no
+/// message was echoed).
+pub fn cpu_per_message_us(cpu_ns: u64, msgs: u64) -> Option<f64> {
+    (msgs > 0).then(|| cpu_ns as f64 / 1e3 / msgs as f64)
+}
+
+/// A window of frames in flight, sent in batches of at least `per_batch`.
+#[derive(Clone)]
+struct Window {
+    frames: Arc<Vec<u8>>,
+    frame_len: usize,
+    per_batch: usize,
+}
+
+impl Window {
+    fn new(frame: &[u8], window: usize) -> Self {
+        let per_batch = (window / 2).max(1);
+        Self {
+            frames: Arc::new(frame.repeat(window.max(per_batch))),
+            frame_len: frame.len(),
+            per_batch,
+        }
+    }
+}
+
+/// One pipelined connection: keeps a window of frames in flight (written in batches of at
+/// least half a window, so the pipe never drains) and counts their echoes in `done`.
+async fn windowed(tcp: TcpStream, w: Window, len: usize, done: Arc<AtomicU64>) -> io::Result<()> {
+    let Window {
+        frames,
+        frame_len,
+        per_batch,
+    } = w;
+    let (mut rd, mut wr) = tcp.into_split();
+    let permits = Semaphore::new(frames.len() / frame_len);
+    let writer = async {
+        if len >= DISCARD_FROM {
+            // Half-window batches: the big rows were measured that way.
+            let batch = &frames[..per_batch * frame_len];
+            write_batches_spliced(wr.as_ref(), batch, &permits, per_batch).await
+        } else {
+            write_batches(&mut wr, &frames, &permits, per_batch, frame_len).await
+        }
+    };
+    let reader = async {
+        if len >= DISCARD_FROM {
+            count_echoes_discarding(&rd, &done, &permits).await
+        } else {
+            count_echoes(&mut rd, &done, &permits).await
+        }
+    };
+    tokio::try_join!(writer, reader).map(|_| ())
+}
+
+/// One connection with one message in flight: writes `frame`, waits for its echo, counts it
+/// in `done`, and again; paced, each send waits for its slot (`Pace::next`).
+pub async fn one_in_flight<S: AsyncRead + AsyncWrite + Unpin>(
+    mut tcp: S,
+    frame: &[u8],
+    pace: Option<Pace>,
+    done: &AtomicU64,
+) -> io::Result<()> {
+    let mut buf = [0u8; 256];
+    let mut counter = FrameCounter::default();
+    let mut last = None;
+    loop {
+        if let Some(pace) = &pace {
+            let slot = pace.next(last, tokio::time::Instant::now());
+            tokio::time::sleep_until(slot).await;
+            last = Some(slot);
+        }
+        round_trip(&mut tcp, frame, &mut counter, &mut buf).await?;
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes `frame` and reads until its echo has arrived (`counter` counted one more frame).
+async fn round_trip<S: AsyncRead + AsyncWrite + Unpin>(
+    tcp: &mut S,
+    frame: &[u8],
+    counter: &mut FrameCounter,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    tcp.write_all(frame).await?;
+    let want = counter.frames + 1;
+    while counter.frames < want {
+        let n = tcp.read(buf).await?;
+        if n == 0 {
+            return Err(io::Error::other("the server closed the connection"));
+        }
+        counter.feed(&buf[..n])?;
+    }
+    Ok(())
 }
 
 /// Sends `frames` (a window of `frame_len`-byte frames) in batches: each as many frames as
@@ -431,15 +585,7 @@ pub async fn latency(
                 if sent >= measure_to {
                     return Ok::<_, io::Error>(samples);
                 }
-                tcp.write_all(&frame).await?;
-                let want = counter.frames + 1;
-                while counter.frames < want {
-                    let n = tcp.read(&mut buf).await?;
-                    if n == 0 {
-                        return Err(io::Error::other("the server closed the connection"));
-                    }
-                    counter.feed(&buf[..n])?;
-                }
+                round_trip(&mut tcp, &frame, &mut counter, &mut buf).await?;
                 if sent >= measure_from {
                     samples.push(sent.elapsed().as_secs_f64() * 1e6);
                 }
@@ -512,16 +658,9 @@ pub async fn idle_memory(addr: &str, pid: u32, n: usize, settle: Duration) -> io
 }
 
 async fn echo_once(mut tcp: TcpStream) -> io::Result<TcpStream> {
-    tcp.write_all(&masked_frame(true, 16)).await?;
-    let mut counter = FrameCounter::default();
     let mut buf = [0u8; 256];
-    while counter.frames == 0 {
-        let n = tcp.read(&mut buf).await?;
-        if n == 0 {
-            return Err(io::Error::other("the server closed the connection"));
-        }
-        counter.feed(&buf[..n])?;
-    }
+    let frame = masked_frame(true, 16);
+    round_trip(&mut tcp, &frame, &mut FrameCounter::default(), &mut buf).await?;
     Ok(tcp)
 }
 
@@ -611,6 +750,194 @@ mod tests {
         permits.add_permits(1);
         assert_eq!(waiting.await.unwrap(), 4);
         assert_eq!(permits.available_permits(), 0);
+    }
+
+    /// An echo server in memory for one connection: it answers each whole frame written
+    /// to it (taken `piece` bytes a write) with an unmasked frame of the same length (handed
+    /// out `piece` bytes a read), the first `answers` of them; then it reads as closed. It
+    /// counts the frames in flight: written, their echo not yet read whole.
+    struct MockEcho {
+        frame_len: usize,
+        echo: Vec<u8>,
+        piece: usize,
+        answers: u64,
+        written: usize,
+        unread: std::collections::VecDeque<u8>,
+        read: usize,
+        in_flight: usize,
+        most_in_flight: usize,
+    }
+
+    impl MockEcho {
+        fn new(frame_len: usize, answers: u64, piece: usize) -> Self {
+            let len = frame_len - 6; // a masked frame of a short message
+            let mut echo = vec![0x81, len as u8];
+            echo.resize(2 + len, b'x');
+            Self {
+                frame_len,
+                echo,
+                piece,
+                answers,
+                written: 0,
+                unread: Default::default(),
+                read: 0,
+                in_flight: 0,
+                most_in_flight: 0,
+            }
+        }
+
+        fn frames_written(&self) -> u64 {
+            (self.written / self.frame_len) as u64
+        }
+    }
+
+    impl AsyncWrite for MockEcho {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            let n = buf.len().min(self.piece);
+            let before = self.frames_written();
+            self.written += n;
+            for frame in before + 1..=self.frames_written() {
+                self.in_flight += 1;
+                self.most_in_flight = self.most_in_flight.max(self.in_flight);
+                if frame <= self.answers {
+                    let echo = self.echo.clone();
+                    self.unread.extend(echo);
+                }
+            }
+            std::task::Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncRead for MockEcho {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            if self.unread.is_empty() {
+                // Closed once it stopped answering; a read with nothing to answer would wait
+                // for ever on a real socket.
+                return std::task::Poll::Ready(if self.frames_written() > self.answers {
+                    Ok(())
+                } else {
+                    Err(io::Error::other("a read while no echo was due"))
+                });
+            }
+            let n = self.piece.min(self.unread.len()).min(buf.remaining());
+            let bytes: Vec<u8> = self.unread.drain(..n).collect();
+            buf.put_slice(&bytes);
+            let before = self.read / self.echo.len();
+            self.read += n;
+            self.in_flight -= self.read / self.echo.len() - before;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// One in flight: the next message goes only once the whole echo of the last arrived
+    /// (the echoes arrive in pieces), one message per echo.
+    #[tokio::test]
+    async fn one_in_flight_sends_one_message_per_echo() {
+        let frame = masked_frame(true, 16);
+        let mut server = MockEcho::new(frame.len(), 100, 5);
+        let done = AtomicU64::new(0);
+        let end = one_in_flight(&mut server, &frame, None, &done).await;
+        assert!(end.is_err_and(|e| e.to_string().contains("closed")));
+        assert_eq!(done.load(Ordering::Relaxed), 100);
+        // The 101st message, whose echo never came, and none after it.
+        assert_eq!(server.frames_written(), 101);
+        assert_eq!(server.most_in_flight, 1);
+    }
+
+    /// The slots a paced connection sends in when each echo takes `echo`: the send times
+    /// from `Pace::next` up to `until`.
+    fn sends(pace: Pace, echo: Duration, until: tokio::time::Instant) -> Vec<tokio::time::Instant> {
+        let (mut sent, mut last, mut now) = (Vec::new(), None, pace.first);
+        loop {
+            let slot = pace.next(last, now);
+            let at = slot.max(now); // a slot that has passed: sent at once
+            if at >= until {
+                return sent;
+            }
+            sent.push(at);
+            (last, now) = (Some(slot), at + echo);
+        }
+    }
+
+    /// Paced connections whose echoes come at once send at the workload's rate in all,
+    /// each once a period, their first sends spread evenly over the first period.
+    #[test]
+    fn paced_connections_send_at_the_total_rate() {
+        let load = Echo {
+            conns: 8,
+            text: true,
+            len: 16,
+            in_flight: InFlight::Paced { rate: 800.0 },
+        };
+        let period = Duration::from_millis(10);
+        assert_eq!(load.period(), Some(period));
+        let start = tokio::time::Instant::now();
+        let (from, to) = (
+            start + Duration::from_millis(500),
+            start + Duration::from_millis(2500),
+        );
+        let mut firsts = Vec::new();
+        let mut in_window = 0;
+        for i in 0..load.conns {
+            let pace = load.pace(start, i).unwrap();
+            let sent = sends(pace, Duration::from_micros(100), to);
+            assert!(sent.windows(2).all(|w| w[1] - w[0] == period));
+            firsts.push(sent[0] - start);
+            in_window += sent.iter().filter(|t| **t >= from).count();
+        }
+        // 800 a second over 2 s.
+        assert_eq!(in_window, 1600);
+        let spread: Vec<Duration> = (0..8).map(|i| Duration::from_micros(1250) * i).collect();
+        assert_eq!(firsts, spread);
+    }
+
+    /// A late echo does not make the connection catch up with a burst: the send whose slot
+    /// passed goes at once, the slots missed before it are skipped, and the next keeps to
+    /// the slots.
+    #[test]
+    fn a_late_echo_skips_the_slots_it_missed() {
+        let period = Duration::from_millis(10);
+        let first = tokio::time::Instant::now();
+        let pace = Pace { first, period };
+        let ms = |n: u64| first + Duration::from_millis(n);
+        // Echoes take 25 ms: sent at 0, then at once on each echo, in the slot just passed.
+        assert_eq!(
+            sends(pace, Duration::from_millis(25), ms(100)),
+            [ms(0), ms(25), ms(50), ms(75)]
+        );
+        // Slots 10 and 20 passed while the first echo was awaited: 20, at once.
+        assert_eq!(pace.next(Some(ms(0)), ms(25)), ms(20));
+        // On time again: the next slot, not at once.
+        assert_eq!(pace.next(Some(ms(70)), ms(75)), ms(80));
+    }
+
+    #[test]
+    fn cpu_per_message_is_cpu_time_over_messages() {
+        assert_eq!(cpu_per_message_us(3_000_000, 1_500), Some(2.0));
+        assert_eq!(cpu_per_message_us(250, 1_000), Some(0.00025));
+        assert_eq!(cpu_per_message_us(1_000, 0), None);
     }
 
     #[test]

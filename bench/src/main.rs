@@ -1,14 +1,18 @@
 //! unisock-bench: unisock side by side with the fastest Rust WebSocket crates.
 //!
 //! ```text
-//! unisock-bench run [--quick] [--pin] [--only CRATE,CRATE] [--idle N] [--rows ID] [--note TEXT] [--out FILE.md] [--json FILE]
-//! unisock-bench server CRATE ADDR     one crate's echo server (the harness starts these)
+//! unisock-bench run [--quick] [--pin] [--only CRATE,SERVER] [--idle N] [--rate R] [--rows ID] [--note TEXT] [--out FILE.md] [--json FILE]
+//! unisock-bench server SERVER ADDR    one echo server (the harness starts these)
 //! ```
+//!
+//! A server is a crate's example-style echo (`yawc`) or a peer's batched one (`yawc+batched`);
+//! `--only` takes either (a crate: both of its servers). `--idle N`: the connections of the
+//! idle-memory and the fixed-rate rows; `--rate R`: the fixed-rate row's msg/s in all.
 //!
 //! `run` starts each crate's echo server in its own process (pinned to core 0 with
 //! `taskset` under `--pin`; `./build.sh bench` pins this process to core 1), drives it
 //! with the raw-frame load generator of `load.rs`, measures every row `reps` times
-//! (interleaving the crates), and writes the markdown table and the raw numbers as JSON.
+//! (interleaving the servers), and writes the markdown tables and the raw numbers as JSON.
 
 mod codec;
 mod load;
@@ -24,9 +28,9 @@ fn main() -> ExitCode {
         Some("run") => report::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: unisock-bench run [--quick] [--pin] [--only CRATES] [--idle N] [--rows ID] [--note TEXT] [--out FILE] [--json FILE]\n\
-                 \x20      unisock-bench server CRATE ADDR   (CRATE: {})",
-                servers::CRATES.join(", ")
+                "usage: unisock-bench run [--quick] [--pin] [--only CRATES|SERVERS] [--idle N] [--rate R] [--rows ID] [--note TEXT] [--out FILE] [--json FILE]\n\
+                 \x20      unisock-bench server SERVER ADDR   (SERVER: {})",
+                servers::SERVERS.join(", ")
             );
             return ExitCode::from(2);
         }

@@ -9,13 +9,25 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::{codec, load, servers::CRATES};
+use crate::load::InFlight;
+use crate::servers::{crate_of, variant_of, CRATES, SERVERS};
+use crate::{codec, load};
 
 /// Above this spread (half the range over the median) a row is too noisy to call.
 const NOISY: f64 = 0.15;
 
 /// How long every row may take beyond its own measuring time before it counts as failed.
 const ROW_GRACE: Duration = Duration::from_secs(60);
+
+/// Below this share of a core over the measuring time, a server was not the limit of a
+/// throughput row: the load generator or the round trip set its pace.
+const SATURATED: f64 = 0.9;
+
+/// The total rate of the fixed-rate row, msg/s over all its connections: every server
+/// sustains it on the 2-core machine with room to spare (in a trial run at 10,000
+/// connections each held it to 0.1%, its process at most a third busy), so the row compares
+/// the servers' CPU per message at one load.
+const PACED_RATE: f64 = 20_000.0;
 
 struct Settings {
     quick: bool,
@@ -25,7 +37,12 @@ struct Settings {
     measure: Duration,
     many: usize,
     idle: usize,
+    /// The total rate of the fixed-rate row (`--rate`), msg/s.
+    rate: f64,
     codec_time: Duration,
+    /// The echo servers to run (`SERVERS`, or those `--only` names).
+    servers: Vec<String>,
+    /// The crates of those servers, one column each.
     crates: Vec<String>,
     /// Only the rows whose id contains this (`--rows`), for profiling one workload.
     rows: Option<String>,
@@ -44,13 +61,15 @@ impl Settings {
                 .and_then(|i| args.get(i + 1))
                 .cloned()
         };
-        let crates = match value("--only") {
-            Some(list) => list.split(',').map(str::to_string).collect(),
-            None => CRATES.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        let servers = match value("--only") {
+            Some(list) => only(&list)?,
+            None => SERVERS.iter().map(|c| c.to_string()).collect(),
         };
-        if let Some(bad) = crates.iter().find(|c| !CRATES.contains(&c.as_str())) {
-            return Err(io::Error::other(format!("unknown crate {bad}")));
-        }
+        let crates = CRATES
+            .iter()
+            .filter(|c| servers.iter().any(|srv| crate_of(srv) == **c))
+            .map(|c| c.to_string())
+            .collect();
         let (out, json) = if quick {
             (
                 "target/bench/BENCHMARKS.quick.md",
@@ -71,7 +90,12 @@ impl Settings {
                 None if quick => 100,
                 None => 10_000,
             },
+            rate: match value("--rate") {
+                Some(r) => r.parse().map_err(io::Error::other)?,
+                None => PACED_RATE,
+            },
             codec_time: Duration::from_millis(if quick { 20 } else { 400 }),
+            servers,
             crates,
             rows: value("--rows"),
             note: value("--note"),
@@ -81,12 +105,44 @@ impl Settings {
     }
 }
 
+/// The servers `--only` names: a crate stands for all its servers (`CRATE` and
+/// `CRATE+batched`), a server for itself.
+fn only(list: &str) -> io::Result<Vec<String>> {
+    let named: Vec<&str> = list.split(',').collect();
+    if let Some(bad) = named
+        .iter()
+        .find(|n| !SERVERS.contains(n) && !CRATES.contains(n))
+    {
+        return Err(io::Error::other(format!("unknown crate or server {bad}")));
+    }
+    Ok(SERVERS
+        .iter()
+        .filter(|srv| named.iter().any(|n| n == *srv || *n == crate_of(srv)))
+        .map(|srv| srv.to_string())
+        .collect())
+}
+
 /// One line of the table.
 struct Row {
     id: String,
     title: String,
     unit: &'static str,
     higher_is_better: bool,
+    /// What the "unisock vs best peer" verdict compares.
+    verdict_on: VerdictOn,
+}
+
+/// What a row's verdict compares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum VerdictOn {
+    /// The row's own value.
+    Value,
+    /// A throughput row: the servers' CPU per message when unisock's server or the best
+    /// peer's was busy less than `SATURATED` of the time (then the throughput did not
+    /// measure the server), else the throughput.
+    CpuIfUnsaturated,
+    /// The servers' CPU per message (the fixed-rate row: its throughput is set).
+    Cpu,
 }
 
 /// Measured values: row id -> its values.
@@ -103,14 +159,14 @@ pub fn run(args: &[String]) -> io::Result<()> {
     let mut results = Results::new();
     let rows = network_rows(&s);
     for rep in 0..s.reps {
-        for krate in &s.crates {
+        for server in &s.servers {
             eprintln!(
-                "[{:>5.1}s] rep {}/{} {krate}",
+                "[{:>5.1}s] rep {}/{} {server}",
                 started.elapsed().as_secs_f64(),
                 rep + 1,
                 s.reps
             );
-            rt.block_on(run_crate(&s, krate, &mut results));
+            rt.block_on(run_server(&s, server, &mut results));
         }
     }
     let codec_rows = codec_rows(&s, &mut results);
@@ -131,34 +187,49 @@ fn write(path: &str, text: &str) -> io::Result<()> {
 
 /// The echo throughput rows: id, title and workload.
 fn echo_rows(s: &Settings) -> Vec<(String, String, load::Echo)> {
-    let echo = |conns, text, len, window| load::Echo {
+    let echo = |conns, text, len, in_flight| load::Echo {
         conns,
         text,
         len,
-        window,
+        in_flight,
     };
+    let conns_title = |conns: usize| format!("{conns} conn{}", if conns == 1 { "" } else { "s" });
     let mut v = Vec::new();
     for (len, name) in [(16, "16 B"), (1024, "1 KiB")] {
         for conns in [1, 64, s.many] {
             v.push((
                 format!("text_{len}_c{conns}"),
-                format!(
-                    "{name} text echo, {conns} conn{}",
-                    if conns == 1 { "" } else { "s" }
-                ),
-                echo(conns, true, len, 32),
+                format!("{name} text echo, {}", conns_title(conns)),
+                echo(conns, true, len, InFlight::Window(32)),
             ));
         }
     }
+    // A chat or notification server's load: one message in flight per connection.
+    for conns in [1, s.many] {
+        v.push((
+            format!("inflight1_16_c{conns}"),
+            format!("16 B text echo, one in flight, {}", conns_title(conns)),
+            echo(conns, true, 16, InFlight::One),
+        ));
+    }
+    v.push((
+        format!("inflight1_16_c{}_paced", s.idle),
+        format!(
+            "16 B text echo, one in flight, {}, {} msg/s in all",
+            conns_title(s.idle),
+            fmt_value(s.rate)
+        ),
+        echo(s.idle, true, 16, InFlight::Paced { rate: s.rate }),
+    ));
     v.push((
         "binary_64k".into(),
         "64 KiB binary echo, 1 conn".into(),
-        echo(1, false, 64 << 10, 8),
+        echo(1, false, 64 << 10, InFlight::Window(8)),
     ));
     v.push((
         "binary_16m".into(),
         "16 MiB binary echo, 1 conn".into(),
-        echo(1, false, 16 << 20, 2),
+        echo(1, false, 16 << 20, InFlight::Window(2)),
     ));
     v
 }
@@ -171,6 +242,10 @@ fn network_rows(s: &Settings) -> Vec<Row> {
             title,
             unit: if echo.text { "msg/s" } else { "MB/s" },
             higher_is_better: true,
+            verdict_on: match echo.in_flight {
+                InFlight::Paced { .. } => VerdictOn::Cpu,
+                _ => VerdictOn::CpuIfUnsaturated,
+            },
         })
         .collect();
     for (q, name) in [("p50", "50th"), ("p99", "99th")] {
@@ -179,6 +254,7 @@ fn network_rows(s: &Settings) -> Vec<Row> {
             title: format!("16 B round trip, {name} percentile, 10 conns x 1000 msg/s"),
             unit: "µs",
             higher_is_better: false,
+            verdict_on: VerdictOn::Value,
         });
     }
     rows.push(Row {
@@ -186,8 +262,15 @@ fn network_rows(s: &Settings) -> Vec<Row> {
         title: format!("server RSS per idle connection, {} conns", s.idle),
         unit: "bytes",
         higher_is_better: false,
+        verdict_on: VerdictOn::Value,
     });
     rows
+}
+
+/// Whether `server` runs `row`: the batched servers run only the echo throughput rows
+/// (idle memory and latency are the example-style servers').
+fn runs(s: &Settings, server: &str, row: &str) -> bool {
+    s.wants(row) && (variant_of(server).is_none() || echo_rows(s).iter().any(|(id, ..)| id == row))
 }
 
 /// A running echo server.
@@ -252,6 +335,16 @@ fn busy_id(row: &str) -> String {
     format!("{row}_server_busy")
 }
 
+/// Where a throughput row's server CPU time per message (µs) is kept.
+fn cpu_id(row: &str) -> String {
+    format!("{row}_server_us_per_msg")
+}
+
+/// Where a throughput row's load generator CPU share is kept.
+fn load_busy_id(row: &str) -> String {
+    format!("{row}_load_busy")
+}
+
 fn record(results: &mut Results, row: &str, krate: &str, value: Result<f64, String>) {
     if let Err(e) = &value {
         eprintln!("    {row} {krate}: FAILED: {e}");
@@ -276,26 +369,28 @@ async fn timed<T>(
     }
 }
 
-/// Every network row for one crate, on one server process (restarted if it dies). Idle
-/// memory goes first, on the fresh process.
-async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
-    let mut server = match start_server(s, krate).await {
+/// Every network row `name` (a server of `SERVERS`) runs, on one server process
+/// (restarted if it dies). Idle memory goes first, on the fresh process.
+async fn run_server(s: &Settings, name: &str, results: &mut Results) {
+    let mut server = match start_server(s, name).await {
         Ok(srv) => srv,
         Err(e) => {
             for row in network_rows(s) {
-                record(results, &row.id, krate, Err(format!("server: {e}")));
+                if runs(s, name, &row.id) {
+                    record(results, &row.id, name, Err(format!("server: {e}")));
+                }
             }
             return;
         }
     };
     let settle = Duration::from_millis(if s.quick { 50 } else { 500 });
-    if s.wants("idle_memory") {
+    if runs(s, name, "idle_memory") {
         let idle = timed(
             settle * 2,
             load::idle_memory(&server.addr, server.pid, s.idle, settle),
         )
         .await;
-        record(results, "idle_memory", krate, idle);
+        record(results, "idle_memory", name, idle);
     }
 
     for (id, _, echo) in echo_rows(s) {
@@ -303,26 +398,35 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
             continue;
         }
         if !server.alive() {
-            match start_server(s, krate).await {
+            match start_server(s, name).await {
                 Ok(srv) => server = srv,
                 Err(e) => {
-                    record(results, &id, krate, Err(format!("server restart: {e}")));
+                    record(results, &id, name, Err(format!("server restart: {e}")));
                     continue;
                 }
             }
         }
-        let measure = if echo.len >= 16 << 20 {
+        // The 16 MiB row echoes few messages a second; the fixed-rate row's rate is low.
+        let measure = if echo.len >= 16 << 20 || echo.period().is_some() {
             s.measure * 2
         } else {
             s.measure
         };
         let measured = timed(
-            s.warmup + measure,
+            s.warmup + echo.period().unwrap_or_default() + measure,
             load::throughput(&server.addr, server.pid, echo, s.warmup, measure),
         )
         .await;
-        if let Some(busy) = measured.as_ref().ok().and_then(|m| m.busy) {
-            record(results, &busy_id(&id), krate, Ok(busy));
+        if let Ok(m) = &measured {
+            for (at, v) in [
+                (busy_id(&id), m.busy),
+                (cpu_id(&id), m.cpu_per_msg_us),
+                (load_busy_id(&id), m.load_busy),
+            ] {
+                if let Some(v) = v {
+                    record(results, &at, name, Ok(v));
+                }
+            }
         }
         let value = measured.map(|m| {
             if echo.text {
@@ -331,10 +435,10 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
                 m.rate * echo.len as f64 / 1e6
             }
         });
-        record(results, &id, krate, value);
+        record(results, &id, name, value);
     }
 
-    if !s.wants("latency") {
+    if !runs(s, name, "latency_p50") {
         server.stop().await;
         return;
     }
@@ -353,7 +457,7 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
     record(
         results,
         "latency_p50",
-        krate,
+        name,
         lat.as_ref()
             .map(|v| load::quantile(v, 0.50))
             .map_err(Clone::clone),
@@ -361,7 +465,7 @@ async fn run_crate(s: &Settings, krate: &str, results: &mut Results) {
     record(
         results,
         "latency_p99",
-        krate,
+        name,
         lat.map(|v| load::quantile(&v, 0.99)),
     );
     server.stop().await;
@@ -391,6 +495,7 @@ fn codec_rows(s: &Settings, results: &mut Results) -> Vec<Row> {
                 title: format!("{name} frames: {what}"),
                 unit: "GB/s",
                 higher_is_better: true,
+                verdict_on: VerdictOn::Value,
             });
         }
     }
@@ -499,15 +604,43 @@ fn markdown(
     let _ = writeln!(
         md,
         "- Servers: one current-thread Tokio runtime per process{}; load generator: one \
-         current-thread runtime{}, raw pre-masked frames, 32 messages in flight per \
-         connection (8 for 64 KiB, 2 for 16 MiB) sent in batches of at least half of that, \
-         TCP_NODELAY on both sides.",
+         current-thread runtime{}, raw pre-masked frames, TCP_NODELAY on both sides.",
         if s.pin {
             ", pinned to CPU 0"
         } else {
             " (not pinned)"
         },
         if s.pin { " on CPU 1" } else { "" }
+    );
+    let _ = writeln!(
+        md,
+        "- Pipelined rows: 32 messages in flight per connection (8 for 64 KiB, 2 for 16 MiB) \
+         sent in batches of at least half of that. One-in-flight rows (a chat or notification \
+         server's load): a connection sends its next message only once the echo of the last \
+         one arrived; the fixed-rate row paces {} such connections to {} msg/s in all (each \
+         sends every {:.2} s, their sends spread evenly): its msg/s only shows the rate was \
+         held, the servers' CPU per message compares them.",
+        fmt_value(s.idle as f64),
+        fmt_value(s.rate),
+        s.idle as f64 / s.rate
+    );
+    let _ = writeln!(
+        md,
+        "- Peers at their best: fastwebsockets, tokio-websockets and yawc also run a batched \
+         echo on the echo rows (`+batched`: what was echoed is written only when nothing more \
+         is ready to read, where their examples write every message on its own); a peer's \
+         cell gives the better of its two echoes (\"batched\" when that one), the JSON both. \
+         tokio-tungstenite's example (`forward`) batches already."
+    );
+    let _ = writeln!(
+        md,
+        "- Server CPU per message: the server process's CPU time over the measuring time \
+         divided by the messages echoed in it (lower is better; its own table below). The \
+         throughput rows' verdict compares it (\"CPU/msg\") where unisock's or the best \
+         peer's server was busy less than {:.0}% of the measuring time (then the load \
+         generator or the round trip set the pace, not the server), and on the fixed-rate \
+         row; elsewhere msg/s or MB/s.",
+        SATURATED * 100.0
     );
     if let Some(note) = &s.note {
         let _ = writeln!(md, "- Conditions: {note}");
@@ -521,79 +654,41 @@ fn markdown(
     let _ = writeln!(md, " unisock vs best peer |");
     let _ = writeln!(md, "|---|---|{}---|", "---:|".repeat(crates.len()));
     let mut behind = Vec::new();
+    // The rows whose verdict compared CPU per message: the CPU table adds no line for them.
+    let mut on_cpu_rows = Vec::new();
     for row in rows {
-        let Some(by_crate) = results.get(&row.id) else {
+        let Some(by_server) = results.get(&row.id) else {
             continue; // not run (--rows)
         };
-        let by_crate = Some(by_crate);
-        let get = |c: &str| by_crate.and_then(|m| m.get(c)).and_then(|v| stats(v));
-        let ours = get("unisock");
+        let better = |a: f64, b: f64| if row.higher_is_better { a > b } else { a < b };
+        let ours = by_server.get("unisock").and_then(|v| stats(v));
         let _ = write!(md, "| {} | {} |", row.title, row.unit);
-        let mut best: Option<(&str, f64, f64)> = None;
         for c in &crates {
-            match get(c) {
-                Some((m, sp, n)) => {
-                    let reps = if n < s.reps {
-                        format!(" [{n}/{} ok]", s.reps)
-                    } else {
-                        String::new()
-                    };
-                    let ratio = match (ours, *c) {
-                        (_, "unisock") | (None, _) => String::new(),
-                        (Some((u, ..)), _) if u > 0.0 => format!(" ({:.2}x)", m / u),
-                        _ => String::new(),
-                    };
-                    let _ = write!(md, " {} ±{:.0}%{ratio}{reps} |", fmt_value(m), sp * 100.0);
-                    let better = |b: f64| if row.higher_is_better { m > b } else { m < b };
-                    if *c != "unisock" && best.is_none_or(|(_, b, _)| better(b)) {
-                        best = Some((c, m, sp));
-                    }
-                }
-                None => {
-                    let _ = write!(md, " failed |");
-                }
-            }
+            let cell = best_of(by_server, c, better).map(|b| cell(s, b, ours));
+            let _ = write!(md, " {} |", cell.as_deref().unwrap_or("failed"));
         }
-        let verdict = match (ours, best) {
-            (Some((u, usp, _)), Some((bc, b, bsp))) => {
-                let noise = usp.max(bsp).max(0.03);
-                let (within, gap) = if row.higher_is_better {
-                    (u >= b * (1.0 - noise), u / b)
-                } else {
-                    (u <= b * (1.0 + noise), b / u)
-                };
-                // Ahead, or behind by less than a modest noise: a pass. Behind within a
-                // noise above NOISY says nothing either way, and is shown as such.
-                let mark = if gap >= 1.0 || (within && noise <= NOISY) {
-                    "✅"
-                } else if within {
-                    "❔"
-                } else {
-                    "❌"
-                };
-                if gap < 1.0 && mark != "✅" {
-                    behind.push(format!(
-                        "- {}: unisock {} {} vs {bc} {} ({:.0}% behind{}).",
-                        row.title,
-                        fmt_value(u),
-                        row.unit,
-                        fmt_value(b),
-                        (1.0 - gap) * 100.0,
-                        if within {
-                            format!(", within this run's noise of ±{:.0}%", noise * 100.0)
-                        } else {
-                            String::new()
-                        }
-                    ));
-                }
-                format!("{mark} {gap:.2}x {bc}")
-            }
-            (None, _) => "❌ unisock failed".into(),
-            (_, None) => "no peer".into(),
+        let best = best_peer(by_server, &crates, better);
+        let on_cpu = match row.verdict_on {
+            VerdictOn::Value => false,
+            VerdictOn::Cpu => true,
+            VerdictOn::CpuIfUnsaturated => unsaturated(results, &row.id, best.map(|b| b.0)),
         };
-        let _ = writeln!(md, " {verdict} |");
+        let (mark, late) = if on_cpu {
+            on_cpu_rows.push(row.id.as_str());
+            let (ours, best) = cpu_inputs(results, &row.id, &crates);
+            verdict(&row.title, CPU_UNIT, false, ours, best, " (CPU/msg)")
+        } else {
+            verdict(&row.title, row.unit, row.higher_is_better, ours, best, "")
+        };
+        behind.extend(late);
+        let _ = writeln!(md, " {mark} |");
     }
-    busy_table(&mut md, rows, &crates, results);
+    let late = cpu_table(&mut md, s, rows, &crates, results);
+    behind.extend(
+        late.into_iter()
+            .filter_map(|(row, line)| (!on_cpu_rows.contains(&row)).then_some(line)),
+    );
+    busy_table(&mut md, s, rows, results);
     let _ = writeln!(
         md,
         "\nThe frame codec alone (unisock, in memory, one core):\n"
@@ -635,9 +730,197 @@ fn markdown(
     md
 }
 
-/// The servers' CPU share during the throughput rows, to show which rows measure the
-/// servers (near 100%) and which the round trip between load generator and server.
-fn busy_table(md: &mut String, rows: &[Row], crates: &[&str], results: &Results) {
+/// The unit of server CPU per message.
+const CPU_UNIT: &str = "µs CPU/msg";
+
+/// A row's median for one server, its spread and how many runs gave a value.
+type Stat = (f64, f64, usize);
+
+/// The best of `krate`'s servers (its example-style echo and its batched one) in a row's
+/// values, by `better` (of two medians): that server and its figures.
+fn best_of<'a>(
+    by_server: &'a ByCrate,
+    krate: &str,
+    better: impl Fn(f64, f64) -> bool,
+) -> Option<(&'a str, Stat)> {
+    let mut best: Option<(&str, Stat)> = None;
+    for (server, samples) in by_server {
+        if crate_of(server) != krate {
+            continue;
+        }
+        if let Some(st) = stats(samples) {
+            if best.is_none_or(|(_, (b, ..))| better(st.0, b)) {
+                best = Some((server, st));
+            }
+        }
+    }
+    best
+}
+
+/// The best peer of a row: the best of every peer crate's best server.
+fn best_peer<'a>(
+    by_server: &'a ByCrate,
+    crates: &[&str],
+    better: impl Fn(f64, f64) -> bool + Copy,
+) -> Option<(&'a str, Stat)> {
+    crates
+        .iter()
+        .filter(|c| **c != "unisock")
+        .filter_map(|c| best_of(by_server, c, better))
+        .fold(None, |best, b| match best {
+            Some((_, (v, ..))) if !better(b.1 .0, v) => best,
+            _ => Some(b),
+        })
+}
+
+/// One crate's cell: its best server's median ± spread, its ratio to unisock, "batched"
+/// if that server is the batched echo, and how many runs gave a value if not all.
+fn cell(s: &Settings, (server, (m, sp, n)): (&str, Stat), ours: Option<Stat>) -> String {
+    let mut notes = Vec::new();
+    if let Some((u, ..)) = ours.filter(|(u, ..)| *u > 0.0 && server != "unisock") {
+        notes.push(format!("{:.2}x", m / u));
+    }
+    if let Some(variant) = variant_of(server) {
+        notes.push(variant.to_string());
+    }
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join(", "))
+    };
+    let reps = if n < s.reps {
+        format!(" [{n}/{} ok]", s.reps)
+    } else {
+        String::new()
+    };
+    format!("{} ±{:.0}%{notes}{reps}", fmt_value(m), sp * 100.0)
+}
+
+/// Whether a throughput row did not measure the servers: unisock's server or `best` (the
+/// best peer's server by throughput) was busy less than `SATURATED` of the time.
+fn unsaturated(results: &Results, row: &str, best: Option<&str>) -> bool {
+    let Some(busy) = results.get(&busy_id(row)) else {
+        return false;
+    };
+    let busy_of = |server: &str| busy.get(server).and_then(|v| stats(v)).map(|st| st.0);
+    ["unisock"]
+        .into_iter()
+        .chain(best)
+        .any(|server| busy_of(server).is_some_and(|b| b < SATURATED))
+}
+
+/// unisock's server CPU per message on a row and the best peer's (lowest).
+fn cpu_inputs<'a>(
+    results: &'a Results,
+    row: &str,
+    crates: &[&str],
+) -> (Option<Stat>, Option<(&'a str, Stat)>) {
+    match results.get(&cpu_id(row)) {
+        Some(cpu) => (
+            cpu.get("unisock").and_then(|v| stats(v)),
+            best_peer(cpu, crates, |a, b| a < b),
+        ),
+        None => (None, None),
+    }
+}
+
+/// The verdict cell comparing unisock (`ours`) with the best peer, and, if unisock is
+/// behind beyond a modest noise, the line for "Where unisock is behind".
+fn verdict(
+    title: &str,
+    unit: &str,
+    higher_is_better: bool,
+    ours: Option<Stat>,
+    best: Option<(&str, Stat)>,
+    basis: &str,
+) -> (String, Option<String>) {
+    match (ours, best) {
+        (Some((u, usp, _)), Some((bc, (b, bsp, _)))) => {
+            let noise = usp.max(bsp).max(0.03);
+            let (within, gap) = if higher_is_better {
+                (u >= b * (1.0 - noise), u / b)
+            } else {
+                (u <= b * (1.0 + noise), b / u)
+            };
+            // Ahead, or behind by less than a modest noise: a pass. Behind within a
+            // noise above NOISY says nothing either way, and is shown as such.
+            let mark = if gap >= 1.0 || (within && noise <= NOISY) {
+                "✅"
+            } else if within {
+                "❔"
+            } else {
+                "❌"
+            };
+            let late = (gap < 1.0 && mark != "✅").then(|| {
+                format!(
+                    "- {title}: unisock {} {unit} vs {bc} {} ({:.0}% behind{}).",
+                    fmt_value(u),
+                    fmt_value(b),
+                    (1.0 - gap) * 100.0,
+                    if within {
+                        format!(", within this run's noise of ±{:.0}%", noise * 100.0)
+                    } else {
+                        String::new()
+                    }
+                )
+            });
+            (format!("{mark} {gap:.2}x {bc}{basis}"), late)
+        }
+        (None, _) => ("❌ unisock failed".into(), None),
+        (_, None) => ("no peer".into(), None),
+    }
+}
+
+/// The servers' CPU time per echoed message on every throughput row, with its own verdict;
+/// returns its lines for "Where unisock is behind", each with its row's id.
+fn cpu_table<'a>(
+    md: &mut String,
+    s: &Settings,
+    rows: &'a [Row],
+    crates: &[&str],
+    results: &Results,
+) -> Vec<(&'a str, String)> {
+    let measured: Vec<(&Row, &ByCrate)> = rows
+        .iter()
+        .filter_map(|r| results.get(&cpu_id(&r.id)).map(|m| (r, m)))
+        .collect();
+    let mut behind = Vec::new();
+    if measured.is_empty() {
+        return behind;
+    }
+    let _ = writeln!(
+        md,
+        "\nServer CPU per echoed message, µs (the server process's CPU time over the measuring \
+         time divided by the messages echoed in it; lower is better, and a peer's ratio above 1 \
+         is worse than unisock). On this 2-core machine the load generator has one core and \
+         is the limit of many rows; what a server spends per message is measured on every \
+         row.\n"
+    );
+    let _ = write!(md, "| Workload |");
+    for c in crates {
+        let _ = write!(md, " {c} |");
+    }
+    let _ = writeln!(md, " unisock vs best peer |");
+    let _ = writeln!(md, "|---|{}---|", "---:|".repeat(crates.len()));
+    for (row, by_server) in measured {
+        let (ours, best) = cpu_inputs(results, &row.id, crates);
+        let _ = write!(md, "| {} |", row.title);
+        for c in crates {
+            let cell = best_of(by_server, c, |a, b| a < b).map(|b| cell(s, b, ours));
+            let _ = write!(md, " {} |", cell.as_deref().unwrap_or("–"));
+        }
+        let title = format!("{}, server CPU per message", row.title);
+        let (mark, late) = verdict(&title, CPU_UNIT, false, ours, best, "");
+        behind.extend(late.map(|line| (row.id.as_str(), line)));
+        let _ = writeln!(md, " {mark} |");
+    }
+    behind
+}
+
+/// The servers' and the load generator's CPU share during the throughput rows, to show
+/// which rows measure the servers (near 100%) and which the load generator or the round
+/// trip.
+fn busy_table(md: &mut String, s: &Settings, rows: &[Row], results: &Results) {
     let measured: Vec<(&Row, &ByCrate)> = rows
         .iter()
         .filter_map(|r| results.get(&busy_id(&r.id)).map(|m| (r, m)))
@@ -647,26 +930,26 @@ fn busy_table(md: &mut String, rows: &[Row], crates: &[&str], results: &Results)
     }
     let _ = writeln!(
         md,
-        "\nServer CPU during the throughput rows (the server process's CPU time over the \
-         measuring time, median of the runs): near 100% a row measures the server; well below, \
-         the round trip between load generator and server sets the pace.\n"
+        "\nCPU during the throughput rows, server / load generator (each process's CPU time \
+         over the measuring time, median of the runs), for every server: near 100% a row \
+         measures the server; well below, the load generator (near 100%) or the round trip \
+         between them sets the pace.\n"
     );
     let _ = write!(md, "| Workload |");
-    for c in crates {
-        let _ = write!(md, " {c} |");
+    for srv in &s.servers {
+        let _ = write!(md, " {srv} |");
     }
-    let _ = writeln!(md, "\n|---|{}", "---:|".repeat(crates.len()));
-    for (row, by_crate) in measured {
+    let _ = writeln!(md, "\n|---|{}", "---:|".repeat(s.servers.len()));
+    for (row, by_server) in measured {
         let _ = write!(md, "| {} |", row.title);
-        for c in crates {
-            match by_crate.get(*c).and_then(|v| stats(v)) {
-                Some((m, ..)) => {
-                    let _ = write!(md, " {:.0}% |", m * 100.0);
-                }
-                None => {
-                    let _ = write!(md, " – |");
-                }
-            }
+        let load = results.get(&load_busy_id(&row.id));
+        for srv in &s.servers {
+            let share = |m: Option<&ByCrate>| {
+                m.and_then(|m| m.get(srv.as_str()))
+                    .and_then(|v| stats(v))
+                    .map_or("–".to_string(), |(m, ..)| format!("{:.0}%", m * 100.0))
+            };
+            let _ = write!(md, " {} / {} |", share(Some(by_server)), share(load));
         }
         let _ = writeln!(md);
     }
@@ -676,9 +959,10 @@ fn json(s: &Settings, results: &Results) -> String {
     let mut j = String::from("{\n");
     let _ = writeln!(
         j,
-        "  \"quick\": {},\n  \"pinned\": {},\n  \"machine\": {:?},",
+        "  \"quick\": {},\n  \"pinned\": {},\n  \"paced_rate\": {},\n  \"machine\": {:?},",
         s.quick,
         s.pin,
+        s.rate,
         machine()
     );
     j.push_str("  \"rows\": {\n");
@@ -704,4 +988,94 @@ fn json(s: &Settings, results: &Results) -> String {
     j.push_str(&rows.join(",\n"));
     j.push_str("\n  }\n}\n");
     j
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(values: &[(&str, f64)]) -> ByCrate {
+        values
+            .iter()
+            .map(|(server, v)| (server.to_string(), vec![Ok(*v)]))
+            .collect()
+    }
+
+    #[test]
+    fn only_takes_a_crate_for_all_its_servers_and_a_server_for_itself() {
+        assert_eq!(
+            only("yawc,unisock").unwrap(),
+            ["unisock", "yawc", "yawc+batched"]
+        );
+        assert_eq!(
+            only("fastwebsockets+batched").unwrap(),
+            ["fastwebsockets+batched"]
+        );
+        assert!(only("unisock,websocket").is_err());
+    }
+
+    /// A peer's cell and the verdict take the better of its two echoes, by the row's
+    /// measure: the higher throughput, the lower CPU per message.
+    #[test]
+    fn a_peer_is_compared_at_its_best() {
+        let rate = row(&[
+            ("unisock", 100.0),
+            ("fastwebsockets", 80.0),
+            ("fastwebsockets+batched", 120.0),
+            ("yawc", 90.0),
+        ]);
+        let higher = |a: f64, b: f64| a > b;
+        let lower = |a: f64, b: f64| a < b;
+        assert_eq!(
+            best_of(&rate, "fastwebsockets", higher).unwrap().0,
+            "fastwebsockets+batched"
+        );
+        assert_eq!(
+            best_of(&rate, "fastwebsockets", lower).unwrap().0,
+            "fastwebsockets"
+        );
+        let crates = ["unisock", "fastwebsockets", "yawc"];
+        let best = best_peer(&rate, &crates, higher);
+        assert_eq!(
+            best.map(|b| (b.0, b.1 .0)),
+            Some(("fastwebsockets+batched", 120.0))
+        );
+        let ours = rate.get("unisock").and_then(|v| stats(v));
+        let (mark, late) = verdict("16 B", "msg/s", true, ours, best, "");
+        assert_eq!(mark, "❌ 0.83x fastwebsockets+batched");
+        assert!(late.is_some_and(|l| l.contains("17% behind")));
+        let s = Settings::parse(&[]).unwrap();
+        let peer = best_of(&rate, "fastwebsockets", higher).unwrap();
+        assert_eq!(cell(&s, peer, ours), "120 ±0% (1.20x, batched) [1/5 ok]");
+    }
+
+    /// The throughput rows' verdict compares CPU per message where a server was not the
+    /// limit, and tells so; a missing unisock figure fails the row.
+    #[test]
+    fn the_verdict_is_on_cpu_per_message_where_a_server_was_not_saturated() {
+        let mut results = Results::new();
+        results.insert(
+            "r".into(),
+            row(&[("unisock", 100.0), ("yawc", 90.0), ("yawc+batched", 110.0)]),
+        );
+        results.insert(
+            cpu_id("r"),
+            row(&[("unisock", 1.0), ("yawc", 2.0), ("yawc+batched", 1.25)]),
+        );
+        let busy = |u, y| row(&[("unisock", u), ("yawc", 0.2), ("yawc+batched", y)]);
+        results.insert(busy_id("r"), busy(0.99, 0.95));
+        // Both servers busy: the yawc echo at 20% is not the best one and does not count.
+        assert!(!unsaturated(&results, "r", Some("yawc+batched")));
+        results.insert(busy_id("r"), busy(0.99, 0.6));
+        assert!(unsaturated(&results, "r", Some("yawc+batched")));
+        results.insert(busy_id("r"), busy(0.6, 0.99));
+        assert!(unsaturated(&results, "r", Some("yawc+batched")));
+
+        let (ours, best) = cpu_inputs(&results, "r", &["unisock", "yawc"]);
+        let (mark, late) = verdict("r", CPU_UNIT, false, ours, best, " (CPU/msg)");
+        assert_eq!(mark, "✅ 1.25x yawc+batched (CPU/msg)");
+        assert!(late.is_none());
+        let (mark, _) = verdict("r", CPU_UNIT, false, None, best, "");
+        assert_eq!(mark, "❌ unisock failed");
+    }
 }
