@@ -12,7 +12,7 @@
 #   ./build.sh fuzz [SECS]  each cargo-fuzz target for SECS seconds (default 60)
 #   ./build.sh soak [SECS] [CONNS]  the soak test (default 60 s, 10,000 connections)
 #   ./build.sh bench [--quick]  unisock vs tokio-tungstenite, fastwebsockets, tokio-websockets,
-#                           yawc: writes BENCHMARKS.md + target/bench/results.json (~10 min);
+#                           yawc: writes BENCHMARKS.md + target/bench/results.json (~15 min);
 #                           --quick: one tiny iteration of every row (what `test` runs)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -308,7 +308,8 @@ soak() {
 }
 
 # The side-by-side benchmarks (bench/). The servers run on CPU 0 and the load generator on
-# CPU 1 when there are two cores; 10,000 idle connections need the open-file limit raised.
+# CPU 1 when there are two cores; the 10,000-connection rows (idle memory, one in flight at a
+# fixed rate) need the open-file limit raised.
 bench() {
   local quick=${1:-} pin=() pinflag=""
   log "bench ${quick}"
@@ -322,7 +323,7 @@ bench() {
     "${pin[@]}" target/release/unisock-bench run --quick $pinflag >target/bench-quick.log 2>&1 ||
       { cat target/bench-quick.log; return 1; }
     tail -n 4 target/bench-quick.log
-    # Every row must have produced a number for unisock.
+    # Every row must have produced a number for unisock (throughput and CPU per message).
     if grep -q 'unisock failed' target/bench/BENCHMARKS.quick.md; then
       grep 'unisock failed' target/bench/BENCHMARKS.quick.md; return 1
     fi
