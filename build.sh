@@ -143,6 +143,9 @@ lint() {
   log "fmt + clippy (native and wasm32)"
   cargo fmt --check
   cargo clippy --all-targets --all-features -- -D warnings
+  # Without features too: code used only by a feature must not warn in a default build.
+  cargo clippy --lib -- -D warnings
+  cargo clippy -p unisock-bench --all-targets -- -D warnings
   cargo clippy --target "$WASM" --lib --tests --example chat_page -- -D warnings
 }
 

@@ -688,6 +688,7 @@ impl WebSockets {
 
     /// Registers an open socket, runs its event loop, and unregisters it when it closes
     /// (also if this future is dropped).
+    #[cfg(feature = "axum")]
     pub(crate) async fn run(&self, ws: WebSocket) {
         self.run_admitted(ws, None).await;
     }
