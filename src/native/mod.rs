@@ -166,7 +166,7 @@ struct Reader {
 
 /// The write half of a connection: held by whoever is writing, so bytes leave the
 /// connection's output in order.
-type SharedWriter = Arc<tokio::sync::Mutex<WriteHalf<BoxIo>>>;
+type SharedWriter = Arc<Mutex<Option<WriteHalf<BoxIo>>>>;
 
 /// Fixed before the socket opens: what the facade and `WebSocketExt` set.
 struct Config {
@@ -497,7 +497,7 @@ impl Socket {
         lock(&self.0.link).protocol = protocol.unwrap_or_default();
         *lock(&self.0.proto) = Some(Proto::new(conn));
         let (rd, wr) = tokio::io::split(stream);
-        let wr = Arc::new(tokio::sync::Mutex::new(wr));
+        let wr = Arc::new(Mutex::new(Some(wr)));
         lock(&self.0.link).reader = Some(Reader {
             rd,
             wr: wr.clone(),
@@ -681,7 +681,7 @@ impl Socket {
         self.0.handoff.write_stalled.store(false, Ordering::Release);
         lock(&self.0.link).protocol = connected.protocol.unwrap_or_default();
         let (rd, wr) = tokio::io::split(connected.stream);
-        let wr = Arc::new(tokio::sync::Mutex::new(wr));
+        let wr = Arc::new(Mutex::new(Some(wr)));
         self.set_state(ReadyState::Open);
         lock(&self.0.link).writer = Some(tokio::spawn(driver::write_loop(
             self.clone(),

@@ -15,9 +15,11 @@ use crate::protocol::{ConnectionState, Role};
 
 /// Drains the connection's output to the stream until the connection is over.
 ///
-/// The write half is locked before output is taken from the connection and until it is
-/// written, so the read task's `write_through` (which takes the lock only when it is free)
-/// never sends newer bytes ahead of older ones.
+/// The writer takes the write half out of its slot before it takes output from the
+/// connection, and puts it back once that is written; the read task's `write_through`
+/// writes only while the half is in its slot (holding the slot's lock, without waiting),
+/// so newer bytes never leave ahead of older ones. A plain mutex held for moments, not an
+/// async one held across writes: this is taken and released for every message.
 pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
     let shared = &sock.0;
     // Swapped with the connection's output buffer each round, so both allocations are reused;
@@ -26,10 +28,15 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
     let mut more = VecDeque::new();
     let write_timeout = lock(&shared.config).write_timeout;
     loop {
-        let mut half = wr.lock().await;
+        let Some(mut half) = lock(&wr).take() else {
+            break;
+        };
         let (queued, ended, failed) = {
             let mut guard = lock(&shared.proto);
-            let Some(proto) = guard.as_mut() else { break };
+            let Some(proto) = guard.as_mut() else {
+                *lock(&wr) = Some(half);
+                break;
+            };
             proto.conn.swap_all_data_to_send(&mut out, &mut more);
             // What was queued counts as buffered until its last segment has been taken.
             let queued = if proto.conn.has_data_to_send() {
@@ -67,6 +74,7 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
                 shared.handoff.write_stalled.store(true, Ordering::Release);
             }
             tracing::debug!(id = %shared.id, "write failed: {e}");
+            *lock(&wr) = Some(half);
             shared.handoff.reader_done.store(true, Ordering::Release);
             shared.handoff.wake_reader.raise();
             break;
@@ -77,13 +85,14 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
                 if role == Role::Server || failed {
                     let _ = half.shutdown().await;
                 }
+                *lock(&wr) = Some(half);
                 break;
             }
-            drop(half);
+            *lock(&wr) = Some(half);
             shared.handoff.wake_writer.notified().await;
             continue;
         }
-        drop(half);
+        *lock(&wr) = Some(half);
         written(shared, queued);
     }
     shared.handoff.writer_done.store(true, Ordering::Release);
@@ -103,8 +112,17 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
 /// connection is closing (the writer task then ends TCP).
 pub(super) fn write_through(sock: &Socket, wr: &SharedWriter) {
     let shared = &sock.0;
-    let Ok(mut half) = wr.try_lock() else {
-        // The writer task holds the half: it may be about to wait, so wake it for the rest.
+    let mut slot = match wr.try_lock() {
+        Ok(slot) => slot,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            // The writer task is taking or returning the half: wake it for the rest.
+            shared.handoff.wake_writer.notify_one();
+            return;
+        }
+    };
+    let Some(half) = slot.as_mut() else {
+        // The writer task is writing: it may be about to wait, so wake it for the rest.
         shared.handoff.wake_writer.notify_one();
         return;
     };
