@@ -7,11 +7,11 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, ReadHalf};
+use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, Sleep};
 
 use super::read_buffer::ReadBuffer;
-use crate::native::{instant, lock, now, BoxIo, Reader, SharedWriter, Socket};
+use crate::native::{instant, lock, now, Reader, Reading, SharedWriter, Socket};
 use crate::protocol::{CloseCode, Connection, ConnectionState, DirectRead, Event, Role};
 use crate::session::{abnormal, Action, Probe};
 use crate::{CloseEvent, Error, ReadyState};
@@ -146,7 +146,7 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
 /// Reads into the read buffer, or straight onto the message when a direct read is lent
 /// (at most `DIRECT_READ_MAX` bytes, so the unmasking that follows finds them in cache).
 async fn read_some(
-    rd: &mut ReadHalf<BoxIo>,
+    rd: &mut Reading,
     buf: &mut ReadBuffer,
     direct: &mut Option<DirectRead>,
 ) -> std::io::Result<usize> {

@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use crate::native::{lock, BoxIo, SharedWriter, Socket};
+use crate::native::{lock, SharedWriter, Socket, Writing};
 use crate::protocol::{ConnectionState, Role};
 
 /// Drains the connection's output to the stream until the connection is over.
@@ -195,7 +195,7 @@ async fn within<T>(
 }
 
 /// Flushes the write half; fails with `TimedOut` after `timeout`.
-async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io::Result<()> {
+async fn flush(wr: &mut Writing, timeout: Option<Duration>) -> std::io::Result<()> {
     within(timeout, wr.flush()).await
 }
 
@@ -203,7 +203,7 @@ async fn flush(wr: &mut WriteHalf<BoxIo>, timeout: Option<Duration>) -> std::io:
 /// same write as its header); fails with `TimedOut` when one write makes no progress for
 /// `timeout`.
 async fn write_all(
-    wr: &mut WriteHalf<BoxIo>,
+    wr: &mut Writing,
     mut bufs: &mut [IoSlice<'_>],
     timeout: Option<Duration>,
 ) -> std::io::Result<()> {
