@@ -469,7 +469,13 @@ impl Session {
 
     /// The next action, in order; `None` when there is nothing to do.
     pub(crate) fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if self.actions.is_empty() && self.actions.capacity() > 0 {
+            // Actions come with lifecycle events, not messages: an idle socket keeps no
+            // room for them (four of them are about 400 bytes).
+            self.actions = VecDeque::new();
+        }
+        action
     }
 
     /// It is `now`: acts on every timer that is due.
@@ -854,6 +860,13 @@ mod tests {
             actions(&mut s)[..],
             [Action::Reconnecting { attempt: 2, .. }]
         ));
+    }
+
+    #[test]
+    fn a_drained_session_keeps_no_room_for_actions() {
+        let mut s = open_client(Settings::native());
+        assert!(s.poll_action().is_none());
+        assert_eq!(s.actions.capacity(), 0);
     }
 
     #[test]

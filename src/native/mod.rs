@@ -45,10 +45,82 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 /// A connection's stream, type-erased; it remembers how to split itself (see [`Io`]).
 pub(crate) type BoxIo = Box<dyn Io>;
 
-/// The read half of a connection's stream.
-pub(crate) type Reading = Box<dyn AsyncRead + Send + Unpin>;
-/// The write half of a connection's stream.
-pub(crate) type Writing = Box<dyn AsyncWrite + Send + Unpin>;
+/// The read half of a connection's stream: a TCP stream's own half (no lock, no
+/// allocation beyond the stream's), or Tokio's half of any other stream.
+pub(crate) enum Reading {
+    Tcp(tokio::net::tcp::OwnedReadHalf),
+    Other(tokio::io::ReadHalf<Box<dyn Transport>>),
+}
+
+/// The write half of a connection's stream; see [`Reading`].
+pub(crate) enum Writing {
+    Tcp(tokio::net::tcp::OwnedWriteHalf),
+    Other(tokio::io::WriteHalf<Box<dyn Transport>>),
+}
+
+impl AsyncRead for Reading {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(rd) => std::pin::Pin::new(rd).poll_read(cx, buf),
+            Self::Other(rd) => std::pin::Pin::new(rd).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Writing {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(wr) => std::pin::Pin::new(wr).poll_write(cx, buf),
+            Self::Other(wr) => std::pin::Pin::new(wr).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(wr) => std::pin::Pin::new(wr).poll_write_vectored(cx, bufs),
+            Self::Other(wr) => std::pin::Pin::new(wr).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(wr) => wr.is_write_vectored(),
+            Self::Other(wr) => wr.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(wr) => std::pin::Pin::new(wr).poll_flush(cx),
+            Self::Other(wr) => std::pin::Pin::new(wr).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(wr) => std::pin::Pin::new(wr).poll_shutdown(cx),
+            Self::Other(wr) => std::pin::Pin::new(wr).poll_shutdown(cx),
+        }
+    }
+}
 
 /// A [`Transport`] that splits into halves the read task and the writer task use at once.
 pub(crate) trait Io: Transport {
@@ -72,14 +144,18 @@ fn split<S: Transport>(stream: S) -> (Reading, Writing) {
     match (tcp, slot) {
         (Some(tcp), _) => {
             let (rd, wr) = tcp.into_split();
-            (Box::new(rd), Box::new(wr))
+            (Reading::Tcp(rd), Writing::Tcp(wr))
         }
         (None, Some(stream)) => {
-            let (rd, wr) = tokio::io::split(stream);
-            (Box::new(rd), Box::new(wr))
+            let boxed: Box<dyn Transport> = Box::new(stream);
+            let (rd, wr) = tokio::io::split(boxed);
+            (Reading::Other(rd), Writing::Other(wr))
         }
         // The TCP case took the stream, and was handled above.
-        (None, None) => (Box::new(tokio::io::empty()), Box::new(tokio::io::sink())),
+        (None, None) => {
+            let (rd, wr) = tokio::io::split(Box::new(tokio::io::empty()) as Box<dyn Transport>);
+            (Reading::Other(rd), Writing::Other(wr))
+        }
     }
 }
 
