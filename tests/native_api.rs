@@ -1,5 +1,5 @@
-//! Every member of the native API and every row of the original's error-routing table
-//! (reference §3.6), over real sockets on 127.0.0.1, with the original's bugs fixed.
+//! Every member of the native API and every case of the original's error routing (which
+//! handler sees which failure), over real sockets on 127.0.0.1, with its bugs fixed.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;

@@ -5,20 +5,15 @@
 //! compressed message crosses both ways.
 #![no_main]
 
+mod common;
+
+use common::config;
 use libfuzzer_sys::fuzz_target;
 use unisock::protocol::deflate::{accept_response, DeflateParams};
 use unisock::protocol::handshake::{check_response, parse_response};
 use unisock::protocol::{Connection, Event, Role};
 use unisock::{DeflateConfig, Limits, MsgEvent};
 
-/// Our offer's config from two bytes: both context-takeover flags and both window sizes.
-fn config(flags: u8, bits: u8) -> DeflateConfig {
-    DeflateConfig::default()
-        .server_no_context_takeover(flags & 1 != 0)
-        .client_no_context_takeover(flags & 2 != 0)
-        .server_max_window_bits(9 + (bits & 7))
-        .client_max_window_bits(9 + ((bits >> 4) & 7))
-}
 
 /// `params` as an answer that spells out every parameter.
 fn answer(params: &DeflateParams) -> String {

@@ -5,18 +5,13 @@
 //! both ends.
 #![no_main]
 
+mod common;
+
+use common::config;
 use libfuzzer_sys::fuzz_target;
 use unisock::protocol::deflate::{accept_response, client_offer, negotiate, DeflateParams};
 use unisock::DeflateConfig;
 
-/// A config from two bytes: both context-takeover flags and both window sizes (9 to 15).
-fn config(flags: u8, bits: u8) -> DeflateConfig {
-    DeflateConfig::default()
-        .server_no_context_takeover(flags & 1 != 0)
-        .client_no_context_takeover(flags & 2 != 0)
-        .server_max_window_bits(9 + (bits & 7))
-        .client_max_window_bits(9 + ((bits >> 4) & 7))
-}
 
 fn check_accepted(params: &DeflateParams, answer: &str, config: &DeflateConfig) {
     // Never a window our compressor cannot make, nor larger than the config allows.
