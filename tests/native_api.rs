@@ -785,3 +785,51 @@ async fn a_handler_or_stream_set_while_reading_takes_the_next_message() {
     );
     assert!(first.try_recv().is_err() && second.try_recv().is_err());
 }
+
+/// Completes the opening handshake by hand and drops TCP without a close frame, for every
+/// connection: the client sees 1006.
+async fn spawn_dropping_server() -> std::net::SocketAddr {
+    use unisock::protocol::handshake;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let request = loop {
+                let mut chunk = [0u8; 1024];
+                let n = tcp.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some((request, _)) = handshake::parse_request(&buf).unwrap() {
+                    break request;
+                }
+            };
+            let accept = handshake::validate_request(&request, None).unwrap();
+            tcp.write_all(&handshake::response_101(&accept.accept, None, &[]))
+                .await
+                .unwrap();
+        }
+    });
+    addr
+}
+
+/// After any close, unclean (1006) or clean (a local close), a send fails with `Closed`
+/// and queues nothing: nothing is dropped silently.
+#[tokio::test]
+async fn every_send_after_a_close_fails_with_closed() {
+    let (ws, _events) = open_client(spawn_dropping_server().await).await;
+    assert_eq!(with_timeout(ws.closed()).await.code, 1006);
+    assert!(matches!(ws.send_text("late"), Err(Error::Closed)));
+    assert!(matches!(ws.send_binary(b"late"), Err(Error::Closed)));
+    assert!(matches!(ws.ping(b""), Err(Error::Closed)));
+    assert_eq!(ws.buffered_amount(), 0);
+
+    let (ws, _events) = open_client(spawn_echo_server().await).await;
+    ws.close(1000, "").unwrap();
+    assert!(matches!(ws.send_text("late"), Err(Error::Closed)));
+    assert_eq!(with_timeout(ws.closed()).await.code, 1000);
+    assert!(matches!(
+        ws.send(MsgEvent::Text("late".into())),
+        Err(Error::Closed)
+    ));
+    assert_eq!(ws.buffered_amount(), 0);
+}

@@ -631,6 +631,13 @@ impl Socket {
         loop {
             // The read loop's copies of the message routes go with it.
             let driver::EndState { close, error, .. } = driver::read_loop(self, reader).await;
+            // The connection is over, however it ended (a vanished peer leaves the protocol
+            // core open): later sends fail with `Closed` instead of queueing for no one.
+            if let Some(p) = lock(&self.0.proto).as_mut() {
+                if p.conn.state() == ConnectionState::Open {
+                    p.conn.abort();
+                }
+            }
             let close = close.unwrap_or_else(|| crate::session::abnormal(driver::ABNORMAL));
             let reconnecting = {
                 let mut session = lock(&self.0.session);
