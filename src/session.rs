@@ -236,6 +236,10 @@ impl Session {
     }
 
     /// Whether the socket is closed for good.
+    #[cfg_attr(
+        not(all(target_arch = "wasm32", target_os = "unknown")),
+        allow(dead_code, reason = "used by the browser backend and the unit tests")
+    )]
     pub(crate) fn is_closed(&self) -> bool {
         self.phase == Phase::Closed
     }
@@ -281,12 +285,9 @@ impl Session {
         }
         self.phase = Phase::Open;
         self.role = role;
-        self.open_deadline = None;
-        self.close_deadline = None;
-        self.retry_deadline = None;
+        self.clear_timers();
         self.lost = None;
         self.last_received = now;
-        self.probe_sent = None;
         self.dropping = false;
         self.closing = false;
         self.actions.push_back(Action::Opened);
@@ -387,10 +388,7 @@ impl Session {
 
     fn finish(&mut self, event: CloseEvent, error: Option<Error>) {
         self.phase = Phase::Closed;
-        self.open_deadline = None;
-        self.close_deadline = None;
-        self.retry_deadline = None;
-        self.probe_sent = None;
+        self.clear_timers();
         self.unsent = None;
         self.actions.push_back(Action::Closed { event, error });
     }
@@ -465,6 +463,23 @@ impl Session {
     /// When the backend should call [`Session::handle_timeout`] next, if ever.
     pub(crate) fn poll_timeout(&self) -> Option<Time> {
         TIMERS.into_iter().filter_map(|t| self.deadline(t)).min()
+    }
+
+    /// Stops every timer (a new phase starts its own).
+    fn clear_timers(&mut self) {
+        self.open_deadline = None;
+        self.close_deadline = None;
+        self.retry_deadline = None;
+        self.probe_sent = None;
+    }
+
+    /// Whether an action waits to be taken.
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_os = "unknown"),
+        allow(dead_code, reason = "used by the native backend")
+    )]
+    pub(crate) fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
     }
 
     /// The next action, in order; `None` when there is nothing to do.

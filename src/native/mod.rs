@@ -555,10 +555,20 @@ impl Socket {
         // its largest future for its whole life, and the handshake's is the largest.
         let connected = Box::pin(self.connect_within(&url, protocols)).await;
         let connected = match connected {
-            Ok(connected) => connected,
-            Err(e) => {
+            Some(Ok(connected)) => connected,
+            Some(Err(e)) => {
                 lock(&self.0.session).open_failed();
                 return Err(e);
+            }
+            // The session ended the attempt: its open timeout.
+            None => {
+                let mut session = lock(&self.0.session);
+                let action = session.poll_action();
+                session.open_failed();
+                return Err(match action {
+                    Some(Action::Drop { error: Some(e), .. }) => e,
+                    _ => Error::Closed,
+                });
             }
         };
         self.attach(
@@ -705,11 +715,14 @@ impl Socket {
                     let protocols = lock(&self.0.config).protocols.clone();
                     let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
                     match self.connect_within(&url, &protocols).await {
-                        Ok(connected) => return Some(self.reattach(connected)),
-                        Err(e) => {
+                        Some(Ok(connected)) => return Some(self.reattach(connected)),
+                        Some(Err(e)) => {
                             tracing::debug!(id = %self.0.id, "reconnect attempt {attempt}: {e}");
                             lock(&self.0.session).attempt_failed(now(), e);
                         }
+                        // The session ended the attempt (its open timeout, or a local
+                        // close): its next action says how.
+                        None => {}
                     }
                 }
                 Some(Action::Drop { event, error, .. }) => {
@@ -726,13 +739,14 @@ impl Socket {
         }
     }
 
-    /// Connects to `url` (TCP, TLS, the opening handshake) unless the session gives up
-    /// first: its open timeout (`Error::Timeout`) or a local close (`Error::Closed`).
+    /// Connects to `url` (TCP, TLS, the opening handshake); `None` when the session ends
+    /// the attempt first (its open timeout, or a local close), leaving its actions to say
+    /// how.
     async fn connect_within(
         &self,
         url: &url::Url,
         protocols: &[&str],
-    ) -> Result<connect::Connected> {
+    ) -> Option<Result<connect::Connected>> {
         let tls = lock(&self.0.config).tls.clone();
         let deflate = self
             .deflate_config()
@@ -740,17 +754,10 @@ impl Socket {
         let mut connecting = std::pin::pin!(connect::connect(url, protocols, tls, deflate));
         loop {
             tokio::select! {
-                connected = &mut connecting => return connected,
+                connected = &mut connecting => return Some(connected),
                 () = self.wait_for_session() => {
-                    let mut session = lock(&self.0.session);
-                    if session.is_closed() {
-                        return Err(Error::Closed);
-                    }
-                    if let Some(Action::Drop { error, .. }) = session.poll_action() {
-                        // The open timed out: the attempt is over (the caller reports it).
-                        return Err(error.unwrap_or(Error::Timeout(
-                            "the opening handshake did not complete in time",
-                        )));
+                    if lock(&self.0.session).has_actions() {
+                        return None;
                     }
                 }
             }
