@@ -268,6 +268,23 @@ impl Session {
         self.open_deadline = self.settings.open_timeout.map(|t| now + t);
     }
 
+    /// Whether `open()` is connecting (its first attempt, not a reconnect).
+    pub(crate) fn is_opening(&self) -> bool {
+        self.phase == (Phase::Connecting { attempt: 0 })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    /// Takes an `Opened` action waiting first in line, for a backend that reports the open
+    /// as it happens rather than from its event loop; whether there was one.
+    pub(crate) fn take_opened(&mut self) -> bool {
+        let opened = matches!(self.actions.front(), Some(Action::Opened));
+        if opened {
+            // Through `poll_action`, which frees the queue once it is empty.
+            let _ = self.poll_action();
+        }
+        opened
+    }
+
     /// The first opening handshake failed (`open()` returns the error): the socket may be
     /// opened again.
     pub(crate) fn open_failed(&mut self) {
@@ -399,6 +416,11 @@ impl Session {
     pub(crate) fn local_close(&mut self, now: Time) {
         self.closed_locally = true;
         match self.phase {
+            // As a browser aborts a socket still connecting: `open()` fails, 1006 follows.
+            Phase::Connecting { attempt: 0 } => self.finish(
+                abnormal("Abnormal Closure: closed before the connection opened"),
+                None,
+            ),
             Phase::Waiting { .. } | Phase::Connecting { attempt: 1.. } => self.give_up(),
             Phase::Open => self.closing(now),
             _ => {}

@@ -220,8 +220,10 @@ impl WebSocket {
         self.inner.allowed_origins()
     }
 
-    /// Called when the connection is open: natively when [`WebSocket::read`] starts, in the
-    /// browser on its `open` event.
+    /// Called when the connection is open, before any message: for a client before
+    /// [`WebSocket::open`] returns (in the browser, on its `open` event), and again after
+    /// each reconnect; for a server socket when its event loop first runs (a registry's
+    /// socket is registered by then).
     ///
     /// ```
     /// unisock::WebSocket::new().on_open(|| println!("open for business!"));
@@ -340,8 +342,13 @@ impl WebSocket {
         self.inner.open(url, protocols).await
     }
 
-    /// Runs the event loop until the connection is closed, calling the handlers.
-    /// Calling it again (or on an unconnected socket) returns at once.
+    /// Runs the event loop until the socket has closed for good (after reconnects, if it
+    /// reconnects), calling the handlers; returns at once on a socket never connected.
+    ///
+    /// Cancel-safe: it may be dropped at any await (a `timeout`, a `select!`) and called
+    /// again, from any clone, and the loop goes on where it stopped, losing nothing. While
+    /// another handle runs the loop (`read()`, a `Stream`, [`WebSocket::closed`]), it waits
+    /// for the end, taking over if that handle lets go.
     ///
     /// **Browser:** returns at once; the browser runs the event loop.
     ///
@@ -354,9 +361,10 @@ impl WebSocket {
         self.inner.read().await
     }
 
-    /// Resolves with the [`CloseEvent`] once the connection has closed (at once if it
-    /// already has). Natively the close is only seen while the event loop runs
-    /// ([`WebSocket::read`], or polling the socket as a `Stream`).
+    /// Resolves with the [`CloseEvent`] once the socket has closed for good (at once if it
+    /// already has). Natively it runs the event loop meanwhile when no other handle does,
+    /// so `close()` then `closed().await` completes the closing handshake on its own; like
+    /// [`WebSocket::read`], it is cancel-safe.
     ///
     /// ```no_run
     /// # async fn run(ws: unisock::WebSocket) {
@@ -434,6 +442,8 @@ impl WebSocket {
     }
 
     /// Starts the closing handshake with `code` and `reason`. A second call is a no-op.
+    /// While [`WebSocket::open`] is still connecting, aborts it, as a browser does: `open`
+    /// fails with [`Error::Closed`] and `on_close` reports 1006.
     ///
     /// # Errors
     /// [`Error::InvalidCloseCode`] unless `code` is 1000-1003, 1007-1014 or 3000-4999

@@ -628,3 +628,31 @@ async fn each_reconnect_attempt_to_a_silent_server_times_out_and_the_next_follow
     ));
     assert_eq!(ws.ready_state(), ReadyState::Closed);
 }
+
+/// `close()` while `open()` waits for the server aborts the open, as JS does: `open()`
+/// fails with `Closed`, `on_close` reports 1006, and later sends fail with `Closed`.
+#[wasm_bindgen_test]
+async fn close_while_connecting_aborts_the_open() {
+    let url = control("/control/mute").await;
+    // The listener's first connection is upgraded and closed: use it up.
+    let first = WebSocket::new();
+    first.open(&url, &[]).await.unwrap();
+    assert_eq!(first.closed().await.code, 1012);
+    let ws = WebSocket::new();
+    let closes = Log::new();
+    let log = closes.clone();
+    ws.on_close(move |ev| log.push(ev));
+    let opening = ws.open(&url, &[]);
+    let closing = async {
+        next_tick().await;
+        assert_eq!(ws.ready_state(), ReadyState::Connecting);
+        ws.close(1000, "never mind").unwrap();
+    };
+    let (opened, ()) = futures_util::future::join(opening, closing).await;
+    let err = opened.unwrap_err();
+    assert!(matches!(err, unisock::Error::Closed), "{err}");
+    let ev = closes.next("on_close").await;
+    assert_eq!((ev.code, ev.was_clean), (1006, false));
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
+}

@@ -12,6 +12,7 @@
 
 mod connect;
 mod driver;
+mod driving;
 pub(crate) mod ext;
 mod head;
 mod messages;
@@ -270,7 +271,7 @@ impl Outgoing<'_> {
     }
 }
 
-/// The read half of the current connection, until `read()` takes it.
+/// The read half of the current connection, held by its driver.
 struct Reader {
     rd: Reading,
     /// The write half, shared with the writer task: the read task writes what its events
@@ -305,8 +306,6 @@ struct Link {
     protocol: String,
     /// The negotiated extensions (the server's `Sec-WebSocket-Extensions` answer).
     extensions: String,
-    /// The read half, until `read()` takes it.
-    reader: Option<Reader>,
     /// The writer task.
     writer: Option<tokio::task::JoinHandle<()>>,
 }
@@ -385,10 +384,17 @@ impl Signal {
 /// The end of the socket: how it closed, and where messages go until then.
 #[derive(Default)]
 struct Ending {
-    /// The close event, once closed for good; `closed` waits on `closed_notify`.
+    /// The close event, once closed for good; `closed` waits for it on `driving`.
     close_event: Option<CloseEvent>,
     /// Where messages go while a handle is used as a `Stream`.
     stream_tx: Option<tokio::sync::mpsc::UnboundedSender<MsgEvent>>,
+    /// Messages a dropped stream had received but not yielded: delivered first, to the
+    /// next stream or by the event loop (`driver::Routes`). Boxed: rarely any.
+    #[allow(
+        clippy::box_collection,
+        reason = "one pointer in every socket, instead of an empty queue's four words"
+    )]
+    untaken: Option<Box<std::collections::VecDeque<MsgEvent>>>,
 }
 
 /// A socket's state, grouped by lifetime: settings fixed before open, the lifecycle, the
@@ -401,13 +407,14 @@ pub(crate) struct Shared {
     /// The protocol state of the current connection.
     proto: Mutex<Option<Proto>>,
     link: Mutex<Link>,
+    /// The event loop, and who runs it.
+    driving: driving::Driving,
     handoff: Handoff,
     handlers: Mutex<Handlers>,
     /// Bumped when the message handler or the stream sender changes, so the read loop can
     /// keep its own copies (`driver::Routes`) instead of locking for them per message.
     routes: AtomicU64,
     ending: Mutex<Ending>,
-    closed_notify: Notify,
     /// Read by handles without a lock.
     state: AtomicU8,
     buffered: AtomicUsize,
@@ -440,11 +447,11 @@ impl Socket {
             session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
             proto: Mutex::new(None),
             link: Mutex::new(Link::default()),
+            driving: driving::Driving::default(),
             handoff: Handoff::default(),
             handlers: Mutex::new(Handlers::default()),
             routes: AtomicU64::new(0),
             ending: Mutex::new(Ending::default()),
-            closed_notify: Notify::new(),
             state: AtomicU8::new(ReadyState::Connecting as u8),
             buffered: AtomicUsize::new(0),
             send_cap: AtomicUsize::new(DEFAULT_SEND_QUEUE_CAP),
@@ -560,18 +567,25 @@ impl Socket {
                 lock(&self.0.session).open_failed();
                 return Err(e);
             }
-            // The session ended the attempt: its open timeout.
+            // The session ended the attempt: its open timeout, or a local close.
             None => {
-                let mut session = lock(&self.0.session);
-                let action = session.poll_action();
-                session.open_failed();
+                let action = {
+                    let mut session = lock(&self.0.session);
+                    let action = session.poll_action();
+                    session.open_failed();
+                    action
+                };
                 return Err(match action {
                     Some(Action::Drop { error: Some(e), .. }) => e,
+                    Some(Action::Closed { event, error }) => {
+                        driver::finish(self, event, error);
+                        Error::Closed
+                    }
                     _ => Error::Closed,
                 });
             }
         };
-        self.attach(
+        let driver = self.install(
             connected.stream,
             connected.leftover,
             Role::Client,
@@ -579,7 +593,24 @@ impl Socket {
             connected.protocol,
             connected.deflate,
         );
+        // Before any message can be dispatched: the event loop is not out yet.
+        self.fire_opened();
+        self.0.driving.park(driver);
         Ok(())
+    }
+
+    /// Calls `on_open` for a connection `open()` just made, unless the session has no
+    /// `Opened` waiting. A panic in it closes the connection with 1011, as one in the loop does.
+    fn fire_opened(&self) {
+        if !lock(&self.0.session).take_opened() {
+            return;
+        }
+        let Some(h) = lock(&self.0.handlers).on_open.clone() else {
+            return;
+        };
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(()))) {
+            driver::close_after_panic(self, &driver::panic_message(panic.as_ref()));
+        }
     }
 
     /// `open`/`upgrade` work once per socket.
@@ -599,7 +630,8 @@ impl Socket {
         Ok(())
     }
 
-    /// Installs the protocol state and starts the writer task once the handshake is done.
+    /// Installs the protocol state, starts the writer task and leaves the event loop for
+    /// the first handle that drives the socket (`on_open` is the loop's first event).
     pub(crate) fn attach(
         &self,
         stream: BoxIo,
@@ -609,6 +641,20 @@ impl Socket {
         protocol: Option<String>,
         deflate: Option<Negotiated>,
     ) {
+        let driver = self.install(stream, leftover, role, url, protocol, deflate);
+        self.0.driving.park(driver);
+    }
+
+    /// As [`Socket::attach`], returning the event loop instead of leaving it to be driven.
+    fn install(
+        &self,
+        stream: BoxIo,
+        leftover: Vec<u8>,
+        role: Role,
+        url: String,
+        protocol: Option<String>,
+        deflate: Option<Negotiated>,
+    ) -> driving::Driver {
         let limits = lock(&self.0.config).limits;
         let mut conn = Connection::new(role, limits);
         if role == Role::Client {
@@ -623,21 +669,30 @@ impl Socket {
         *lock(&self.0.proto) = Some(Proto::new(conn));
         let (rd, wr) = stream.split_io();
         let wr = Arc::new(Mutex::new(Some(wr)));
-        lock(&self.0.link).reader = Some(Reader {
+        let reader = Reader {
             rd,
             wr: wr.clone(),
             leftover,
-        });
+        };
         // Nothing waits on a first connection: the session's kept messages are empty.
         let _ = lock(&self.0.session).transport_opened(now(), role);
         self.set_state(ReadyState::Open);
         lock(&self.0.link).writer = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
+        let sock = self.clone();
+        Box::pin(async move { sock.run(reader).await })
     }
 
+    /// Runs the event loop (see `driving`) until the socket closed for good; at once on a
+    /// socket that was never connected.
     pub(crate) async fn read(&self) {
-        let Some(mut reader) = lock(&self.0.link).reader.take() else {
+        if lock(&self.0.proto).is_none() {
             return;
-        };
+        }
+        self.drive().await;
+    }
+
+    /// The event loop of the socket's connections, from the first until it closed for good.
+    async fn run(&self, mut reader: Reader) {
         loop {
             // The read loop's copies of the message routes go with it.
             let driver::EndState { close, error, .. } = driver::read_loop(self, reader).await;
@@ -835,16 +890,6 @@ impl Socket {
         }
     }
 
-    pub(crate) async fn closed(&self) -> CloseEvent {
-        loop {
-            let notified = self.0.closed_notify.notified();
-            if let Some(ev) = lock(&self.0.ending).close_event.clone() {
-                return ev;
-            }
-            notified.await;
-        }
-    }
-
     pub(crate) async fn flush(&self) -> Result<()> {
         if lock(&self.0.proto).is_none() {
             return Err(Error::NotOpen);
@@ -877,7 +922,8 @@ impl Socket {
     /// connection (going away) after what is queued, and let the writer end it.
     pub(crate) fn release(&self) {
         let _ = self.close(CloseCode::GOING_AWAY, "");
-        lock(&self.0.link).reader.take();
+        // No one can drive it any more; dropping it also ends its hold on this socket.
+        drop(self.0.driving.take());
         self.0.handoff.reader_done.store(true, Ordering::Release);
         self.0.handoff.wake_writer.notify_one();
     }
@@ -886,6 +932,14 @@ impl Socket {
     pub(crate) fn subscribe(&self) -> Messages {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut ending = lock(&self.0.ending);
+        for msg in ending
+            .untaken
+            .take()
+            .into_iter()
+            .flat_map(|untaken| *untaken)
+        {
+            let _ = tx.send(msg);
+        }
         if ending.close_event.is_none() {
             ending.stream_tx = Some(tx);
             self.0.routes.fetch_add(1, Ordering::AcqRel);
@@ -899,7 +953,7 @@ impl Socket {
         let len = outgoing.len();
         let mut guard = lock(&self.0.proto);
         let Some(proto) = guard.as_mut() else {
-            return Err(Error::NotOpen);
+            return Err(self.unconnected());
         };
         if proto.reconnecting {
             // Disconnected: the session keeps the message for the next connection.
@@ -940,11 +994,31 @@ impl Socket {
         self.send_with(Outgoing::Message(msg))
     }
 
+    /// Why a socket without a connection refuses to send: never opened, or closed (by a
+    /// `close()` while it was connecting).
+    fn unconnected(&self) -> Error {
+        if self.ready_state() == ReadyState::Closed {
+            Error::Closed
+        } else {
+            Error::NotOpen
+        }
+    }
+
     /// Sends a close frame unless one was already sent or the connection ended; a no-op then.
+    /// While `open()` connects, aborts it (as a browser does): `open()` fails with `Closed`.
     pub(crate) fn close(&self, code: CloseCode, reason: &str) -> Result<()> {
         let mut guard = lock(&self.0.proto);
         let Some(proto) = guard.as_mut() else {
-            return Err(Error::NotOpen);
+            drop(guard);
+            if self.ready_state() == ReadyState::Closed {
+                return Ok(());
+            }
+            if !lock(&self.0.session).is_opening() {
+                return Err(Error::NotOpen);
+            }
+            lock(&self.0.session).local_close(now());
+            self.0.handoff.wake_reader.raise();
+            return Ok(());
         };
         lock(&self.0.session).local_close(now());
         if proto.reconnecting {

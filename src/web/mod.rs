@@ -450,7 +450,18 @@ impl Socket {
                         .borrow_mut()
                         .transport_closed(now(), event, error);
                 }
-                Action::Closed { event, error } => self.finish(event, error),
+                Action::Closed { event, error } => {
+                    let reject = self.0.pending.borrow_mut().reject.take();
+                    if let Some(reject) = reject {
+                        // Closed while `open` waited: it fails with `Closed`.
+                        let mut pending = self.0.pending.borrow_mut();
+                        pending.resolve = None;
+                        pending.error = Some(Error::Closed);
+                        drop(pending);
+                        let _ = reject.call1(&JsValue::NULL, &JsValue::from_str("closed"));
+                    }
+                    self.finish(event, error);
+                }
             }
         }
         self.arm();
@@ -677,9 +688,10 @@ impl Socket {
         if self.is_closed_for_good() {
             return Ok(());
         }
-        if self.is_reconnecting() {
+        if self.is_reconnecting() || self.0.session.borrow().is_opening() {
             // Stop: abandon the attempt in flight (if any); the close that started the
-            // reconnect (or the last failed attempt) is what `on_close` reports.
+            // reconnect (or the last failed attempt) is what `on_close` reports, and a
+            // first `open` fails with `Closed`, 1006 following, as in JS.
             self.release_listeners();
             if ws.ready_state() < web_sys::WebSocket::CLOSING {
                 let _ = ws.close();

@@ -24,5 +24,7 @@ mod read_buffer;
 mod read_loop;
 mod writer;
 
-pub(super) use read_loop::{finish, read_loop, EndState, ABNORMAL};
+pub(super) use read_loop::{
+    close_after_panic, finish, panic_message, read_loop, EndState, ABNORMAL,
+};
 pub(super) use writer::write_loop;

@@ -2,6 +2,7 @@
 //! calls the handlers, carries out the session's actions, and reports how the connection
 //! ended.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -273,32 +274,72 @@ struct Routes {
 }
 
 impl Routes {
-    fn update(&mut self, shared: &crate::native::Shared) {
+    /// Refreshes the copies if they changed; returns the messages a dropped stream left
+    /// untaken, to be delivered before any other.
+    fn update(&mut self, shared: &crate::native::Shared) -> VecDeque<crate::MsgEvent> {
         let now = shared.routes.load(Ordering::Acquire);
         if self.taken == Some(now) {
-            return;
+            return VecDeque::new();
         }
         // Taken after the count: a change after this load bumps it again.
-        self.stream = lock(&shared.ending).stream_tx.clone();
+        let untaken = {
+            let mut ending = lock(&shared.ending);
+            self.stream = ending.stream_tx.clone();
+            ending
+                .untaken
+                .take()
+                .map(|untaken| *untaken)
+                .unwrap_or_default()
+        };
         self.on_message = lock(&shared.handlers).on_message.clone();
         self.taken = Some(now);
+        untaken
     }
 }
 
 impl EndState {
+    /// Hands a message to the stream, else to `on_message`.
+    fn deliver(&mut self, sock: &Socket, msg: crate::MsgEvent) {
+        let msg = match &self.routes.stream {
+            Some(tx) => match tx.send(msg) {
+                Ok(()) => return,
+                Err(back) => back.0,
+            },
+            None => msg,
+        };
+        let panicked = self
+            .routes
+            .on_message
+            .as_ref()
+            .and_then(|h| catch_unwind(AssertUnwindSafe(|| h(msg))).err());
+        if let Some(panic) = panicked {
+            self.handler_panicked(sock, panic);
+        }
+    }
+
     /// A handler panicked: close with 1011 and report the panic through `on_error`.
     fn handler_panicked(&mut self, sock: &Socket, panic: Box<dyn std::any::Any + Send>) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        tracing::warn!(id = %sock.0.id, "event handler panicked: {what}");
-        let mut reason = format!("Internal Error: {what}");
-        truncate_utf8(&mut reason, 123);
-        let _ = sock.close(CloseCode::INTERNAL_ERROR, &reason);
+        let what = panic_message(panic.as_ref());
+        close_after_panic(sock, &what);
         self.error.get_or_insert(Error::HandlerPanicked(what));
     }
+}
+
+/// What a handler's panic said.
+pub(in crate::native) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// A handler panicked: close with 1011, the panic's message as the reason.
+pub(in crate::native) fn close_after_panic(sock: &Socket, what: &str) {
+    tracing::warn!(id = %sock.0.id, "event handler panicked: {what}");
+    let mut reason = format!("Internal Error: {what}");
+    truncate_utf8(&mut reason, 123);
+    let _ = sock.close(CloseCode::INTERNAL_ERROR, &reason);
 }
 
 fn truncate_utf8(s: &mut String, max: usize) {
@@ -380,22 +421,11 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
         let Some(ev) = ev else { break };
         match ev {
             Event::Message(msg) => {
-                ended.routes.update(shared);
-                let msg = match &ended.routes.stream {
-                    Some(tx) => match tx.send(msg) {
-                        Ok(()) => continue,
-                        Err(back) => back.0,
-                    },
-                    None => msg,
-                };
-                let panicked = ended
-                    .routes
-                    .on_message
-                    .as_ref()
-                    .and_then(|h| catch_unwind(AssertUnwindSafe(|| h(msg))).err());
-                if let Some(panic) = panicked {
-                    ended.handler_panicked(sock, panic);
+                // What a dropped stream left untaken goes first.
+                for untaken in ended.routes.update(shared) {
+                    ended.deliver(sock, untaken);
                 }
+                ended.deliver(sock, msg);
             }
             Event::Ping(_) | Event::Pong(_) => {}
             Event::Close { code, reason } => {
@@ -442,7 +472,7 @@ pub(in crate::native) fn finish(sock: &Socket, close: CloseEvent, error: Option<
         ending.close_event = Some(close.clone());
         ending.stream_tx.take();
     }
-    shared.closed_notify.notify_waiters();
+    shared.driving.closed();
     if let Some(h) = handlers.on_close {
         if catch_unwind(AssertUnwindSafe(|| h(close))).is_err() {
             tracing::warn!(id = %shared.id, "Err in on_close() handler");
