@@ -114,6 +114,43 @@ async fn an_allowed_origin_glob_is_upgraded() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
 }
 
+/// The status line a server allowing `allowed` answers a request from `origin` with.
+async fn status_for_origin(allowed: &[&str], origin: &str) -> String {
+    let ws = WebSocket::new();
+    ws.set_allowed_origins(Some(allowed.iter().map(|o| o.to_string()).collect()));
+    let (addr, _task) = one_upgrade(ws).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("{GOOD_HEAD}Origin: {origin}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = with_timeout(tcp.read(&mut buf)).await.unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    head.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_cross_site_origin_is_refused_even_when_a_glob_once_matched_it() {
+    let allowed = ["http://example.*", "https://*.example.com"];
+    for (origin, status) in [
+        ("http://example.evil.org", "HTTP/1.1 403 Forbidden"),
+        ("https://example.com.evil.org", "HTTP/1.1 403 Forbidden"),
+        ("https://evilexample.com", "HTTP/1.1 403 Forbidden"),
+        ("null", "HTTP/1.1 403 Forbidden"),
+        ("http://example.org", "HTTP/1.1 101 Switching Protocols"),
+        (
+            "https://chat.example.com",
+            "HTTP/1.1 101 Switching Protocols",
+        ),
+    ] {
+        assert_eq!(
+            status_for_origin(&allowed, origin).await,
+            status,
+            "{origin}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn uncommitted_upgrade_selects_a_subprotocol_and_adds_headers() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

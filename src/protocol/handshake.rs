@@ -57,7 +57,7 @@ pub enum HandshakeError {
     OriginNotAllowed {
         /// The request's origin.
         origin: String,
-        /// The allowed origin globs.
+        /// The allowed origin patterns.
         allowed: Vec<String>,
     },
     /// The head is larger than [`MAX_HEAD_SIZE`] (answered 431).
@@ -458,7 +458,8 @@ pub struct Accept {
 
 /// Checks an upgrade request, in the original's order: version, method, required headers,
 /// `Connection`, `Upgrade`, `Sec-WebSocket-Version`, the key, then the origin against
-/// `allowed_origins` (`None` accepts any).
+/// `allowed_origins` ([`origin_matches`]; `None` accepts any, and is unsafe for a server
+/// that authenticates by cookie: see `WebSocket::set_allowed_origins`).
 ///
 /// # Errors
 /// The first rule broken; [`HandshakeError::status`] gives the answer's status.
@@ -504,7 +505,10 @@ pub fn validate_request(
                 present: header_names(headers),
             });
         };
-        if !allowed.iter().any(|glob| origin_matches(glob, origin)) {
+        if !allowed
+            .iter()
+            .any(|pattern| origin_matches(pattern, origin))
+        {
             return Err(HandshakeError::OriginNotAllowed {
                 origin: origin.to_string(),
                 allowed: allowed.to_vec(),
@@ -635,27 +639,150 @@ pub fn error_response(err: &HandshakeError) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Whether `origin` matches the glob (Fantom `Regex.glob`): `*` any run, `?` one
-/// character, everything else literal; whole-string and case-sensitive. Linear time.
+/// Whether `origin` (a request's `Origin` header) matches `pattern`, an allowed origin of
+/// the form `scheme://host[:port]`:
+///
+/// - the scheme must be the same, and the host the same label by label (both compared
+///   ASCII case-insensitively);
+/// - a `*` in a host label matches any run of characters within that label, never a dot:
+///   `http://example.*` matches `http://example.com` but not `http://example.evil.org`;
+/// - a leading `*.` label matches one or more labels: `https://*.example.com` matches
+///   `https://a.example.com` and `https://a.b.example.com`, but neither
+///   `https://example.com` nor `https://evilexample.com`;
+/// - a port in the pattern must be the origin's (`*` matches any port, or none); no port
+///   means the scheme's default port (80 for `http`/`ws`, 443 for `https`/`wss`), which
+///   browsers leave out of `Origin`: `http://localhost` matches `http://localhost` and
+///   `http://localhost:80`, not `http://localhost:8069`;
+/// - `*` alone matches every origin but `null`; the origin `null` (sandboxed frames,
+///   `file:` pages; any site can make one) only matches the pattern `null`.
+///
+/// An origin or pattern that is not of this form (a path, user info, a `*` in the
+/// scheme, a `?`, which the original's globs matched any character with) matches
+/// nothing, so a mistyped allow-list refuses rather than allows.
 ///
 /// ```
 /// use unisock::protocol::handshake::origin_matches;
-/// assert!(origin_matches("http://example.*", "http://example.com"));
-/// assert!(!origin_matches("http://example.com", "http://exampleXcom"));
+/// assert!(origin_matches("https://*.example.com", "https://chat.example.com"));
+/// assert!(!origin_matches("https://*.example.com", "https://example.com.evil.org"));
+/// assert!(origin_matches("http://localhost:*", "http://localhost:8069"));
+/// assert!(!origin_matches("http://example.*", "http://example.evil.org"));
 /// ```
-pub fn origin_matches(glob: &str, origin: &str) -> bool {
-    let p: Vec<char> = glob.chars().collect();
-    let s: Vec<char> = origin.chars().collect();
-    // Greedy matching with backtracking to the last star: O(len(p) * len(s)) worst case.
+pub fn origin_matches(pattern: &str, origin: &str) -> bool {
+    if origin == "null" || pattern == "null" {
+        return origin == pattern;
+    }
+    if pattern == "*" {
+        return true;
+    }
+    // A `*` in an origin is no wildcard, and no host has one.
+    if origin.contains('*') {
+        return false;
+    }
+    let (Some(p), Some(o)) = (Origin::parse(pattern), Origin::parse(origin)) else {
+        return false;
+    };
+    if !p.scheme.eq_ignore_ascii_case(o.scheme) || o.port.is_some_and(|port| port == "*") {
+        return false;
+    }
+    let default = default_port(p.scheme);
+    let port_ok = match (p.port, o.port) {
+        (Some("*"), _) => true,
+        (p_port, o_port) => {
+            let number = |port: Option<&str>| match port {
+                Some(port) => port.parse::<u16>().ok(),
+                None => default,
+            };
+            // Parsed, so `:080` is `:80`; an unknown scheme without ports compares `None`s.
+            number(p_port) == number(o_port)
+        }
+    };
+    port_ok && host_matches(p.host, o.host)
+}
+
+/// An origin or origin pattern cut into its parts; the port is kept as written.
+struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
+    port: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    /// `scheme://host[:port]`, with a well-formed scheme, a non-empty host without empty
+    /// labels or URL delimiters, and a port of digits (or `*`, left to the caller).
+    fn parse(s: &'a str) -> Option<Self> {
+        let (scheme, rest) = s.split_once("://")?;
+        let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+        if !scheme_ok {
+            return None;
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (addr, after) = v6.split_once(']')?;
+            let host = &rest[..addr.len() + 2];
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':')?)),
+            }
+        } else {
+            match rest.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            }
+        };
+        let port_ok = port.is_none_or(|p| {
+            p == "*" || (!p.is_empty() && p.len() <= 5 && p.parse::<u16>().is_ok())
+        });
+        let host_ok = !host.is_empty()
+            && !host.split('.').any(str::is_empty)
+            && !host.contains(['/', '?', '#', '@', '\\', ' ']);
+        (port_ok && host_ok).then_some(Self { scheme, host, port })
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" | "ws" => Some(80),
+        "https" | "wss" => Some(443),
+        _ => None,
+    }
+}
+
+/// Label by label, from the right; a leading `*` label takes one or more labels.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let mut p: Vec<&str> = pattern.split('.').collect();
+    let h: Vec<&str> = host.split('.').collect();
+    let subdomains = p.len() > 1 && p[0] == "*";
+    if subdomains {
+        p.remove(0);
+    }
+    let fits = if subdomains {
+        h.len() > p.len()
+    } else {
+        h.len() == p.len()
+    };
+    fits && p
+        .iter()
+        .rev()
+        .zip(h.iter().rev())
+        .all(|(p, h)| label_matches(p, h))
+}
+
+/// A glob over one label: `*` any run (within the label), all else literal, ASCII
+/// case-insensitive. Greedy with backtracking to the last star: O(len(p) * len(s)).
+fn label_matches(pattern: &str, label: &str) -> bool {
+    let p = pattern.as_bytes();
+    let s = label.as_bytes();
     let (mut pi, mut si) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while si < s.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(b'*') => {
                 star = Some((pi, si));
                 pi += 1;
             }
-            Some(&c) if c == '?' || Some(&c) == s.get(si) => {
+            Some(c) if c.eq_ignore_ascii_case(&s[si]) => {
                 pi += 1;
                 si += 1;
             }
@@ -669,8 +796,7 @@ pub fn origin_matches(glob: &str, origin: &str) -> bool {
             },
         }
     }
-    p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 #[cfg(test)]
@@ -832,28 +958,121 @@ mod tests {
     }
 
     #[test]
-    fn origin_globs() {
+    fn a_wildcard_does_not_cross_a_dot() {
+        // The glob of the original matched any run, dots included: an attacker's
+        // `example.evil.org` passed an allow-list written for `example.*`.
         assert!(origin_matches("http://example.*", "http://example.com"));
-        assert!(origin_matches(
+        assert!(!origin_matches(
             "http://example.*",
             "http://example.evil.org"
         ));
-        assert!(origin_matches(
-            "http://localhost:80?9",
-            "http://localhost:8069"
-        ));
-        assert!(!origin_matches(
-            "http://localhost:80?9",
-            "http://localhost:809"
-        ));
-        assert!(!origin_matches("http://Example.com", "http://example.com"));
-        assert!(!origin_matches("a.b", "axb"));
-        assert!(origin_matches("*", ""));
-        assert!(!origin_matches("", "x"));
-        assert!(origin_matches("a*b*c", "aXXbYYc"));
-        assert!(!origin_matches("a*b*c", "aXXbYY"));
-        let evil = "a*".repeat(50) + "b";
-        assert!(!origin_matches(&evil, &"a".repeat(5000)));
+        assert!(!origin_matches("http://ex*.com", "http://ex.evil.com"));
+    }
+
+    #[test]
+    fn origin_patterns() {
+        // (pattern, origin, matches)
+        let cases = [
+            // Exact, ASCII case-insensitive in scheme and host.
+            ("https://example.com", "https://example.com", true),
+            ("https://Example.COM", "HTTPS://example.com", true),
+            ("https://example.com", "https://example.org", false),
+            ("https://example.com", "https://www.example.com", false),
+            ("https://example.com", "https://example.com.evil.org", false),
+            ("https://example.com", "https://evilexample.com", false),
+            // The scheme must match exactly.
+            ("https://example.com", "http://example.com", false),
+            ("http://example.com", "https://example.com", false),
+            // `*` within one label.
+            ("http://example.*", "http://example.org", true),
+            ("http://example.*", "http://example.co.uk", false),
+            ("http://example.*", "http://example", false),
+            (
+                "https://app-*.example.com",
+                "https://app-7.example.com",
+                true,
+            ),
+            (
+                "https://app-*.example.com",
+                "https://app-7.evil.example.com",
+                false,
+            ),
+            (
+                "https://app-*.example.com",
+                "https://api.example.com",
+                false,
+            ),
+            ("https://*", "https://localhost", true),
+            ("https://*", "https://example.com", false),
+            // A leading `*.` label: one or more subdomain labels, never the bare domain.
+            ("https://*.example.com", "https://a.example.com", true),
+            ("https://*.example.com", "https://a.b.example.com", true),
+            ("https://*.example.com", "https://example.com", false),
+            ("https://*.example.com", "https://evilexample.com", false),
+            ("https://*.example.com", "https://a.evilexample.com", false),
+            (
+                "https://*.example.com",
+                "https://a.example.com.evil.org",
+                false,
+            ),
+            ("https://*.example.*", "https://a.example.org", true),
+            // Ports: none in the pattern means the scheme's default port.
+            ("http://localhost", "http://localhost", true),
+            ("http://localhost", "http://localhost:80", true),
+            ("http://localhost", "http://localhost:8069", false),
+            ("https://example.com", "https://example.com:443", true),
+            ("https://example.com:443", "https://example.com", true),
+            ("http://localhost:8069", "http://localhost:8069", true),
+            ("http://localhost:8069", "http://localhost:8070", false),
+            ("http://localhost:8069", "http://localhost", false),
+            ("http://localhost:*", "http://localhost:8070", true),
+            ("http://localhost:*", "http://localhost", true),
+            ("http://localhost:*", "http://evil.org:8070", false),
+            ("app://x", "app://x", true),
+            ("app://x", "app://x:1", false),
+            // IP literals.
+            ("http://127.0.0.1:8069", "http://127.0.0.1:8069", true),
+            ("http://127.0.0.1:8069", "http://127.0.0.2:8069", false),
+            ("http://[::1]:8069", "http://[::1]:8069", true),
+            ("http://[::1]:8069", "http://[::2]:8069", false),
+            // `*` alone: any origin but `null`.
+            ("*", "https://example.com", true),
+            ("*", "alienfactory.co.uk", true),
+            ("*", "null", false),
+            // `null` (sandboxed frames, files) only matches a literal `null` pattern.
+            ("null", "null", true),
+            ("https://*", "null", false),
+            ("null", "https://null", false),
+            // Not origins, so never matched by a pattern: a path, user info, junk.
+            ("https://example.com", "https://example.com/", false),
+            ("https://example.com", "https://user@example.com", false),
+            ("https://example.com", "https://example.com:x", false),
+            ("https://example.com", "https://example.com:99999", false),
+            ("https://example.com", "https://example..com", false),
+            ("https://example.com", "example.com", false),
+            ("https://example.com", "", false),
+            ("https://*.example.com", "https://*.example.com", false),
+            ("http://localhost:*", "http://localhost:*", false),
+            // A malformed pattern matches nothing.
+            ("example.com", "example.com", false),
+            ("https://example.com/", "https://example.com", false),
+            ("http*://example.com", "http://example.com", false),
+            ("", "", false),
+        ];
+        for (pattern, origin, want) in cases {
+            assert_eq!(
+                origin_matches(pattern, origin),
+                want,
+                "{pattern:?} against {origin:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn origin_matching_stays_linear_on_hostile_input() {
+        let pattern = format!("https://{}b.com", "a*".repeat(30));
+        let origin = format!("https://{}.com", "a".repeat(5000));
+        assert!(!origin_matches(&pattern, &origin));
     }
 
     #[test]
