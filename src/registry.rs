@@ -89,6 +89,9 @@ impl PlaneState {
 /// let room = sockets.clone();
 /// let serving = sockets.serve(listener, move |_request| {
 ///     let ws = WebSocket::new();
+///     // Only pages of this site may connect: any other site's page could, with the
+///     // user's cookies, were every origin accepted (the default).
+///     ws.set_allowed_origins(Some(vec!["https://example.com".into()]));
 ///     let (room, id) = (room.clone(), ws.id().to_string());
 ///     ws.on_message(move |msg| {
 ///         if let MsgEvent::Text(t) = msg {

@@ -198,20 +198,38 @@ impl WebSocket {
         self.inner.extensions()
     }
 
-    /// The `Origin` globs a server socket accepts in [`WebSocket::upgrade`] (`*` any run,
-    /// `?` one character, all else literal, whole-string match). `None` (the default)
-    /// accepts every origin. Ignored by clients.
+    /// The origins a server socket accepts in [`WebSocket::upgrade`] (and every other
+    /// upgrade path: `upgrade_pending`, `serve`, axum), as patterns such as
+    /// `https://example.com`, `https://*.example.com` or `http://localhost:*`; see
+    /// [`origin_matches`](crate::protocol::handshake::origin_matches) for the rules. A
+    /// request whose `Origin` matches none is answered 403, one without `Origin` 400.
+    /// Ignored by clients.
+    ///
+    /// **`None`, the default, accepts every origin, which is unsafe** for a server that
+    /// knows its users by their cookies (the original afWebSockets said as much of its
+    /// own default): a page on any site can open a WebSocket to your server, and the
+    /// browser sends the user's cookies with it (cross-site WebSocket hijacking). Browsers
+    /// always send `Origin` with a WebSocket, and a page cannot change it, so list your
+    /// own sites' origins here whenever you authenticate by cookie.
+    ///
+    /// Clients that are not browsers send no `Origin`, or any they like: checking it does
+    /// not authenticate them, it only keeps other sites' pages out. To serve them too, set
+    /// the list only for requests that carry an `Origin`, as `examples/chat_server.rs`
+    /// does.
     ///
     /// ```
     /// let ws = unisock::WebSocket::new();
-    /// ws.set_allowed_origins(Some(vec!["http://localhost:8069".into(), "http://example.*".into()]));
+    /// ws.set_allowed_origins(Some(vec![
+    ///     "https://example.com".into(),
+    ///     "https://*.example.com".into(),
+    /// ]));
     /// assert_eq!(ws.allowed_origins().unwrap().len(), 2);
     /// ```
     pub fn set_allowed_origins(&self, origins: Option<Vec<String>>) {
         self.inner.set_allowed_origins(origins)
     }
 
-    /// The `Origin` globs set with [`WebSocket::set_allowed_origins`].
+    /// The origin patterns set with [`WebSocket::set_allowed_origins`].
     ///
     /// ```
     /// assert_eq!(unisock::WebSocket::new().allowed_origins(), None);
