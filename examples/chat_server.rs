@@ -7,12 +7,20 @@
 //! `cargo run --example chat_server -- 127.0.0.1:8069 www` (port 0 picks a free port);
 //! prints `listening on http://ADDR` once it accepts connections, then runs until killed.
 //!
+//! Only the server's own page joins from a browser: one loaded from `http://127.0.0.1:PORT`,
+//! `http://localhost:PORT` or the address it listens on (bound to 0.0.0.0, pages loaded
+//! through another address are refused). Another site's page is answered 403. A client
+//! sending no `Origin` (the terminal client) joins: browsers always send one, so it is
+//! no page of another site.
+//!
 //! Several servers share one room over Redis (built with `--features redis`):
 //! `chat_server 127.0.0.1:8069 www --redis redis://127.0.0.1:6379/` and the same on another
 //! port. Backplane failures are printed on stderr as `backplane error: ...`; the local room
 //! keeps working meanwhile.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -45,13 +53,15 @@ async fn main() -> std::io::Result<()> {
         Some(url) => redis_room(&url).await?,
     };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let local = listener.local_addr()?;
+    let origins: Arc<[String]> = own_origins(local).into();
+    println!("listening on http://{local}");
     loop {
         let (tcp, _) = unisock::server::accept(&listener).await;
         let _ = tcp.set_nodelay(true);
-        let (room, root) = (room.clone(), root.clone());
+        let (room, root, origins) = (room.clone(), root.clone(), origins.clone());
         tokio::spawn(async move {
-            if let Err(e) = handle(tcp, &room, &root).await {
+            if let Err(e) = handle(tcp, &room, &root, &origins).await {
                 eprintln!("connection error: {e}");
             }
         });
@@ -84,13 +94,38 @@ async fn redis_room(_url: &str) -> std::io::Result<WebSockets> {
     ))
 }
 
+/// The origins of the chat page this server serves on `local`.
+fn own_origins(local: SocketAddr) -> Vec<String> {
+    let port = local.port();
+    let mut origins = vec![
+        format!("http://127.0.0.1:{port}"),
+        format!("http://localhost:{port}"),
+    ];
+    let own = format!("http://{local}");
+    if !local.ip().is_unspecified() && !origins.contains(&own) {
+        origins.push(own);
+    }
+    origins
+}
+
 /// Reads one request head: `/ws` is upgraded into the room, anything else is a file.
-async fn handle(mut tcp: TcpStream, room: &WebSockets, root: &Path) -> unisock::Result<()> {
+async fn handle(
+    mut tcp: TcpStream,
+    room: &WebSockets,
+    root: &Path,
+    origins: &[String],
+) -> unisock::Result<()> {
     let Some(request) = read_request(&mut tcp).await? else {
         return Ok(());
     };
     if request.uri().path() == "/ws" {
-        let pending = chat_socket(room).upgrade_request(request, tcp).await?;
+        let ws = chat_socket(room);
+        // A browser always sends `Origin`: only our own page may join as its user. A
+        // request without one is from no browser, so no other site's page is behind it.
+        if request.headers().contains_key(http::header::ORIGIN) {
+            ws.set_allowed_origins(Some(origins.to_vec()));
+        }
+        let pending = ws.upgrade_request(request, tcp).await?;
         return room.service_pending(pending).await;
     }
     serve_file(tcp, root, request.uri().path()).await?;
