@@ -126,9 +126,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn send_msg(ws: &WebSocket, msg: &MsgEvent) -> Result<()> {
-    match msg {
-        MsgEvent::Text(t) => ws.send_text(t),
-        MsgEvent::Binary(b) => ws.send_binary(b),
+    Payload::from(msg).send(ws)
+}
+
+/// A message to broadcast, borrowed: `broadcast_text` and `broadcast_binary` copy it only
+/// when a backplane publishes it.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+impl<'a> From<&'a MsgEvent> for Payload<'a> {
+    fn from(msg: &'a MsgEvent) -> Self {
+        match msg {
+            MsgEvent::Text(t) => Self::Text(t),
+            MsgEvent::Binary(b) => Self::Binary(b),
+        }
+    }
+}
+
+impl Payload<'_> {
+    fn send(self, ws: &WebSocket) -> Result<()> {
+        match self {
+            Self::Text(t) => ws.send_text(t),
+            Self::Binary(b) => ws.send_binary(b),
+        }
+    }
+
+    fn to_msg(self) -> MsgEvent {
+        match self {
+            Self::Text(t) => MsgEvent::Text(t.to_string()),
+            Self::Binary(b) => MsgEvent::Binary(b.to_vec()),
+        }
     }
 }
 
@@ -463,9 +493,7 @@ impl WebSockets {
     /// assert_eq!(unisock::WebSockets::new().broadcast_text("hi", None), 0);
     /// ```
     pub fn broadcast_text(&self, text: &str, ids: Option<&[&str]>) -> usize {
-        let sent = self.broadcast(ids, |ws| ws.send_text(text));
-        self.publish_broadcast(ids, || MsgEvent::Text(text.to_string()));
-        sent
+        self.fan_out(Payload::Text(text), ids)
     }
 
     /// Sends `data` as a binary message, as [`WebSockets::broadcast_text`] does text.
@@ -474,8 +502,47 @@ impl WebSockets {
     /// assert_eq!(unisock::WebSockets::new().broadcast_binary(&[1, 2], None), 0);
     /// ```
     pub fn broadcast_binary(&self, data: &[u8], ids: Option<&[&str]>) -> usize {
-        let sent = self.broadcast(ids, |ws| ws.send_binary(data));
-        self.publish_broadcast(ids, || MsgEvent::Binary(data.to_vec()));
+        self.fan_out(Payload::Binary(data), ids)
+    }
+
+    /// Sends `msg`, text or binary, as [`WebSockets::broadcast_text`] does text: for a
+    /// message received on one socket and passed on as it came, or one whose kind is
+    /// decided at run time.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// use unisock::{WebSocket, WebSockets};
+    ///
+    /// // A relay: whatever one socket sends, every other one gets, text or binary alike.
+    /// let sockets = WebSockets::new();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+    /// let room = sockets.clone();
+    /// let serving = sockets.serve(listener, move |_request| {
+    ///     let ws = WebSocket::new();
+    ///     let (room, id) = (room.clone(), ws.id().to_string());
+    ///     ws.on_message(move |msg| {
+    ///         let others: Vec<String> = room.ids().into_iter().filter(|o| *o != id).collect();
+    ///         let others: Vec<&str> = others.iter().map(String::as_str).collect();
+    ///         room.broadcast(msg, Some(&others));
+    ///     });
+    ///     Some(ws)
+    /// });
+    /// match serving.await {}
+    /// # }
+    /// ```
+    ///
+    /// ```
+    /// use unisock::{MsgEvent, WebSockets};
+    /// assert_eq!(WebSockets::new().broadcast(MsgEvent::Binary(vec![1, 2]), None), 0);
+    /// ```
+    pub fn broadcast(&self, msg: MsgEvent, ids: Option<&[&str]>) -> usize {
+        self.fan_out(Payload::from(&msg), ids)
+    }
+
+    /// What the three `broadcast*` do: send to the local sockets, then publish.
+    fn fan_out(&self, payload: Payload<'_>, ids: Option<&[&str]>) -> usize {
+        let sent = self.send_local(ids, |ws| payload.send(ws));
+        self.publish_broadcast(ids, || payload.to_msg());
         sent
     }
 
@@ -555,7 +622,7 @@ impl WebSockets {
             Envelope::Broadcast { payload, ids } => {
                 let ids: Option<Vec<&str>> =
                     ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
-                self.broadcast(ids.as_deref(), |ws| send_msg(ws, &payload));
+                self.send_local(ids.as_deref(), |ws| send_msg(ws, &payload));
             }
             Envelope::Direct { id, payload } => {
                 if let Some(ws) = self.get(&id) {
@@ -567,7 +634,8 @@ impl WebSockets {
         }
     }
 
-    fn broadcast(&self, ids: Option<&[&str]>, send: impl Fn(&WebSocket) -> Result<()>) -> usize {
+    /// Sends to the sockets registered here (all, or those of `ids`); how many took it.
+    fn send_local(&self, ids: Option<&[&str]>, send: impl Fn(&WebSocket) -> Result<()>) -> usize {
         let targets: Vec<WebSocket> = {
             let map = self.read_map();
             match ids {

@@ -51,6 +51,29 @@ async fn a_broadcast_reaches_the_sockets_of_every_registry_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_msg_event_broadcast_crosses_registries_as_text_or_binary() {
+    let (a, b, mut a_events, mut b_events) = two_rooms().await;
+    let b_id = b.ids().remove(0);
+    let hello = MsgEvent::Text("from a".into());
+    assert_eq!(a.broadcast(hello.clone(), None), 1, "delivered locally");
+    let binary = MsgEvent::Binary(vec![9, 8]);
+    assert_eq!(
+        a.broadcast(binary.clone(), Some(&[&b_id])),
+        0,
+        "b's is remote"
+    );
+    assert_eq!(
+        with_timeout(a_events.messages.recv()).await,
+        Some(hello.clone())
+    );
+    assert_eq!(with_timeout(b_events.messages.recv()).await, Some(hello));
+    assert_eq!(with_timeout(b_events.messages.recv()).await, Some(binary));
+    // a's client was sent "from a" only: its next message is the one b sends now.
+    assert_eq!(b.broadcast(MsgEvent::Text("from b".into()), None), 1);
+    assert_eq!(with_timeout(a_events.messages.recv()).await, text("from b"));
+}
+
+#[tokio::test]
 async fn targeted_sends_cross_registries() {
     let (a, b, mut a_events, mut b_events) = two_rooms().await;
     let b_id = b.ids().remove(0);

@@ -45,6 +45,43 @@ async fn broadcast_reaches_every_client_and_closed_sockets_are_removed() {
 }
 
 #[tokio::test]
+async fn broadcast_sends_a_msg_event_as_text_or_binary_to_all_or_some() {
+    let sockets = WebSockets::new();
+    let url = serve_registry(&sockets).await;
+    let (_a, mut a_events) = open_client(&url).await;
+    until_len(&sockets, 1).await;
+    let a_id = sockets.ids().remove(0);
+    let (_b, mut b_events) = open_client(&url).await;
+    until_len(&sockets, 2).await;
+    let b_id = sockets.ids().into_iter().find(|id| *id != a_id).unwrap();
+
+    let all = MsgEvent::Text("to all".into());
+    assert_eq!(sockets.broadcast(all.clone(), None), 2);
+    let binary = MsgEvent::Binary(vec![0, 255]);
+    assert_eq!(
+        sockets.broadcast(binary.clone(), Some(&[&a_id, "unisock:nope"])),
+        1
+    );
+    let only_b = MsgEvent::Text("only b".into());
+    assert_eq!(sockets.broadcast(only_b.clone(), Some(&[&b_id])), 1);
+    let end = MsgEvent::Binary(b"end".to_vec());
+    assert_eq!(sockets.broadcast(end.clone(), None), 2);
+
+    // One connection keeps the order, so each client's messages show what it was sent.
+    for (events, expected) in [
+        (&mut a_events, [&all, &binary, &end]),
+        (&mut b_events, [&all, &only_b, &end]),
+    ] {
+        for msg in expected {
+            assert_eq!(
+                with_timeout(events.messages.recv()).await.as_ref(),
+                Some(msg)
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn shutdown_closes_everyone_with_1001_and_empties_the_registry() {
     let sockets = WebSockets::new();
     let url = serve_registry(&sockets).await;
