@@ -47,7 +47,9 @@
 //!
 //! ## More
 //! - `WebSocket` is also a `futures::Stream` of [`MsgEvent`]s, and `closed()` resolves with
-//!   the [`CloseEvent`], on both targets.
+//!   the [`CloseEvent`], on both targets. `ws.next()` needs a `StreamExt` in scope: add
+//!   `futures-util = "0.3"` and `use futures_util::StreamExt;` (see [`WebSocket`]'s
+//!   `Stream` impl).
 //! - Native only: the `WebSockets` registry (get, broadcast, shutdown, a connection cap)
 //!   with `serve(listener, handler)`, `server::accept` (an accept that outlives running out
 //!   of file descriptors), the `WebSocketExt` trait (ping, limits, send-queue cap, read

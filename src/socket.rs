@@ -64,6 +64,10 @@ impl Clone for WebSocket {
 /// [`WebSocket::read`] does), and it ends when the connection closes. While a handle is
 /// used as a stream, messages go to the stream, not to `on_message`.
 ///
+/// `next()` and the other combinators come from a `StreamExt` trait, which unisock does
+/// not re-export: add `futures-util = "0.3"` (or `futures`, or `tokio-stream`) to your
+/// `Cargo.toml` and `use futures_util::StreamExt;`, as below.
+///
 /// ```no_run
 /// # async fn run() -> unisock::Result<()> {
 /// use futures_util::StreamExt;
