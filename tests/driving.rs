@@ -19,24 +19,51 @@ use unisock::{Error, MsgEvent, ReadyState, WebSocket};
 /// How many numbered messages the counting server sends.
 const N: usize = 10_000;
 
-/// A server that, when a client sends "go", sends `N` numbered text messages and then
-/// closes with 1000 ("done"). Each is padded to 1 KiB, so they take many reads, and every
-/// thousandth to 100 KiB, so some are read in several reads straight into the message.
+/// How many messages the counting server sends for each "go".
+const BATCH: usize = 100;
+
+/// A server that sends the next `BATCH` of `N` numbered text messages each time a client
+/// sends "go", and closes with 1000 ("done") after the last. Each is padded to 1 KiB, so
+/// they take many reads, and every thousandth to 100 KiB, so some are read in several
+/// reads straight into the message. A client asking batch by batch waits for the network
+/// (a point where a `read()` can be cut short) at least `N / BATCH` times.
 async fn spawn_counting_server() -> String {
     let (addr, _closes) = spawn_server(|ws| {
         let me = ws.clone();
+        let sent = Arc::new(AtomicUsize::new(0));
         ws.on_message(move |msg| {
-            if msg == MsgEvent::Text("go".into()) {
-                for i in 0..N {
-                    let pad = if i % 1000 == 999 { 100_000 } else { 1_000 };
-                    me.send_text(&format!("{i} {}", "x".repeat(pad))).unwrap();
-                }
+            if msg != MsgEvent::Text("go".into()) {
+                return;
+            }
+            let from = sent.fetch_add(BATCH, Ordering::SeqCst);
+            for i in from..(from + BATCH).min(N) {
+                let pad = if i % 1000 == 999 { 100_000 } else { 1_000 };
+                me.send_text(&format!("{i} {}", "x".repeat(pad))).unwrap();
+            }
+            if from + BATCH >= N {
                 me.close(1000, "done").unwrap();
             }
         });
     })
     .await;
     format!("ws://{addr}/")
+}
+
+/// Records `ws`'s messages, asking the counting server for the next batch after each one.
+fn record_batches(ws: &WebSocket) -> Arc<Mutex<Vec<MsgEvent>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let me = ws.clone();
+    ws.on_message({
+        let got = got.clone();
+        move |m| {
+            let mut got = got.lock().unwrap();
+            got.push(m);
+            if got.len() % BATCH == 0 {
+                let _ = me.send_text("go");
+            }
+        }
+    });
+    got
 }
 
 /// A small deterministic pseudo-random sequence (xorshift), so a failure can be replayed.
@@ -76,11 +103,7 @@ fn numbers(messages: &[MsgEvent]) -> Vec<usize> {
 async fn read_cancelled_at_random_points_resumes_from_any_clone() {
     let url = spawn_counting_server().await;
     let ws = WebSocket::new();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    ws.on_message({
-        let got = got.clone();
-        move |m| got.lock().unwrap().push(m)
-    });
+    let got = record_batches(&ws);
     with_timeout(ws.open(&url, &[])).await.unwrap();
     ws.send_text("go").unwrap();
     let clones = [ws.clone(), ws.clone()];
@@ -125,14 +148,21 @@ async fn a_stream_dropped_mid_way_is_continued_by_another_clone() {
     with_timeout(ws.open(&url, &[])).await.unwrap();
     ws.send_text("go").unwrap();
     let mut got = Vec::new();
+    let take = |got: &mut Vec<MsgEvent>, msg| {
+        got.push(msg);
+        if got.len() % BATCH == 0 {
+            let _ = ws.send_text("go");
+        }
+    };
     let mut first = ws.clone();
-    while got.len() < N / 3 {
-        got.push(with_timeout(first.next()).await.unwrap());
+    // Mid-batch: the dropped stream holds messages it has not yielded.
+    while got.len() < N / 3 + BATCH / 2 {
+        take(&mut got, with_timeout(first.next()).await.unwrap());
     }
     drop(first);
     let mut second = ws.clone();
     while let Some(msg) = with_timeout(second.next()).await {
-        got.push(msg);
+        take(&mut got, msg);
     }
     assert_eq!(numbers(&got), (0..N).collect::<Vec<_>>());
     assert_eq!(with_timeout(ws.closed()).await.code, 1000);
@@ -163,13 +193,7 @@ async fn closed_alone_finishes_a_close() {
 async fn closed_can_be_cancelled_and_awaited_again() {
     let url = spawn_counting_server().await;
     let ws = WebSocket::new();
-    let count = Arc::new(AtomicUsize::new(0));
-    ws.on_message({
-        let count = count.clone();
-        move |_| {
-            count.fetch_add(1, Ordering::SeqCst);
-        }
-    });
+    let got = record_batches(&ws);
     with_timeout(ws.open(&url, &[])).await.unwrap();
     ws.send_text("go").unwrap();
     let mut rounds = 0;
@@ -183,9 +207,9 @@ async fn closed_can_be_cancelled_and_awaited_again() {
         }
     })
     .await;
-    assert!(rounds > 1);
+    assert!(rounds > 10, "only {rounds} rounds");
     assert_eq!((ev.code, ev.was_clean), (1000, true));
-    assert_eq!(count.load(Ordering::SeqCst), N);
+    assert_eq!(numbers(&got.lock().unwrap()), (0..N).collect::<Vec<_>>());
 }
 
 /// `on_open` fires once the connection is open, before `open()` returns, whether the
@@ -285,4 +309,74 @@ async fn a_send_after_the_peer_closed_cleanly_fails_with_closed() {
     assert!(matches!(ws.send_text("late"), Err(Error::Closed)));
     assert!(matches!(ws.send_binary(b"late"), Err(Error::Closed)));
     assert_eq!(ws.buffered_amount(), 0);
+}
+
+/// A `Stream` consumer that lags stops the socket reading, also while another task runs
+/// `read()` (as a registry does): the peer's writes back up once the kernel buffers are
+/// full, instead of everything piling up in the reader. Once the consumer takes them, all
+/// arrive, in order. Before, `read()` read everything into an unbounded queue.
+#[tokio::test]
+async fn a_slow_stream_consumer_holds_at_most_its_queue() {
+    // 128 MiB: far more than the kernel buffers between the two hold (at most 32 MiB to
+    // receive and 4 MiB to send on the machines this runs on).
+    const COUNT: usize = 16_000;
+    let frame =
+        |i: usize| common::client_frame(0x1, format!("{i} {}", "x".repeat(8 * 1024)).as_bytes());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (connected, accepted) =
+        tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let server = WebSocket::new();
+    let (raw, upgraded) = tokio::join!(
+        common::raw_handshake(connected.unwrap(), addr, "/"),
+        server.upgrade(accepted.unwrap().0)
+    );
+    upgraded.unwrap();
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.read().await }
+    });
+    // The read task runs first (one thread), and holds the event loop from then on.
+    tokio::task::yield_now().await;
+    let mut stream = server.clone();
+    // The first poll subscribes the stream; from then on messages go to it.
+    assert!(futures_util::FutureExt::now_or_never(stream.next()).is_none());
+    // Write until the socket takes nothing more while the read task has had 100 turns.
+    let (mut sent, mut pending, mut stuck) = (0, frame(0), 0);
+    while sent < COUNT && stuck < 100 {
+        match raw.try_write(&pending) {
+            Ok(n) => {
+                stuck = 0;
+                pending.drain(..n);
+                if pending.is_empty() {
+                    sent += 1;
+                    pending = frame(sent);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stuck += 1;
+                tokio::task::yield_now().await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        sent < COUNT / 2,
+        "the server read {sent} of {COUNT} messages"
+    );
+    let writer = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut raw = raw;
+        raw.write_all(&pending).await.unwrap();
+        for i in sent + 1..COUNT {
+            raw.write_all(&frame(i)).await.unwrap();
+        }
+        raw
+    });
+    let mut got = Vec::new();
+    while got.len() < COUNT {
+        got.push(with_timeout(stream.next()).await.unwrap());
+    }
+    assert_eq!(numbers(&got), (0..COUNT).collect::<Vec<_>>());
+    drop(with_timeout(writer).await.unwrap());
 }

@@ -6,15 +6,65 @@ use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tokio::sync::mpsc::UnboundedReceiver;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::{lock, Socket};
 use crate::MsgEvent;
+
+/// How many messages may wait in a stream before its socket stops reading from the network
+/// (as Python `websockets`' `max_queue`): a consumer that lags holds at most these, plus
+/// what one read of the socket brought in, and the peer is slowed by TCP.
+pub(crate) const STREAM_QUEUE_HIGH: usize = 16;
+/// Reading resumes once the stream has taken messages down to this many.
+const STREAM_QUEUE_LOW: usize = 4;
+
+/// What a stream's queue holds, shared by the event loop and the stream.
+#[derive(Default)]
+struct Queue {
+    len: AtomicUsize,
+    /// The event loop stopped reading because the queue was full: the stream wakes it.
+    paused: AtomicBool,
+}
+
+/// The event loop's side of a stream: where its messages go.
+#[derive(Clone)]
+pub(crate) struct StreamTx {
+    tx: UnboundedSender<MsgEvent>,
+    queue: Arc<Queue>,
+}
+
+impl StreamTx {
+    /// Queues `msg`; gives it back when the stream is gone.
+    pub(crate) fn send(&self, msg: MsgEvent) -> Result<(), MsgEvent> {
+        // Counted first: the stream never takes a message it has not counted.
+        self.queue.len.fetch_add(1, Ordering::SeqCst);
+        self.tx.send(msg).map_err(|back| {
+            self.queue.len.fetch_sub(1, Ordering::SeqCst);
+            back.0
+        })
+    }
+
+    /// Whether the stream holds as many messages as it may (a stream that is gone is never full).
+    pub(crate) fn is_full(&self) -> bool {
+        !self.tx.is_closed() && self.queue.len.load(Ordering::SeqCst) >= STREAM_QUEUE_HIGH
+    }
+
+    /// The event loop stops reading until the stream drained: `true` while it is full
+    /// (the stream then raises `wake_reader` once it took enough), `false` if it drained meanwhile.
+    pub(crate) fn pause(&self) -> bool {
+        self.queue.paused.store(true, Ordering::SeqCst);
+        self.is_full()
+    }
+}
 
 /// A subscription to a socket's messages.
 pub(crate) struct Messages {
     sock: Socket,
     rx: UnboundedReceiver<MsgEvent>,
+    queue: Arc<Queue>,
     /// The event loop, driven by the stream whenever no other handle drives it. The mutex
     /// only makes the handle `Sync`; polling goes through `get_mut`, which never locks.
     read: Option<Mutex<ReadFuture>>,
@@ -23,16 +73,25 @@ pub(crate) struct Messages {
 type ReadFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 impl Messages {
-    pub(super) fn new(sock: Socket, rx: UnboundedReceiver<MsgEvent>) -> Self {
+    /// A new stream of `sock`'s messages, and the side the event loop sends them to.
+    pub(super) fn new(sock: Socket) -> (Self, StreamTx) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let queue = Arc::new(Queue::default());
         let driver = sock.clone();
         let read: ReadFuture = Box::pin(async move {
             driver.closed().await;
         });
-        Self {
+        let tx = StreamTx {
+            tx,
+            queue: queue.clone(),
+        };
+        let messages = Self {
             sock,
             rx,
+            queue,
             read: Some(Mutex::new(read)),
-        }
+        };
+        (messages, tx)
     }
 
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<MsgEvent>> {
@@ -42,7 +101,14 @@ impl Messages {
                 self.read = None;
             }
         }
-        self.rx.poll_recv(cx)
+        let next = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(_)) = next {
+            let left = self.queue.len.fetch_sub(1, Ordering::SeqCst) - 1;
+            if left <= STREAM_QUEUE_LOW && self.queue.paused.swap(false, Ordering::SeqCst) {
+                self.sock.0.handoff.wake_reader.raise();
+            }
+        }
+        next
     }
 }
 
@@ -57,18 +123,20 @@ impl Drop for Messages {
         while let Ok(msg) = self.rx.try_recv() {
             untaken.push_back(msg);
         }
+        let shared = &self.sock.0;
+        // A loop paused for this stream reads again (a stream that is gone is never full).
+        if self.queue.paused.swap(false, Ordering::SeqCst) {
+            shared.handoff.wake_reader.raise();
+        }
         if untaken.is_empty() {
             return;
         }
-        let shared = &self.sock.0;
         let mut ending = lock(&shared.ending);
         match ending.untaken.as_mut() {
             // Older ones first.
             Some(older) => older.append(&mut untaken),
             None => ending.untaken = Some(Box::new(untaken)),
         }
-        shared
-            .routes
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        shared.routes.fetch_add(1, Ordering::AcqRel);
     }
 }

@@ -387,7 +387,7 @@ struct Ending {
     /// The close event, once closed for good; `closed` waits for it on `driving`.
     close_event: Option<CloseEvent>,
     /// Where messages go while a handle is used as a `Stream`.
-    stream_tx: Option<tokio::sync::mpsc::UnboundedSender<MsgEvent>>,
+    stream_tx: Option<messages::StreamTx>,
     /// Messages a dropped stream had received but not yielded: delivered first, to the
     /// next stream or by the event loop (`driver::Routes`). Boxed: rarely any.
     #[allow(
@@ -930,7 +930,7 @@ impl Socket {
 
     /// Routes this socket's messages into a new stream (replacing an earlier one).
     pub(crate) fn subscribe(&self) -> Messages {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (messages, tx) = Messages::new(self.clone());
         let mut ending = lock(&self.0.ending);
         for msg in ending
             .untaken
@@ -945,7 +945,7 @@ impl Socket {
             self.0.routes.fetch_add(1, Ordering::AcqRel);
         }
         drop(ending);
-        Messages::new(self.clone(), rx)
+        messages
     }
 
     /// Queues one message (or a ping).

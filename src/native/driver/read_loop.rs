@@ -78,6 +78,13 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
                 .get_or_insert_with(|| abnormal("the connection failed while writing"));
             break;
         }
+        // Backpressure: while the stream is full nothing more is read (or dispatched).
+        let paused = ended.stream_paused(sock);
+        if !paused && ended.held {
+            ended.held = false;
+            next = process_with(sock, &reader.wr, |_| {}, &mut ended, true);
+            continue;
+        }
         // Whether we wait for the end of a closing handshake, and the rest of a big frame
         // to read straight into the message (no copy, big reads).
         let (closing, mut direct) = match lock(&shared.proto).as_mut() {
@@ -95,7 +102,7 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
         // What a read into the buffer may take: one that takes less drained the socket.
         let capacity = buf.as_mut().len();
         tokio::select! {
-            read = read_some(&mut reader.rd, &mut buf, &mut direct) => match read {
+            read = read_some(&mut reader.rd, &mut buf, &mut direct), if !paused => match read {
                 Ok(0) => {
                     ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
@@ -260,6 +267,8 @@ pub(in crate::native) struct EndState {
     pub(in crate::native) error: Option<Error>,
     /// Where messages go: the read loop's copies.
     routes: Routes,
+    /// Dispatching stopped with events left in the protocol core: the stream was full.
+    held: bool,
 }
 
 /// The read loop's copies of where messages go (the stream sender, else the message
@@ -269,7 +278,7 @@ pub(in crate::native) struct EndState {
 struct Routes {
     /// The `Shared::routes` count these were taken at (`None`: not yet taken).
     taken: Option<u64>,
-    stream: Option<tokio::sync::mpsc::UnboundedSender<crate::MsgEvent>>,
+    stream: Option<crate::native::messages::StreamTx>,
     on_message: Option<crate::send_sync::Handler<crate::MsgEvent>>,
 }
 
@@ -298,12 +307,37 @@ impl Routes {
 }
 
 impl EndState {
+    /// Whether the stream (if messages go to one) holds all it may, on an open socket (a
+    /// closing one delivers what is left, so that its closing handshake completes).
+    fn held_back(&self, sock: &Socket) -> bool {
+        self.routes
+            .stream
+            .as_ref()
+            .is_some_and(crate::native::messages::StreamTx::is_full)
+            && sock.ready_state() == ReadyState::Open
+    }
+
+    /// Whether the loop is to read nothing for now: the stream is full. The stream wakes the
+    /// loop (`wake_reader`) once it has taken enough. A closing socket reads on, so that
+    /// its closing handshake completes.
+    fn stream_paused(&mut self, sock: &Socket) -> bool {
+        for untaken in self.routes.update(&sock.0) {
+            self.deliver(sock, untaken);
+        }
+        sock.ready_state() == ReadyState::Open
+            && self
+                .routes
+                .stream
+                .as_ref()
+                .is_some_and(|s| s.is_full() && s.pause())
+    }
+
     /// Hands a message to the stream, else to `on_message`.
     fn deliver(&mut self, sock: &Socket, msg: crate::MsgEvent) {
         let msg = match &self.routes.stream {
             Some(tx) => match tx.send(msg) {
                 Ok(()) => return,
-                Err(back) => back.0,
+                Err(back) => back,
             },
             None => msg,
         };
@@ -392,6 +426,7 @@ fn process_with(
 
 fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndState) -> Next {
     let shared = &sock.0;
+    let held = ended.held_back(sock);
     // The input and the first event under one lock.
     let mut first = {
         let mut guard = lock(&shared.proto);
@@ -399,6 +434,11 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
             return Next::Stop;
         };
         feed(&mut proto.conn);
+        if held {
+            // The stream is full: what was decoded waits in the core (see `stream_paused`).
+            ended.held = true;
+            return Next::Continue;
+        }
         Some((proto.conn.next_event(), proto.conn.has_data_to_send()))
     };
     let mut next = Next::Continue;
@@ -407,6 +447,10 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
     loop {
         let (ev, wake) = match first.take() {
             Some(first) => first,
+            None if ended.held_back(sock) => {
+                ended.held = true;
+                break;
+            }
             None => {
                 let mut guard = lock(&shared.proto);
                 let Some(proto) = guard.as_mut() else {
