@@ -92,7 +92,8 @@ async fn echo(tcp: TcpStream, spawned_on: Option<u16>) {
         return;
     };
     if let Some(first) = pending.offered_protocols().first().cloned() {
-        pending.set_protocol(&first);
+        // An offered name that is not a token is not selected: no subprotocol then.
+        let _ = pending.set_protocol(&first);
     }
     let uri = pending.request().uri().clone();
     let param = |name: &str| {

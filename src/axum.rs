@@ -83,7 +83,9 @@ impl WebSocketUpgrade {
         self.accept_with_protocol(ws, sockets, None)
     }
 
-    /// As [`WebSocketUpgrade::accept`], selecting a subprotocol for the 101 response.
+    /// As [`WebSocketUpgrade::accept`], selecting a subprotocol for the 101 response. A
+    /// `protocol` the client did not offer, or that is not an RFC 7230 token, is a bug in
+    /// the handler: it is answered `500 Internal Server Error` with the reason.
     pub fn accept_with_protocol(
         self,
         ws: WebSocket,
@@ -116,10 +118,21 @@ impl WebSocketUpgrade {
                 .headers_mut()
                 .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, value);
         }
-        if let Some(p) = protocol.and_then(|p| http::HeaderValue::from_str(p).ok()) {
-            response
-                .headers_mut()
-                .insert(http::header::SEC_WEBSOCKET_PROTOCOL, p);
+        if let Some(protocol) = protocol {
+            match crate::server::selected_protocol(&self.request, protocol) {
+                Ok(value) => {
+                    response
+                        .headers_mut()
+                        .insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+                }
+                // The handler's mistake, not the client's: answering 101 without it would
+                // break the client (or lie to the server's socket), so refuse with 500.
+                Err(e) => {
+                    tracing::error!("WebSocket upgrade refused: {e}");
+                    return (http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                        .into_response();
+                }
+            }
         }
         ws.set_read_timeout(sockets.read_timeout());
         let sockets = sockets.clone();

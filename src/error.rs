@@ -17,6 +17,28 @@ pub enum Error {
     /// The URL could not be parsed or its scheme is not `ws`/`wss`.
     #[error("WebSocket URLs must have a 'ws' or 'wss' scheme - {0}")]
     InvalidUrl(String),
+    /// A subprotocol name cannot be offered (`open`) or selected (a server's
+    /// `PendingUpgrade::set_protocol`): it is not an RFC 7230 token (letters, digits and
+    /// ``!#$%&'*+-.^_`|~``), it is offered twice, or (server) the client did not offer it.
+    /// Nothing was sent.
+    ///
+    /// ```
+    /// # async fn run() {
+    /// let err = unisock::WebSocket::new()
+    ///     .open("ws://127.0.0.1:8069/", &["chat", "x,y"])
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), r#"invalid subprotocol name "x,y": it contains ',' (a separator)"#);
+    /// # }
+    /// # futures_util::FutureExt::now_or_never(run()).unwrap();
+    /// ```
+    #[error("invalid subprotocol name {name:?}: {reason}")]
+    InvalidProtocol {
+        /// The name as given.
+        name: Box<str>,
+        /// Why it is refused, e.g. "it contains a CR or LF" or "it is offered twice".
+        reason: Box<str>,
+    },
     /// The opening handshake failed (either role). [`HandshakeError::status`] gives the HTTP
     /// status. Boxed to keep `Error` small.
     #[error("handshake failed: {0}")]

@@ -385,9 +385,8 @@ impl WebSockets {
     ///
     /// ```
     /// unisock::WebSockets::new().on_upgrade(|pending| {
-    ///     if pending.offered_protocols().iter().any(|p| p == "chat") {
-    ///         pending.set_protocol("chat");
-    ///     }
+    ///     // Selects "chat" if the client offered it.
+    ///     let _ = pending.set_protocol("chat");
     /// });
     /// ```
     pub fn on_upgrade(&self, hook: impl Fn(&mut PendingUpgrade) + Send + Sync + 'static) {

@@ -119,7 +119,7 @@ pub(crate) async fn refuse(mut tcp: TcpStream) {
 /// let mut pending = ws.upgrade_pending(tcp).await?;
 /// let offered = pending.offered_protocols();
 /// if offered.iter().any(|p| p == "chat") {
-///     pending.set_protocol("chat");
+///     pending.set_protocol("chat")?;
 /// }
 /// pending.response_mut().headers_mut().insert("set-cookie", "session=1".parse().unwrap());
 /// let ws = pending.commit().await?;
@@ -224,12 +224,28 @@ impl PendingUpgrade {
     }
 
     /// Selects a subprotocol: sets `Sec-WebSocket-Protocol` on the response.
-    pub fn set_protocol(&mut self, protocol: &str) {
-        if let Ok(value) = http::HeaderValue::from_str(protocol) {
-            self.response
-                .headers_mut()
-                .insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
-        }
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidProtocol`], and the response is left as it was, when
+    /// `protocol` is not one the client offered (its client would fail the connection,
+    /// RFC 6455 §4.1) or not an RFC 7230 token.
+    ///
+    /// ```no_run
+    /// # async fn run(tcp: tokio::net::TcpStream) -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let mut pending = WebSocket::new().upgrade_pending(tcp).await?;
+    /// if pending.set_protocol("chat.v2").is_err() {
+    ///     pending.set_protocol("chat")?; // an older client
+    /// }
+    /// pending.commit().await?.read().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_protocol(&mut self, protocol: &str) -> Result<()> {
+        let value = selected_protocol(&self.request, protocol)?;
+        self.response
+            .headers_mut()
+            .insert(http::header::SEC_WEBSOCKET_PROTOCOL, value);
+        Ok(())
     }
 
     /// Sends the 101 response and starts the socket; then call [`WebSocket::read`].
@@ -269,6 +285,25 @@ impl PendingUpgrade {
         );
         Ok(ws)
     }
+}
+
+/// The `Sec-WebSocket-Protocol` answer for a subprotocol a server selects: a token the
+/// client offered, else [`crate::Error::InvalidProtocol`].
+pub(crate) fn selected_protocol(
+    request: &http::Request<()>,
+    protocol: &str,
+) -> Result<http::HeaderValue> {
+    let invalid = |reason: String| crate::Error::InvalidProtocol {
+        name: protocol.into(),
+        reason: reason.into(),
+    };
+    if let Some(why) = crate::protocol::handshake::token_problem(protocol) {
+        return Err(invalid(why));
+    }
+    if !offered_protocols(request).iter().any(|p| p == protocol) {
+        return Err(invalid("the client did not offer it".into()));
+    }
+    http::HeaderValue::from_str(protocol).map_err(|e| invalid(e.to_string()))
 }
 
 /// The `Sec-WebSocket-Protocol` values of a request, split on commas, in order.

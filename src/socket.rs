@@ -16,6 +16,18 @@ fn parse_ws_url(url: &str) -> Result<url::Url> {
     }
 }
 
+/// Refuses subprotocol names that are not RFC 7230 tokens, or offered twice, before
+/// anything is sent (both targets; a browser throws a `SyntaxError` for them).
+fn check_protocols(protocols: &[&str]) -> Result<()> {
+    match crate::protocol::handshake::protocols_problem(protocols) {
+        Some((name, reason)) => Err(Error::InvalidProtocol {
+            name: name.into(),
+            reason: reason.into(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A WebSocket connection, W3C-shaped; the same type natively (Tokio) and in the browser.
 ///
 /// A `WebSocket` is a cheap handle: clones share one connection, and (natively) it is
@@ -348,10 +360,12 @@ impl WebSocket {
     /// resolves once the opening handshake completed.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for a bad URL or scheme, [`Error::Io`] when the connection
-    /// fails, [`Error::Handshake`] when the server's answer is not a valid upgrade,
-    /// [`Error::Tls`] for TLS failures. **Browser:** [`Error::Js`] when the browser reports
-    /// an error or close before the connection opened.
+    /// [`Error::InvalidUrl`] for a bad URL or scheme,
+    /// [`Error::InvalidProtocol`] for a subprotocol name that is not a token or is offered
+    /// twice (nothing is sent), [`Error::Io`] when the connection fails,
+    /// [`Error::Handshake`] when the server's answer is not a valid upgrade, [`Error::Tls`]
+    /// for TLS failures. **Browser:** [`Error::Js`] when the browser reports an error or
+    /// close before the connection opened.
     ///
     /// ```no_run
     /// # async fn run() -> unisock::Result<()> {
@@ -361,6 +375,7 @@ impl WebSocket {
     /// ```
     pub async fn open(&self, url: &str, protocols: &[&str]) -> Result<()> {
         let url = parse_ws_url(url)?;
+        check_protocols(protocols)?;
         self.inner.open(url, protocols).await
     }
 
@@ -514,5 +529,21 @@ pub(crate) fn next_id(node: Option<&str>) -> String {
     match node {
         Some(node) => format!("unisock:{node}:{n:04}"),
         None => format!("unisock:{n:04}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocols_are_checked_as_a_browser_does() {
+        assert!(check_protocols(&[]).is_ok());
+        assert!(check_protocols(&["chat", "superchat"]).is_ok());
+        let err = check_protocols(&["chat", "chat"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid subprotocol name "chat": it is offered twice"#
+        );
     }
 }

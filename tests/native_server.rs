@@ -166,7 +166,7 @@ async fn uncommitted_upgrade_selects_a_subprotocol_and_adds_headers() {
         });
         let mut pending = ws.upgrade_pending(tcp).await.unwrap();
         assert_eq!(pending.offered_protocols(), vec!["superchat", "chat"]);
-        pending.set_protocol("chat");
+        pending.set_protocol("chat").unwrap();
         pending
             .response_mut()
             .headers_mut()

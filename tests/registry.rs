@@ -115,7 +115,7 @@ async fn the_on_upgrade_hook_and_read_timeout_apply_to_serviced_sockets() {
     sockets.set_read_timeout(Some(std::time::Duration::from_millis(300)));
     sockets.on_upgrade(|pending| {
         if pending.offered_protocols().iter().any(|p| p == "chat") {
-            pending.set_protocol("chat");
+            pending.set_protocol("chat").unwrap();
         }
     });
     let url = serve_registry(&sockets).await;

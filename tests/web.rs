@@ -161,6 +161,26 @@ async fn the_subprotocol_is_negotiated() {
 }
 
 #[wasm_bindgen_test]
+async fn bad_subprotocols_are_refused_as_natively() {
+    // Checked before the browser is asked, which would throw a bare SyntaxError.
+    let ws = WebSocket::new();
+    let err = ws
+        .open(server(), &["chat.v2\r\nX-Injected: yes"])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"invalid subprotocol name "chat.v2\r\nX-Injected: yes": it contains a CR or LF"#
+    );
+    let err = ws.open(server(), &["chat", "chat"]).await.unwrap_err();
+    assert!(
+        matches!(err, unisock::Error::InvalidProtocol { .. }),
+        "{err}"
+    );
+    assert_eq!(ws.ready_state(), ReadyState::Connecting);
+}
+
+#[wasm_bindgen_test]
 async fn the_same_stream_api_as_native() {
     use futures_util::StreamExt;
     let mut ws = WebSocket::new();

@@ -97,6 +97,18 @@ pub enum HandshakeError {
     /// The URL cannot be requested (no host).
     #[error("cannot build a request for the URL '{0}'")]
     InvalidUrl(String),
+    /// A header of the request to build would not be one valid header: a subprotocol
+    /// that is not a token, or a value with a CR, LF or NUL in it (which would inject
+    /// headers of its own).
+    #[error("cannot send the '{name}' header {value:?}: {why}")]
+    UnsendableHeader {
+        /// The header's name.
+        name: String,
+        /// The offending value (or name).
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl HandshakeError {
@@ -115,6 +127,73 @@ impl HandshakeError {
             Self::HeadTooLarge => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             _ => http::StatusCode::BAD_REQUEST,
         }
+    }
+}
+
+/// Why `name` is not an RFC 7230 token (`tchar`: letters, digits and
+/// ``!#$%&'*+-.^_`|~``), as an error message's end; `None` if it is one. Subprotocol
+/// names must be tokens (RFC 6455 §4.1): anything else could split or inject headers.
+pub(crate) fn token_problem(name: &str) -> Option<String> {
+    let bad = name.chars().find(|&c| !is_tchar(c));
+    match bad {
+        _ if name.is_empty() => Some("it is empty".into()),
+        None => None,
+        Some('\r' | '\n') => Some("it contains a CR or LF".into()),
+        Some('\0') => Some("it contains a NUL".into()),
+        Some(c) if c.is_ascii_control() => {
+            Some(format!("it contains the control character {:?}", c))
+        }
+        Some(c) if c.is_ascii() => Some(format!("it contains {c:?} (a separator)")),
+        Some(c) => Some(format!("it contains {c:?}, which is not ASCII")),
+    }
+}
+
+fn is_tchar(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// The first subprotocol of an offer that cannot be sent, and why: not a token, or
+/// offered twice (as a browser, which throws a `SyntaxError` for either).
+pub(crate) fn protocols_problem<'a>(protocols: &[&'a str]) -> Option<(&'a str, String)> {
+    protocols.iter().enumerate().find_map(|(i, &p)| {
+        token_problem(p)
+            .or_else(|| {
+                protocols[..i]
+                    .contains(&p)
+                    .then(|| "it is offered twice".into())
+            })
+            .map(|why| (p, why))
+    })
+}
+
+/// Why a header value cannot be sent as it is; `None` if it can. Allowed: visible ASCII,
+/// space, tab and obs-text (bytes 0x80-0xFF, here any non-ASCII character), so no CR, LF,
+/// NUL or other control character can end the header early.
+fn header_value_problem(value: &str) -> Option<&'static str> {
+    value.chars().find_map(|c| match c {
+        '\r' | '\n' => Some("it contains a CR or LF"),
+        '\0' => Some("it contains a NUL"),
+        '\t' => None,
+        c if c.is_ascii_control() => Some("it contains a control character"),
+        _ => None,
+    })
+}
+
+/// Refuses a request header that would not go out as exactly one valid header.
+fn check_header(name: &str, value: &str) -> Result<(), HandshakeError> {
+    let refuse = |value: &str, why: String| {
+        Err(HandshakeError::UnsendableHeader {
+            name: name.to_string(),
+            value: value.to_string(),
+            why,
+        })
+    };
+    if let Some(why) = token_problem(name) {
+        return refuse(name, format!("the name is not a token: {why}"));
+    }
+    match header_value_problem(value) {
+        Some(why) => refuse(value, why.to_string()),
+        None => Ok(()),
     }
 }
 
@@ -143,12 +222,16 @@ pub fn generate_key(random: [u8; 16]) -> String {
 /// The client's GET request head for a `ws://` or `wss://` URL.
 ///
 /// # Errors
-/// [`HandshakeError::InvalidUrl`] when the URL has no host.
+/// [`HandshakeError::InvalidUrl`] when the URL has no host;
+/// [`HandshakeError::UnsendableHeader`] for a subprotocol that is not a token or is
+/// offered twice, and for an origin or `extra` header that is not one valid header (a CR,
+/// LF or NUL in it), so no caller can inject headers.
 ///
 /// ```
 /// let url = url::Url::parse("ws://example.com:8080/chat?x=1").unwrap();
 /// let req = unisock::protocol::handshake::client_request(&url, "k", &["chat"], None, &[]).unwrap();
 /// assert!(String::from_utf8(req).unwrap().starts_with("GET /chat?x=1 HTTP/1.1\r\nHost: example.com:8080\r\n"));
+/// assert!(unisock::protocol::handshake::client_request(&url, "k", &["a\r\nX-Evil: 1"], None, &[]).is_err());
 /// ```
 pub fn client_request(
     url: &url::Url,
@@ -157,6 +240,20 @@ pub fn client_request(
     origin: Option<&str>,
     extra: &[(&str, &str)],
 ) -> Result<Vec<u8>, HandshakeError> {
+    if let Some((protocol, why)) = protocols_problem(protocols) {
+        return Err(HandshakeError::UnsendableHeader {
+            name: "Sec-WebSocket-Protocol".into(),
+            value: protocol.to_string(),
+            why,
+        });
+    }
+    check_header("Sec-WebSocket-Key", key)?;
+    if let Some(origin) = origin {
+        check_header("Origin", origin)?;
+    }
+    for (name, value) in extra {
+        check_header(name, value)?;
+    }
     let host = match url.host() {
         Some(url::Host::Ipv6(addr)) => format!("[{addr}]"),
         Some(host) => host.to_string(),
@@ -1116,6 +1213,72 @@ mod tests {
         let url = url::Url::parse("ws://[::1]:9001/").unwrap();
         let req = String::from_utf8(client_request(&url, "K", &[], None, &[]).unwrap()).unwrap();
         assert!(req.contains("Host: [::1]:9001\r\n"), "{req}");
+    }
+
+    #[test]
+    fn subprotocol_names_must_be_tokens_offered_once() {
+        for good in ["chat", "chat.v2", "a!#$%&'*+-.^_`|~9", "X"] {
+            assert_eq!(token_problem(good), None, "{good}");
+        }
+        let bad = [
+            ("", "it is empty"),
+            ("a\r\nX-Injected: yes", "it contains a CR or LF"),
+            ("a\nb", "it contains a CR or LF"),
+            ("a\0b", "it contains a NUL"),
+            ("a\tb", "it contains the control character '\\t'"),
+            ("a\u{7f}", "it contains the control character '\\u{7f}'"),
+            ("x,chat.v2", "it contains ',' (a separator)"),
+            ("a b", "it contains ' ' (a separator)"),
+            ("a/b", "it contains '/' (a separator)"),
+            ("a\"b", "it contains '\"' (a separator)"),
+            ("chät", "it contains 'ä', which is not ASCII"),
+        ];
+        for (name, why) in bad {
+            assert_eq!(token_problem(name).as_deref(), Some(why), "{name:?}");
+        }
+        assert_eq!(protocols_problem(&["a", "b"]), None);
+        assert_eq!(
+            protocols_problem(&["a", "b", "a"]),
+            Some(("a", "it is offered twice".to_string()))
+        );
+        // Case matters (names are compared as they are, as by a browser).
+        assert_eq!(protocols_problem(&["chat", "Chat"]), None);
+        assert_eq!(
+            protocols_problem(&["ok", "x y"]),
+            Some(("x y", "it contains ' ' (a separator)".to_string()))
+        );
+    }
+
+    #[test]
+    fn client_request_refuses_what_would_inject_headers() {
+        let url = url::Url::parse("ws://host/").unwrap();
+        let err = client_request(&url, "K", &["a\r\nX-Injected: yes"], None, &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"cannot send the 'Sec-WebSocket-Protocol' header "a\r\nX-Injected: yes": it contains a CR or LF"#
+        );
+        assert!(client_request(&url, "K", &["a", "a"], None, &[]).is_err());
+        let err = client_request(&url, "K", &[], Some("http://o\0"), &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"cannot send the 'Origin' header "http://o\0": it contains a NUL"#
+        );
+        let err = client_request(&url, "K", &[], None, &[("X-A", "1\nX-B: 2")]).unwrap_err();
+        assert!(
+            matches!(err, HandshakeError::UnsendableHeader { .. }),
+            "{err}"
+        );
+        let err = client_request(&url, "K", &[], None, &[("X A", "1")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"cannot send the 'X A' header "X A": the name is not a token: it contains ' ' (a separator)"#
+        );
+        assert!(client_request(&url, "K\r\n", &[], None, &[]).is_err());
+        // Space, tab and obs-text are allowed in values.
+        let req = client_request(&url, "K", &[], None, &[("X-A", "a b\tc é")]).unwrap();
+        assert!(String::from_utf8(req)
+            .unwrap()
+            .contains("X-A: a b\tc é\r\n"));
     }
 
     fn response(lines: &[&str]) -> http::Response<()> {
