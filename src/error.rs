@@ -8,15 +8,31 @@ use crate::protocol::{HandshakeError, ProtocolError};
 /// `match` compiles everywhere.
 ///
 /// ```
-/// let e = unisock::Error::InvalidUrl("http://x".into());
-/// assert_eq!(e.to_string(), "WebSocket URLs must have a 'ws' or 'wss' scheme - http://x");
+/// # async fn run() {
+/// let ws = unisock::WebSocket::new();
+/// match ws.open("ws://127.0.0.1:99999/", &[]).await {
+///     Err(unisock::Error::InvalidUrl { url, reason }) => {
+///         assert_eq!(&*url, "ws://127.0.0.1:99999/");
+///         assert_eq!(&*reason, "port 99999 is out of range (at most 65535)");
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// # }
+/// # futures_util::FutureExt::now_or_never(run()).unwrap();
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL could not be parsed or its scheme is not `ws`/`wss`.
-    #[error("WebSocket URLs must have a 'ws' or 'wss' scheme - {0}")]
-    InvalidUrl(String),
+    /// The URL cannot be opened: it does not parse, its scheme is not `ws`/`wss`, it has
+    /// no host, or it has a fragment (RFC 6455 §3).
+    #[error("invalid WebSocket URL '{url}': {reason}")]
+    InvalidUrl {
+        /// The URL as given. (This and the other `Box<str>`s, not `String`s, keep `Error`
+        /// small.)
+        url: Box<str>,
+        /// What is wrong with it, e.g. "port 99999 is out of range (at most 65535)".
+        reason: Box<str>,
+    },
     /// A subprotocol name cannot be offered (`open`) or selected (a server's
     /// `PendingUpgrade::set_protocol`): it is not an RFC 7230 token (letters, digits and
     /// ``!#$%&'*+-.^_`|~``), it is offered twice, or (server) the client did not offer it.

@@ -82,3 +82,51 @@ async fn a_server_cannot_select_a_bad_or_unoffered_subprotocol() {
     );
     assert_eq!(chosen, "chat");
 }
+
+// --- 2. URLs ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn invalid_urls_say_why() {
+    let cases = [
+        ("ws://", "the host is empty"),
+        (
+            "ws://exa mple.com/",
+            "the host contains ' ', which is not allowed",
+        ),
+        (
+            "ws://127.0.0.1:99999/",
+            "port 99999 is out of range (at most 65535)",
+        ),
+        ("ws://127.0.0.1:8o/", "the port '8o' is not a number"),
+        (
+            "http://127.0.0.1:1/",
+            "'http' is not a WebSocket scheme: use ws:// or wss://",
+        ),
+        (
+            "/chat",
+            "it is relative: use an absolute ws:// or wss:// URL",
+        ),
+        ("", "it is empty"),
+        (
+            "ws://127.0.0.1:1/#top",
+            "a WebSocket URL may not have a fragment ('#top')",
+        ),
+        ("ws://[::1/", "the host is not a valid IPv6 address"),
+    ];
+    for (url, reason) in cases {
+        let err = WebSocket::new().open(url, &[]).await.unwrap_err();
+        match &err {
+            Error::InvalidUrl {
+                url: given,
+                reason: why,
+            } => {
+                assert_eq!((&**given, &**why), (url, reason));
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!("invalid WebSocket URL '{url}': {reason}")
+        );
+    }
+}

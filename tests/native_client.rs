@@ -60,6 +60,6 @@ async fn open_refuses_other_schemes() {
     let err = ws.open("http://127.0.0.1:1/", &[]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "WebSocket URLs must have a 'ws' or 'wss' scheme - http://127.0.0.1:1/"
+        "invalid WebSocket URL 'http://127.0.0.1:1/': 'http' is not a WebSocket scheme: use ws:// or wss://"
     );
 }

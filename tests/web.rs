@@ -161,7 +161,7 @@ async fn the_subprotocol_is_negotiated() {
 }
 
 #[wasm_bindgen_test]
-async fn bad_subprotocols_are_refused_as_natively() {
+async fn bad_subprotocols_and_urls_are_refused_as_natively() {
     // Checked before the browser is asked, which would throw a bare SyntaxError.
     let ws = WebSocket::new();
     let err = ws
@@ -176,6 +176,11 @@ async fn bad_subprotocols_are_refused_as_natively() {
     assert!(
         matches!(err, unisock::Error::InvalidProtocol { .. }),
         "{err}"
+    );
+    let err = ws.open("ws://127.0.0.1:1/#top", &[]).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid WebSocket URL 'ws://127.0.0.1:1/#top': a WebSocket URL may not have a fragment ('#top')"
     );
     assert_eq!(ws.ready_state(), ReadyState::Connecting);
 }

@@ -24,12 +24,16 @@ pub(super) async fn connect(
     tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
     deflate: DeflateConfig,
 ) -> Result<Connected> {
-    let host = url
-        .host_str()
-        .ok_or_else(|| Error::InvalidUrl(url.to_string()))?;
+    let invalid = |reason: &str| Error::InvalidUrl {
+        url: url.as_str().into(),
+        reason: reason.into(),
+    };
+    // The facade's `parse_ws_url` already refused URLs without a host; a `ws(s)` URL
+    // always has a known default port.
+    let host = url.host_str().ok_or_else(|| invalid("the host is empty"))?;
     let port = url
         .port_or_known_default()
-        .ok_or_else(|| Error::InvalidUrl(url.to_string()))?;
+        .ok_or_else(|| invalid("the URL has no port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let tcp = TcpStream::connect((host, port)).await?;
     tcp.set_nodelay(true)?;

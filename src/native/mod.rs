@@ -763,7 +763,10 @@ impl Socket {
                         .as_deref()
                         .and_then(|u| url::Url::parse(u).ok());
                     let Some(url) = url else {
-                        let e = Error::InvalidUrl("the socket has no URL to reconnect to".into());
+                        let e = Error::InvalidUrl {
+                            url: "".into(),
+                            reason: "the socket has no URL to reconnect to".into(),
+                        };
                         lock(&self.0.session).attempt_failed(now(), e);
                         continue;
                     };
