@@ -420,9 +420,10 @@ impl WebSocket {
     /// [`Error::InvalidUrl`] for a bad URL or scheme (the reason says which),
     /// [`Error::InvalidProtocol`] for a subprotocol name that is not a token or is offered
     /// twice (nothing is sent), [`Error::Io`] when the connection fails,
-    /// [`Error::Handshake`] when the server's answer is not a valid upgrade, [`Error::Tls`]
-    /// for TLS failures. **Browser:** [`Error::Js`] when the browser reports an error or
-    /// close before the connection opened.
+    /// [`Error::Handshake`] when the server's answer is not a valid upgrade (a refusal's
+    /// status and the start of its body), [`Error::Tls`] for TLS failures. **Browser:**
+    /// [`Error::Js`] when the browser reports an error or close before the connection
+    /// opened.
     ///
     /// ```no_run
     /// # async fn run() -> unisock::Result<()> {

@@ -74,3 +74,31 @@ async fn a_plain_get_is_refused_with_400() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
 }
+
+/// A handler that selects a subprotocol the client did not offer.
+async fn unoffered(upgrade: WebSocketUpgrade, State(sockets): State<WebSockets>) -> Response {
+    upgrade.accept_with_protocol(WebSocket::new(), &sockets, Some("superchat"))
+}
+
+#[tokio::test]
+async fn selecting_an_unoffered_subprotocol_is_refused_with_500_and_why() {
+    let app = Router::new()
+        .route("/ws", get(unoffered))
+        .with_state(WebSockets::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let err = with_timeout(WebSocket::new().open(&format!("ws://{addr}/ws"), &["chat"]))
+        .await
+        .unwrap_err();
+    let unisock::Error::Handshake(e) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.status().as_u16(), 500);
+    assert!(
+        err.to_string().ends_with(
+            r#"'500 - Internal Server Error': invalid subprotocol name "superchat": the client did not offer it"#
+        ),
+        "{err}"
+    );
+}

@@ -5,10 +5,12 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::with_timeout;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use unisock::{Error, WebSocket, WebSocketExt};
 
 // --- 1. Subprotocol names ---------------------------------------------------------------
@@ -129,4 +131,113 @@ async fn invalid_urls_say_why() {
             format!("invalid WebSocket URL '{url}': {reason}")
         );
     }
+}
+
+// --- 3. A refused handshake -------------------------------------------------------------
+
+/// Reads an HTTP head from `tcp` (up to the blank line).
+async fn read_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        if tcp.read(&mut b).await.unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A raw HTTP server that reads one request head per connection and answers `answer`,
+/// then holds the connection open until the test ends (a keep-alive server).
+async fn answering_server(answer: &'static [u8]) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            read_head(&mut tcp).await;
+            let _ = tcp.write_all(answer).await;
+            held.push(tcp);
+        }
+    });
+    addr
+}
+
+/// Opens `ws://addr/` (5 s open timeout) and returns the handshake error.
+async fn refused(addr: SocketAddr) -> unisock::protocol::HandshakeError {
+    let ws = WebSocket::new();
+    ws.set_open_timeout(Some(Duration::from_secs(5)));
+    match with_timeout(ws.open(&format!("ws://{addr}/"), &[])).await {
+        Err(Error::Handshake(e)) => *e,
+        other => panic!("expected a handshake error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_with_content_length_gives_status_and_body() {
+    // The server keeps the connection open: Content-Length says where the body ends.
+    let addr = answering_server(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 19\r\n\r\nmissing subprotocol",
+    )
+    .await;
+    let e = refused(addr).await;
+    assert_eq!(e.status().as_u16(), 400);
+    assert_eq!(e.response_body(), Some(&b"missing subprotocol"[..]));
+    assert_eq!(
+        e.to_string(),
+        "Bad HTTP response code; expected '101 - Switching Protocols' but got '400 - Bad Request': missing subprotocol"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_without_content_length_reads_the_body_to_eof() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        read_head(&mut tcp).await;
+        tcp.write_all(b"HTTP/1.1 403 Forbidden\r\n\r\nno \x1b[31mentry\r\n")
+            .await
+            .unwrap();
+        tcp.write_all(b"for you").await.unwrap();
+        // Dropping `tcp` closes: the end of a body without Content-Length.
+    });
+    let e = refused(addr).await;
+    assert_eq!(e.status().as_u16(), 403);
+    assert_eq!(
+        e.to_string(),
+        r"Bad HTTP response code; expected '101 - Switching Protocols' but got '403 - Forbidden': no \u{1b}[31mentry\r\nfor you"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_that_stays_open_without_a_length_does_not_hang() {
+    // No Content-Length and the connection stays open: the body is what arrives within
+    // the short budget, not an open timeout.
+    let addr = answering_server(b"HTTP/1.1 500 Internal Server Error\r\n\r\nboom").await;
+    let e = refused(addr).await;
+    assert_eq!(e.status().as_u16(), 500);
+    assert!(
+        e.to_string()
+            .ends_with("'500 - Internal Server Error': boom"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn a_long_refusal_body_is_cut() {
+    let body = "x".repeat(2000);
+    let answer = format!(
+        "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let addr = answering_server(answer.leak().as_bytes()).await;
+    let e = refused(addr).await;
+    let message = e.to_string();
+    assert!(
+        message.ends_with(&format!(": {}…", "x".repeat(512))),
+        "{message}"
+    );
+    assert_eq!(e.response_body().map(<[u8]>::len), Some(512));
 }

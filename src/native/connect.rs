@@ -66,7 +66,14 @@ async fn handshake_over(
     let (response, leftover) =
         super::head::read_head(&mut stream, handshake::parse_response, "server").await??;
     let offered = deflate.enabled.then_some(&deflate);
-    let checked = handshake::check_response(&response, &key, protocols, offered)?;
+    let checked = match handshake::check_response(&response, &key, protocols, offered) {
+        Ok(checked) => checked,
+        Err(handshake::HandshakeError::BadStatus { code, reason, .. }) => {
+            let body = read_error_body(&mut stream, &response, leftover).await;
+            return Err(handshake::HandshakeError::BadStatus { code, reason, body }.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(Connected {
         stream,
         leftover,
@@ -77,4 +84,35 @@ async fn handshake_over(
             answer,
         }),
     })
+}
+
+/// How long a refused handshake's body may take to arrive: the refusal is already known,
+/// the body only explains it.
+const ERROR_BODY_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The first bytes of the body of a response that refused the upgrade, for the error.
+/// Rule: read until [`handshake::MAX_ERROR_BODY`] bytes, the end the response gives
+/// (`Content-Length`; the last chunk if chunked; EOF otherwise), or [`ERROR_BODY_TIME`],
+/// whichever comes first, so a server that keeps the connection open never makes `open`
+/// wait longer than that. A read error ends the body where it is.
+async fn read_error_body(
+    stream: &mut BoxIo,
+    response: &http::Response<()>,
+    mut buf: Vec<u8>,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let framing = handshake::BodyFraming::of(response);
+    let read = async {
+        while !framing.is_complete(&buf) && buf.len() < handshake::MAX_ERROR_BODY {
+            buf.reserve(handshake::MAX_ERROR_BODY);
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(ERROR_BODY_TIME, read).await;
+    let mut body = framing.body(&buf);
+    body.truncate(handshake::MAX_ERROR_BODY);
+    body
 }

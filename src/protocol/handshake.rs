@@ -66,15 +66,20 @@ pub enum HandshakeError {
     /// The head is not valid HTTP.
     #[error("malformed HTTP head: {0}")]
     Malformed(String),
-    /// The server did not answer 101.
+    /// The server did not answer 101. The message ends with the start of the response's
+    /// body, where it had one: servers often say there why they refused.
     #[error(
-        "Bad HTTP response code; expected '101 - Switching Protocols' but got '{code} - {reason}'"
+        "Bad HTTP response code; expected '101 - Switching Protocols' but got '{code} - {reason}'{}",
+        body_excerpt(body)
     )]
     BadStatus {
         /// The status code.
         code: u16,
         /// The reason phrase.
         reason: String,
+        /// The first bytes of the response's body (at most [`MAX_ERROR_BODY`]), empty
+        /// if it had none.
+        body: Vec<u8>,
     },
     /// `Sec-WebSocket-Accept` does not match the key.
     #[error("Bad 'Sec-WebSocket-Accept' HTTP header; does not match computed digest")]
@@ -111,21 +116,74 @@ pub enum HandshakeError {
     },
 }
 
+/// How much of a refused handshake's response body [`HandshakeError::BadStatus`] keeps.
+pub const MAX_ERROR_BODY: usize = 512;
+
+/// `": "` and the body for an error message: lossy UTF-8, control characters escaped so
+/// the message stays one line, and "…" when the body was cut at [`MAX_ERROR_BODY`].
+fn body_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim_end_matches(['\r', '\n']);
+    if text.is_empty() {
+        return String::new();
+    }
+    let mut out = String::with_capacity(text.len() + 4);
+    out.push_str(": ");
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    if body.len() >= MAX_ERROR_BODY {
+        out.push('…');
+    }
+    out
+}
+
 impl HandshakeError {
-    /// The HTTP status a server answers this error with: 403 for a refused origin, 426 for
-    /// an unsupported version, 431 for an oversized head, 400 otherwise.
+    /// The HTTP status of this error. For [`HandshakeError::BadStatus`] (a client's
+    /// error), the status the server answered; otherwise the status a server answers this
+    /// error with: 403 for a refused origin, 426 for an unsupported version, 431 for an
+    /// oversized head, 400 otherwise.
     ///
     /// ```
     /// use unisock::protocol::HandshakeError;
     /// assert_eq!(HandshakeError::UnsupportedVersion("8".into()).status().as_u16(), 426);
     /// assert_eq!(HandshakeError::InvalidMethod("POST".into()).status().as_u16(), 400);
+    /// let refused = HandshakeError::BadStatus { code: 503, reason: "Busy".into(), body: vec![] };
+    /// assert_eq!(refused.status().as_u16(), 503);
     /// ```
     pub fn status(&self) -> http::StatusCode {
         match self {
+            Self::BadStatus { code, .. } => {
+                http::StatusCode::from_u16(*code).unwrap_or(http::StatusCode::BAD_GATEWAY)
+            }
             Self::OriginNotAllowed { .. } => http::StatusCode::FORBIDDEN,
             Self::UnsupportedVersion(_) => http::StatusCode::UPGRADE_REQUIRED,
             Self::HeadTooLarge => http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The first bytes (at most [`MAX_ERROR_BODY`]) of the body of a response that
+    /// refused the upgrade ([`HandshakeError::BadStatus`]); `None` for other errors.
+    ///
+    /// ```
+    /// use unisock::protocol::HandshakeError;
+    /// let refused = HandshakeError::BadStatus {
+    ///     code: 400,
+    ///     reason: "Bad Request".into(),
+    ///     body: b"missing subprotocol".to_vec(),
+    /// };
+    /// assert_eq!(refused.response_body(), Some(&b"missing subprotocol"[..]));
+    /// assert!(refused.to_string().ends_with("'400 - Bad Request': missing subprotocol"));
+    /// ```
+    pub fn response_body(&self) -> Option<&[u8]> {
+        match self {
+            Self::BadStatus { body, .. } => Some(body),
+            _ => None,
         }
     }
 }
@@ -467,6 +525,7 @@ pub fn check_response(
         return Err(HandshakeError::BadStatus {
             code: resp.status().as_u16(),
             reason,
+            body: Vec::new(),
         });
     }
     let headers = resp.headers();
@@ -501,6 +560,89 @@ pub fn check_response(
         Some(p) => return Err(HandshakeError::UnexpectedProtocol(p.to_string())),
     };
     Ok(CheckedResponse { protocol, deflate })
+}
+
+/// Where the body of a response ends (RFC 7230 §3.3.3): read to explain a refused
+/// upgrade with the start of its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code, reason = "only the native backend reads response bodies")]
+pub(crate) enum BodyFraming {
+    /// No body (1xx, 204, 304).
+    Empty,
+    /// `Content-Length` bytes.
+    Length(usize),
+    /// `Transfer-Encoding: chunked`: up to the last (empty) chunk.
+    Chunked,
+    /// Neither: the body ends when the server closes.
+    UntilClose,
+}
+
+#[allow(dead_code, reason = "only the native backend reads response bodies")]
+impl BodyFraming {
+    pub(crate) fn of(response: &http::Response<()>) -> Self {
+        let status = response.status();
+        let headers = response.headers();
+        if status.is_informational()
+            || status == http::StatusCode::NO_CONTENT
+            || status == http::StatusCode::NOT_MODIFIED
+        {
+            return Self::Empty;
+        }
+        let chunked = headers
+            .get_all(http::header::TRANSFER_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| has_token(v, "chunked"));
+        let length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        match (chunked, length) {
+            (true, _) => Self::Chunked,
+            (false, Some(n)) => Self::Length(n),
+            (false, None) => Self::UntilClose,
+        }
+    }
+
+    /// Whether `buf` (what was read after the head) holds the whole body.
+    pub(crate) fn is_complete(self, buf: &[u8]) -> bool {
+        match self {
+            Self::Empty => true,
+            Self::Length(n) => buf.len() >= n,
+            Self::Chunked => decode_chunked(buf).1,
+            Self::UntilClose => false,
+        }
+    }
+
+    /// The body in `buf`, as far as it arrived (chunked framing removed).
+    pub(crate) fn body(self, buf: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Empty => Vec::new(),
+            Self::Length(n) => buf[..n.min(buf.len())].to_vec(),
+            Self::Chunked => decode_chunked(buf).0,
+            Self::UntilClose => buf.to_vec(),
+        }
+    }
+}
+
+/// The data of a chunked body as far as it arrived, and whether its last chunk did.
+#[allow(dead_code, reason = "only the native backend reads response bodies")]
+fn decode_chunked(mut buf: &[u8]) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    while let Ok(httparse::Status::Complete((start, size))) = httparse::parse_chunk_size(buf) {
+        if size == 0 {
+            return (out, true);
+        }
+        let data = &buf[start..];
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        out.extend_from_slice(&data[..size.min(data.len())]);
+        // The chunk's data is followed by CRLF.
+        match data.get(size.saturating_add(2)..) {
+            Some(rest) => buf = rest,
+            None => break,
+        }
+    }
+    (out, false)
 }
 
 /// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more. On
@@ -1279,6 +1421,58 @@ mod tests {
         assert!(String::from_utf8(req)
             .unwrap()
             .contains("X-A: a b\tc é\r\n"));
+    }
+
+    #[test]
+    fn a_refusal_reads_its_body_by_its_framing() {
+        let framing = |head: &str| BodyFraming::of(&response(&[head]));
+        let with = |lines: &[&str]| BodyFraming::of(&response(lines));
+        assert_eq!(framing("HTTP/1.1 204 No Content"), BodyFraming::Empty);
+        assert_eq!(framing("HTTP/1.1 400 Bad Request"), BodyFraming::UntilClose);
+        let length = with(&["HTTP/1.1 400 Bad Request", "Content-Length: 5"]);
+        assert_eq!(length, BodyFraming::Length(5));
+        assert!(!length.is_complete(b"abcd"));
+        assert!(length.is_complete(b"abcdeXYZ"));
+        assert_eq!(length.body(b"abcdeXYZ"), b"abcde");
+        let chunked = with(&[
+            "HTTP/1.1 400 Bad Request",
+            "Content-Length: 99",
+            "Transfer-Encoding: gzip, chunked",
+        ]);
+        assert_eq!(chunked, BodyFraming::Chunked);
+        let body = b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n";
+        for cut in 0..body.len() - 4 {
+            assert!(!chunked.is_complete(&body[..cut]), "cut {cut}");
+            assert!(
+                b"hello, world".starts_with(&chunked.body(&body[..cut])),
+                "cut {cut}"
+            );
+        }
+        assert!(chunked.is_complete(body));
+        assert_eq!(chunked.body(body), b"hello, world");
+        assert_eq!(chunked.body(b"ffffffffffffffff\r\nab"), b"ab");
+        assert!(!BodyFraming::UntilClose.is_complete(b"anything"));
+    }
+
+    #[test]
+    fn a_refusal_body_is_shown_on_one_line() {
+        let refused = |body: &[u8]| HandshakeError::BadStatus {
+            code: 400,
+            reason: "Bad Request".into(),
+            body: body.to_vec(),
+        };
+        let prefix = "Bad HTTP response code; expected '101 - Switching Protocols' but got '400 - Bad Request'";
+        assert_eq!(refused(b"").to_string(), prefix);
+        assert_eq!(refused(b"\r\n").to_string(), prefix);
+        assert_eq!(
+            refused(b"line 1\r\nline\t2\xff\x1b\n").to_string(),
+            format!("{prefix}: line 1\\r\\nline\\t2\u{fffd}\\u{{1b}}")
+        );
+        let long = vec![b'y'; MAX_ERROR_BODY];
+        assert!(refused(&long).to_string().ends_with("yy…"));
+        assert_eq!(refused(b"x").status().as_u16(), 400);
+        assert_eq!(refused(b"x").response_body(), Some(&b"x"[..]));
+        assert_eq!(HandshakeError::BadAccept.response_body(), None);
     }
 
     fn response(lines: &[&str]) -> http::Response<()> {
