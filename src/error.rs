@@ -62,7 +62,9 @@ pub enum Error {
     /// The peer broke RFC 6455; the connection was closed with the matching close code.
     #[error("protocol violation: {0}")]
     Protocol(#[from] ProtocolError),
-    /// A network error (DNS, connection refused, reset, ...).
+    /// A network error (DNS, connection refused, reset, ...). When `open` cannot connect,
+    /// the message names the address ("could not connect to 127.0.0.1:1: Connection
+    /// refused") and [`std::io::Error::kind`] is the connect error's.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     /// TLS setup or certificate verification failed.

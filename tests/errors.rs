@@ -241,3 +241,24 @@ async fn a_long_refusal_body_is_cut() {
     );
     assert_eq!(e.response_body().map(<[u8]>::len), Some(512));
 }
+
+// --- 4. Connect errors ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_refused_connection_names_the_address() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let err = with_timeout(WebSocket::new().open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap_err();
+    let Error::Io(io) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(
+        err.to_string()
+            .starts_with(&format!("I/O error: could not connect to {addr}: ")),
+        "{err}"
+    );
+}

@@ -35,7 +35,9 @@ pub(super) async fn connect(
         .port_or_known_default()
         .ok_or_else(|| invalid("the URL has no port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((host, port)).await?;
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| connect_error(url, e))?;
     tcp.set_nodelay(true)?;
     let stream: BoxIo = if url.scheme() == "wss" {
         super::tls::connect(tcp, host, tls).await?
@@ -43,6 +45,42 @@ pub(super) async fn connect(
         Box::new(tcp)
     };
     handshake_over(stream, url, protocols, deflate).await
+}
+
+/// `host:port` as the URL names them (an IPv6 host in brackets), for error messages.
+fn authority(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// A connect error whose message names the address it could not reach.
+#[derive(Debug)]
+struct ConnectError {
+    addr: String,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not connect to {}: {}", self.addr, self.source)
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// `Error::Io` naming the address, with the connect error's kind (so callers can still
+/// tell a refused connection from a DNS failure) and the error itself as its source.
+fn connect_error(url: &url::Url, source: std::io::Error) -> Error {
+    let kind = source.kind();
+    let addr = authority(url);
+    Error::Io(std::io::Error::new(kind, ConnectError { addr, source }))
 }
 
 /// Runs the client handshake over an already connected stream.
