@@ -67,7 +67,8 @@ pub enum Error {
     /// refused") and [`std::io::Error::kind`] is the connect error's.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// TLS setup or certificate verification failed.
+    /// TLS setup or certificate verification failed, or the server does not speak TLS;
+    /// the message names the address.
     #[error("TLS error: {0}")]
     Tls(String),
     /// `send_*`/`close` called before `open`/`upgrade` completed.

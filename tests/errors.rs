@@ -262,3 +262,58 @@ async fn a_refused_connection_names_the_address() {
         "{err}"
     );
 }
+
+// --- 5. TLS to a plain server -----------------------------------------------------------
+
+/// Opens `wss://addr/` and returns the error's message, which must be a TLS error.
+async fn tls_error(addr: SocketAddr) -> String {
+    let err = with_timeout(WebSocket::new().open(&format!("wss://{addr}/"), &[]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Tls(_)), "{err:?}");
+    err.to_string()
+}
+
+#[tokio::test]
+async fn tls_to_a_plain_http_server_says_so() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut hello = [0u8; 64];
+        let _ = tcp.read(&mut hello).await;
+        let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        let _ = tcp.read(&mut hello).await;
+    });
+    assert_eq!(
+        tls_error(addr).await,
+        format!("TLS error: handshake with {addr} failed: the server does not speak TLS (did you mean ws://?)")
+    );
+}
+
+#[tokio::test]
+async fn tls_to_a_server_that_closes_says_so() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        // Read the whole ClientHello first: closing with unread data would reset instead.
+        let mut record = [0u8; 5];
+        tcp.read_exact(&mut record).await.unwrap();
+        let len = u16::from_be_bytes([record[3], record[4]]) as usize;
+        tcp.read_exact(&mut vec![0; len]).await.unwrap();
+    });
+    assert_eq!(
+        tls_error(addr).await,
+        format!("TLS error: handshake with {addr} failed: the server closed the connection mid-handshake (does it speak TLS? did you mean ws://?)")
+    );
+}
+
+#[tokio::test]
+async fn tls_to_a_unisock_plain_server_says_so() {
+    let addr = common::spawn_echo_server().await;
+    assert_eq!(
+        tls_error(addr).await,
+        format!("TLS error: handshake with {addr} failed: the server does not speak TLS (did you mean ws://?)")
+    );
+}

@@ -40,7 +40,7 @@ pub(super) async fn connect(
         .map_err(|e| connect_error(url, e))?;
     tcp.set_nodelay(true)?;
     let stream: BoxIo = if url.scheme() == "wss" {
-        super::tls::connect(tcp, host, tls).await?
+        super::tls::connect(tcp, host, &authority(url), tls).await?
     } else {
         Box::new(tcp)
     };

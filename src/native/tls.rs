@@ -36,10 +36,12 @@ fn default_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// Wraps a connected TCP stream in TLS for `host`.
+/// Wraps a connected TCP stream in TLS for `host`; `addr` (`host:port`) names the server
+/// in errors.
 pub(super) async fn connect(
     tcp: TcpStream,
     host: &str,
+    addr: &str,
     config: Option<Arc<ClientConfig>>,
 ) -> Result<BoxIo> {
     let name = ServerName::try_from(host.to_string())
@@ -48,6 +50,29 @@ pub(super) async fn connect(
     let stream = connector
         .connect(name, tcp)
         .await
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .map_err(|e| Error::Tls(format!("handshake with {addr} failed: {}", explain(&e))))?;
     Ok(Box::new(stream))
+}
+
+/// A TLS handshake error in words that help: a `wss://` URL for a plain `ws://` server
+/// is the usual mistake, and rustls reports it only as a corrupt record or an EOF.
+fn explain(e: &std::io::Error) -> String {
+    use rustls::InvalidMessage::{InvalidContentType, UnknownProtocolVersion};
+    use std::io::ErrorKind;
+    let rustls_error = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match (e.kind(), rustls_error) {
+        // Plain text where a TLS record was due: an HTTP server's "HTTP/1.1 400" answer
+        // to our ClientHello starts with 'H', which is no TLS record type.
+        (_, Some(rustls::Error::InvalidMessage(InvalidContentType | UnknownProtocolVersion))) => {
+            "the server does not speak TLS (did you mean ws://?)".into()
+        }
+        (ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset, _) => {
+            "the server closed the connection mid-handshake \
+             (does it speak TLS? did you mean ws://?)"
+                .into()
+        }
+        _ => e.to_string(),
+    }
 }
