@@ -317,3 +317,53 @@ async fn tls_to_a_unisock_plain_server_says_so() {
         format!("TLS error: handshake with {addr} failed: the server does not speak TLS (did you mean ws://?)")
     );
 }
+
+// --- 6. The 101 response's headers ------------------------------------------------------
+
+#[tokio::test]
+async fn the_101_headers_are_readable_and_follow_a_reconnect() {
+    // Each connection's 101 names its number; the server drops the first with 1001
+    // (going away), which a reconnecting client retries.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for n in 1.. {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut pending = WebSocket::new().upgrade_pending(tcp).await.unwrap();
+            pending
+                .response_mut()
+                .headers_mut()
+                .insert("x-connection", n.to_string().parse().unwrap());
+            let ws = pending.commit().await.unwrap();
+            if n == 1 {
+                ws.close(1001, "restarting").unwrap();
+            }
+            tokio::spawn(async move { ws.read().await });
+        }
+    });
+
+    let ws = WebSocket::new();
+    assert_eq!(ws.response_headers(), None);
+    ws.set_reconnect(Some(
+        unisock::Reconnect::default().delays(Duration::from_millis(10), Duration::from_millis(50)),
+    ));
+    let (opened, mut opens) = tokio::sync::mpsc::unbounded_channel();
+    ws.on_open(move || {
+        let _ = opened.send(());
+    });
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
+    let headers = ws.response_headers().unwrap();
+    assert_eq!(headers["x-connection"], "1");
+    assert_eq!(headers["upgrade"], "websocket");
+
+    tokio::spawn({
+        let ws = ws.clone();
+        async move { ws.read().await }
+    });
+    with_timeout(opens.recv()).await.unwrap(); // the first connection
+    with_timeout(opens.recv()).await.unwrap(); // the reconnect
+    assert_eq!(ws.response_headers().unwrap()["x-connection"], "2");
+    ws.close(1000, "").unwrap();
+}

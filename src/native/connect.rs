@@ -13,6 +13,8 @@ pub(super) struct Connected {
     /// Bytes read past the response head: the start of the WebSocket stream.
     pub(super) leftover: Vec<u8>,
     pub(super) protocol: Option<String>,
+    /// The headers of the server's 101 response.
+    pub(super) headers: http::HeaderMap,
     /// permessage-deflate, if the server accepted our offer.
     pub(super) deflate: Option<Negotiated>,
 }
@@ -116,6 +118,7 @@ async fn handshake_over(
         stream,
         leftover,
         protocol: checked.protocol,
+        headers: response.into_parts().0.headers,
         deflate: checked.deflate.map(|(params, answer)| Negotiated {
             params,
             config: deflate,

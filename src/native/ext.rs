@@ -18,6 +18,7 @@ use crate::{DeflateConfig, KeepAlive, Limits, Result, WebSocket};
 /// ws.set_send_queue_cap(4 << 20);
 /// ws.set_read_timeout(Some(std::time::Duration::from_secs(300)));
 /// assert!(ws.ping(b"are you there?").is_err()); // not open yet
+/// assert_eq!(ws.response_headers(), None);
 /// ```
 pub trait WebSocketExt {
     /// Sends a ping with `data` (at most 125 bytes); the peer's pong is consumed silently.
@@ -84,6 +85,22 @@ pub trait WebSocketExt {
     /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
     /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>);
+
+    /// Client side: the headers of the server's `101 Switching Protocols` response for the
+    /// current connection (after a reconnect, the new one's; after a close, the last
+    /// one's). `None` before `open` succeeded, and for a server's socket.
+    ///
+    /// ```no_run
+    /// # async fn run() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// ws.open("ws://127.0.0.1:8069/ws", &[]).await?;
+    /// if let Some(headers) = ws.response_headers() {
+    ///     println!("served by {:?}", headers.get("server"));
+    /// }
+    /// # Ok(()) }
+    /// ```
+    fn response_headers(&self) -> Option<http::HeaderMap>;
 
     /// Server side, uncommitted: reads and validates the upgrade request from `stream`, and
     /// returns the pending 101 response for the caller to edit and commit.
@@ -162,6 +179,13 @@ impl WebSocketExt for WebSocket {
 
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {
         lock(&self.inner.0.config).tls = Some(config);
+    }
+
+    fn response_headers(&self) -> Option<http::HeaderMap> {
+        lock(&self.inner.0.link)
+            .response_headers
+            .as_deref()
+            .cloned()
     }
 
     fn upgrade_pending<S: Transport>(

@@ -306,6 +306,8 @@ struct Link {
     protocol: String,
     /// The negotiated extensions (the server's `Sec-WebSocket-Extensions` answer).
     extensions: String,
+    /// A client's: the headers of the 101 response (boxed: most sockets are servers').
+    response_headers: Option<Box<http::HeaderMap>>,
     /// The writer task.
     writer: Option<tokio::task::JoinHandle<()>>,
 }
@@ -593,6 +595,7 @@ impl Socket {
             connected.protocol,
             connected.deflate,
         );
+        lock(&self.0.link).response_headers = Some(Box::new(connected.headers));
         // Before any message can be dispatched: the event loop is not out yet.
         self.fire_opened();
         self.0.driving.park(driver);
@@ -867,6 +870,7 @@ impl Socket {
         self.0.handoff.writer_done.store(false, Ordering::Release);
         self.0.handoff.write_stalled.store(false, Ordering::Release);
         lock(&self.0.link).protocol = connected.protocol.unwrap_or_default();
+        lock(&self.0.link).response_headers = Some(Box::new(connected.headers));
         let (rd, wr) = connected.stream.split_io();
         let wr = Arc::new(Mutex::new(Some(wr)));
         self.set_state(ReadyState::Open);
