@@ -77,8 +77,9 @@ pub enum Error {
     /// `open`/`upgrade` called on a socket that is already connected.
     #[error("WebSocket is already connected; create a new one")]
     AlreadyConnected,
-    /// `send_*` called after the socket started closing or closed: the message was not sent.
-    #[error("WebSocket is closing or closed; the message was not sent")]
+    /// The socket is closing or closed: a `send_*` then was not sent, and an `open` that
+    /// a `close()` aborted did not connect.
+    #[error("WebSocket is closing or closed")]
     Closed,
     /// Sending would queue more bytes than the configured cap.
     #[error("send queue full: {buffered} bytes already queued, the cap is {cap}")]
