@@ -17,6 +17,10 @@ type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
 
 /// How many envelopes may wait for the backplane; beyond, publishing drops and counts.
 const PUBLISH_QUEUE: usize = 16 * 1024;
+/// How many bytes of envelopes ([`Envelope::queued_size`]) may wait for the backplane,
+/// including the batch being published: as for a subscription, one message of the
+/// largest size a socket accepts by default fits.
+const PUBLISH_QUEUE_BYTES: usize = 64 << 20;
 /// How many queued envelopes the publisher hands the backplane at once.
 const PUBLISH_BATCH: usize = 256;
 
@@ -58,6 +62,12 @@ struct Plane {
 #[derive(Default)]
 struct PlaneState {
     errors: AtomicU64,
+    /// Envelopes dropped by a full queue or a size cap, either way.
+    dropped: AtomicU64,
+    /// Envelopes the publish queue dropped since the publisher last reported.
+    unreported: AtomicU64,
+    /// The bytes in the publish queue and the batch being published.
+    queued_bytes: AtomicUsize,
     up: AtomicBool,
     on_error: Mutex<Option<ErrorHook>>,
 }
@@ -186,7 +196,22 @@ async fn publish_loop(
 ) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+        // What was dropped while the queue was full, in one report per batch: a drop
+        // only happens while the queue holds envelopes, so a next batch always comes.
+        let dropped = state.unreported.swap(0, Ordering::AcqRel);
+        if dropped > 0 {
+            let error = Error::Backplane(
+                format!(
+                    "the queue to the backplane was full ({PUBLISH_QUEUE} envelopes or \
+                     {PUBLISH_QUEUE_BYTES} bytes): {dropped} envelopes dropped"
+                )
+                .into(),
+            );
+            state.report(dropped, error);
+        }
+        let bytes: usize = batch.iter().map(Envelope::queued_size).sum();
         let (failed, error) = backplane.publish_all(std::mem::take(&mut batch)).await;
+        state.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         if failed > 0 {
             let error = error.unwrap_or_else(|| Error::Backplane("publish failed".into()));
             state.report(failed as u64, error);
@@ -220,6 +245,10 @@ async fn subscribe_loop(
                 if !state.up.swap(true, Ordering::Relaxed) {
                     tracing::info!("backplane up");
                 }
+            }
+            Some(BackplaneEvent::Dropped { count, error }) => {
+                state.dropped.fetch_add(count, Ordering::Relaxed);
+                state.report(count, error);
             }
             Some(BackplaneEvent::Down(error)) => {
                 state.up.store(false, Ordering::Relaxed);
@@ -298,7 +327,9 @@ impl WebSockets {
     }
 
     /// How many backplane failures this registry has seen: envelopes that could not be
-    /// published (dropped: at most once) and subscriptions lost. 0 without a backplane.
+    /// published (dropped: at most once), envelopes dropped on the way in (see
+    /// [`backplane_dropped`](WebSockets::backplane_dropped)) and subscriptions lost.
+    /// Raised as each failure is reported. 0 without a backplane.
     ///
     /// ```
     /// assert_eq!(unisock::WebSockets::new().backplane_errors(), 0);
@@ -308,6 +339,31 @@ impl WebSockets {
             .plane
             .as_ref()
             .map_or(0, |p| p.state.errors.load(Ordering::Relaxed))
+    }
+
+    /// How many envelopes this registry dropped because a queue was full: broadcasts and
+    /// [`send_to`](WebSockets::send_to)s that never reached the backplane (16 Ki
+    /// envelopes or 64 MiB were waiting; counted at once), and envelopes from other nodes
+    /// never delivered here, their subscription queue being full (see
+    /// [`InProcess::with_max_queued_bytes`](crate::backplane::InProcess::with_max_queued_bytes))
+    /// or they being over the backplane's size cap (counted when the subscriber reaches
+    /// the drops). An envelope this registry publishes over the cap is a failed publish,
+    /// counted in [`backplane_errors`](WebSockets::backplane_errors) only. Each burst of drops is also
+    /// reported once through [`on_backplane_error`](WebSockets::on_backplane_error) and
+    /// counted in [`backplane_errors`](WebSockets::backplane_errors). 0 without a backplane.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let sockets = unisock::WebSockets::with_backplane(unisock::backplane::InProcess::new());
+    /// sockets.broadcast_text("fits easily", None);
+    /// assert_eq!(sockets.backplane_dropped(), 0);
+    /// # }
+    /// ```
+    pub fn backplane_dropped(&self) -> u64 {
+        self.0
+            .plane
+            .as_ref()
+            .map_or(0, |p| p.state.dropped.load(Ordering::Relaxed))
     }
 
     /// Whether the backplane's subscription is live (what other nodes publish arrives).
@@ -324,7 +380,8 @@ impl WebSockets {
     }
 
     /// A hook called on each backplane failure (a publish that failed, a subscription
-    /// lost or not re-established yet), besides the count in
+    /// lost or not re-established yet, a burst of envelopes dropped by a full queue, an
+    /// envelope over the size cap), besides the count in
     /// [`backplane_errors`](WebSockets::backplane_errors). Local delivery goes on.
     ///
     /// ```
@@ -601,18 +658,32 @@ impl WebSockets {
         });
     }
 
-    /// Queues `envelope` for the publisher task; a full queue drops it and counts.
+    /// Queues `envelope` for the publisher task; a full queue drops it (the newest, so
+    /// what was queued goes out in order) and counts it, for the publisher to report.
     fn publish(&self, envelope: Envelope) {
         let Some(plane) = &self.0.plane else { return };
-        if let Err(mpsc::error::TrySendError::Full(_)) = plane.queue.try_send(envelope) {
-            plane.state.report(
-                1,
-                Error::Backplane(
-                    format!("{PUBLISH_QUEUE} messages wait for the backplane; one was dropped")
-                        .into(),
-                ),
-            );
+        let state = &plane.state;
+        let size = envelope.queued_size();
+        let fits = state
+            .queued_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued
+                    .checked_add(size)
+                    .filter(|&total| total <= PUBLISH_QUEUE_BYTES)
+            })
+            .is_ok();
+        if fits {
+            match plane.queue.try_send(envelope) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    state.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+                }
+                // The publisher is gone with the runtime: nothing to count or report.
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+            }
         }
+        state.dropped.fetch_add(1, Ordering::Relaxed);
+        state.unreported.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Delivers what another node published to the sockets registered here.

@@ -1,6 +1,8 @@
 //! The registry over a backplane, in one process (the `InProcess` hub and hand-made failing
 //! backplanes): broadcasts reach every registry's sockets exactly once, targeted sends
 //! cross registries, and backplane failures are counted while local delivery goes on.
+//! Both queues between a registry and its backplane are bounded: a flood is dropped,
+//! counted and reported once per burst instead of growing memory.
 //! The same over Redis, across processes, is tests/redis.rs.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -8,6 +10,8 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt};
 
 use common::{open_client, serve_registry, until_len, with_timeout, Events};
 use unisock::backplane::{Backplane, BackplaneEvent, BoxFuture, Envelope, InProcess, Subscription};
@@ -219,4 +223,143 @@ async fn a_registry_that_joins_late_gets_what_is_published_after_and_one_leaving
         text("after d left")
     );
     assert_eq!(a.backplane_errors() + c.backplane_errors(), 0);
+}
+
+/// A broadcast to every socket of `len` bytes of text, numbered `i`.
+fn numbered(i: usize, len: usize) -> Envelope {
+    let mut text = format!("{i:06}");
+    text.extend(std::iter::repeat_n('.', len - text.len()));
+    Envelope::Broadcast {
+        payload: MsgEvent::Text(text),
+        ids: None,
+    }
+}
+
+/// The start of what a subscription yielded (a payload of 4000 dots says little).
+fn brief(event: &Option<Option<BackplaneEvent>>) -> String {
+    format!("{event:?}").chars().take(100).collect()
+}
+
+/// Room for 10 of `numbered(_, 4000)`: each counts as its payload plus under 200 bytes of
+/// bookkeeping, so an 11th never fits.
+const TEN_ENVELOPES: usize = 10 * 4200;
+
+#[tokio::test]
+async fn a_flooded_subscription_keeps_the_oldest_that_fit_and_counts_the_rest() {
+    let slow = InProcess::new().with_max_queued_bytes(TEN_ENVELOPES);
+    assert_eq!(slow.max_queued_bytes(), TEN_ENVELOPES);
+    let publisher = slow.clone();
+    let mut subscription = slow.subscribe();
+    // Nothing reads the subscription while 100 envelopes are published.
+    for i in 0..100 {
+        publisher.publish(numbered(i, 4000)).await.unwrap();
+    }
+    let mut next = || subscription.next().now_or_never();
+    assert!(matches!(next(), Some(Some(BackplaneEvent::Up))));
+    for i in 0..10 {
+        match next() {
+            Some(Some(BackplaneEvent::Message(envelope))) => {
+                assert_eq!(envelope, numbered(i, 4000))
+            }
+            other => panic!("expected envelope {i}, got {}", brief(&other)),
+        }
+    }
+    match next() {
+        Some(Some(BackplaneEvent::Dropped { count, error })) => {
+            assert_eq!(count, 90);
+            assert!(error.to_string().contains("90 envelopes"), "{error}");
+        }
+        other => panic!("expected the drops to be reported, got {}", brief(&other)),
+    }
+    assert!(next().is_none(), "more was queued than fits");
+
+    // Drained, the queue takes envelopes again.
+    publisher.publish(numbered(100, 4000)).await.unwrap();
+    assert!(matches!(next(), Some(Some(BackplaneEvent::Message(e))) if e == numbered(100, 4000)));
+}
+
+#[tokio::test]
+async fn a_flood_from_the_backplane_is_dropped_counted_and_reported_once_per_burst() {
+    let slow = InProcess::new().with_max_queued_bytes(TEN_ENVELOPES);
+    let publisher = slow.clone();
+    let sockets = WebSockets::with_backplane(slow);
+    let (tx, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    sockets.on_backplane_error(move |e| {
+        let _ = tx.send(e.to_string());
+    });
+    for burst in 1..=2 {
+        // A current-thread runtime: the registry's subscriber runs only once this test
+        // awaits something pending, so the whole burst arrives before any is delivered.
+        for i in 0..100 {
+            publisher.publish(numbered(i, 4000)).await.unwrap();
+        }
+        let report = with_timeout(reported.recv()).await.unwrap();
+        assert!(report.contains("90 envelopes"), "{report}");
+        assert_eq!(sockets.backplane_dropped(), 90 * burst);
+        assert_eq!(sockets.backplane_errors(), 90 * burst);
+        // The subscriber ran until it had nothing left: one report for the burst.
+        assert!(
+            reported.try_recv().is_err(),
+            "more than one report per burst"
+        );
+    }
+    assert!(sockets.backplane_up());
+}
+
+/// A backplane that counts what it publishes; its subscription stays silent.
+struct Recording {
+    published: tokio::sync::mpsc::UnboundedSender<usize>,
+}
+
+impl Backplane for Recording {
+    fn publish(&self, _envelope: Envelope) -> BoxFuture<'_, unisock::Result<()>> {
+        let _ = self.published.send(1);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn subscribe(&self) -> Subscription {
+        Box::pin(futures_util::stream::pending())
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_broadcasts_is_bounded_on_the_way_out_too() {
+    let (published, mut counts) = tokio::sync::mpsc::unbounded_channel();
+    let sockets = WebSockets::with_backplane(Recording { published });
+    let (tx, mut reported) = tokio::sync::mpsc::unbounded_channel();
+    sockets.on_backplane_error(move |e| {
+        let _ = tx.send(e.to_string());
+    });
+    // 100 broadcasts of 1 MiB, before the publisher task runs: 63 fit in 64 MiB with
+    // their bookkeeping.
+    let mib = vec![7u8; 1 << 20];
+    for _ in 0..100 {
+        sockets.broadcast_binary(&mib, None);
+    }
+    assert_eq!(sockets.backplane_dropped(), 37);
+    let mut total = 0;
+    while total < 63 {
+        total += with_timeout(counts.recv()).await.unwrap();
+    }
+    let report = with_timeout(reported.recv()).await.unwrap();
+    assert!(report.contains("37 envelopes"), "{report}");
+    // Reported before the publisher's first batch: once, not once per drop.
+    assert!(reported.try_recv().is_err(), "more than one report");
+    assert_eq!(sockets.backplane_errors(), 37);
+
+    // Many small ones: the count bound (16 Ki envelopes) is reached first.
+    for _ in 0..20_000 {
+        sockets.broadcast_text("x", None);
+    }
+    assert_eq!(sockets.backplane_dropped(), 37 + 20_000 - 16 * 1024);
+    let mut total = 0;
+    while total < 16 * 1024 {
+        total += with_timeout(counts.recv()).await.unwrap();
+    }
+    let report = with_timeout(reported.recv()).await.unwrap();
+    assert!(
+        report.contains(&format!("{} envelopes", 20_000 - 16 * 1024)),
+        "{report}"
+    );
+    assert!(reported.try_recv().is_err(), "more than one report");
 }

@@ -3,6 +3,8 @@
 //! client exactly once, a whisper (`send_to`) crosses nodes, and after redis-server is
 //! killed and restarted every message sent after the reconnection arrives exactly once;
 //! the messages sent during the outage are counted (at most once: lost or delivered once).
+//! And, with the backplane in this process, an envelope over a member's size cap is
+//! neither published nor decoded by that member.
 //!
 //! Needs redis-server (REDIS_SERVER_BIN, or on PATH) and the chat server built with the
 //! redis feature (CHAT_SERVER, or built here with cargo). `./build.sh test` runs it (its
@@ -378,4 +380,56 @@ async fn two_chat_servers_share_one_room_and_survive_a_redis_restart() {
         outage_n - b2,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A broadcast of `len` bytes of text.
+fn sized(len: usize) -> unisock::backplane::Envelope {
+    unisock::backplane::Envelope::Broadcast {
+        payload: MsgEvent::Text("x".repeat(len)),
+        ids: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server: run by ./build.sh test (redis_test), or with --ignored"]
+async fn an_envelope_over_the_cap_is_refused_and_the_subscription_goes_on() {
+    use futures_util::StreamExt;
+    use unisock::backplane::{Backplane, BackplaneEvent, RedisBackplane};
+
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let url = format!("redis://127.0.0.1:{port}/");
+    let sender = RedisBackplane::connect_with_prefix(&url, "caps")
+        .await
+        .unwrap();
+    let capped = RedisBackplane::connect_with_prefix(&url, "caps")
+        .await
+        .unwrap()
+        .with_max_envelope_size(1024);
+    let mut received = capped.subscribe();
+    assert!(matches!(
+        common::with_timeout(received.next()).await,
+        Some(BackplaneEvent::Up)
+    ));
+
+    // Redis hands them over in order: the refusal is reported before the next one.
+    sender.publish(sized(2000)).await.unwrap();
+    sender.publish(sized(10)).await.unwrap();
+    match common::with_timeout(received.next()).await {
+        Some(BackplaneEvent::Dropped { count: 1, error }) => {
+            assert!(
+                error.to_string().contains("over the 1024-byte cap"),
+                "{error}"
+            );
+        }
+        other => panic!("expected the refusal, got {other:?}"),
+    }
+    match common::with_timeout(received.next()).await {
+        Some(BackplaneEvent::Message(envelope)) => assert_eq!(envelope, sized(10)),
+        other => panic!("expected the small envelope, got {other:?}"),
+    }
+
+    // Nor does the capped member publish what its cap refuses.
+    let err = capped.publish(sized(2000)).await.unwrap_err();
+    assert!(err.to_string().contains("not published"), "{err}");
 }

@@ -1,11 +1,11 @@
 //! The backplane's wire decoder (what arrives on a Redis channel may come from anyone):
-//! arbitrary bytes never panic or over-allocate, whatever decodes re-encodes to exactly
-//! the same bytes (the format has one encoding), and envelopes built from the input
-//! encode and decode back to themselves.
+//! arbitrary bytes never panic or over-allocate, input over the cap is refused, whatever
+//! decodes re-encodes to exactly the same bytes (the format has one encoding), and
+//! envelopes built from the input encode and decode back to themselves.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use unisock::backplane::fuzzing::{decode, encode};
+use unisock::backplane::fuzzing::{decode, decode_capped, encode};
 use unisock::backplane::Envelope;
 use unisock::MsgEvent;
 
@@ -45,6 +45,8 @@ fn envelope(data: &[u8]) -> Option<Envelope> {
 fuzz_target!(|data: &[u8]| {
     if let Some((origin, envelope)) = decode(data) {
         assert_eq!(encode(&origin, &envelope), data);
+        assert_eq!(decode_capped(data, data.len()), Some((origin, envelope)));
+        assert_eq!(decode_capped(data, data.len() - 1), None);
     }
     if let Some(envelope) = envelope(data) {
         let origin = [data.len() as u8; 8];

@@ -1,19 +1,19 @@
 //! [`InProcess`]: registries in one process share broadcasts and direct sends.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 
-use tokio::sync::mpsc;
-
+use super::feed::{self, Feed, DEFAULT_MAX_QUEUED_BYTES};
 use super::{Backplane, BackplaneEvent, BoxFuture, Envelope, Subscription};
 use crate::Result;
 
-type Members = Mutex<Vec<(u64, mpsc::UnboundedSender<BackplaneEvent>)>>;
+type Members = Mutex<Vec<(u64, Feed)>>;
 
 /// A backplane for registries in one process: no setup, no network. Each clone is one
 /// member of the same hub; give each registry its own clone.
+/// Each member's subscription is a queue bounded in bytes
+/// ([`with_max_queued_bytes`](InProcess::with_max_queued_bytes)): publishing never waits
+/// for a slow member.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -31,6 +31,7 @@ type Members = Mutex<Vec<(u64, mpsc::UnboundedSender<BackplaneEvent>)>>;
 pub struct InProcess {
     hub: Arc<Members>,
     member: u64,
+    max_queued_bytes: usize,
 }
 
 fn next_member() -> u64 {
@@ -49,7 +50,40 @@ impl InProcess {
         Self {
             hub: Arc::new(Mutex::new(Vec::new())),
             member: next_member(),
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
         }
+    }
+
+    /// Bounds this member's subscription: what other members publish waits for its
+    /// registry in a queue of at most `bytes` (each envelope counts its payload and ids
+    /// plus about 128 bytes). An envelope that does not fit is dropped (the newest: what
+    /// was queued is delivered, in order), counted in
+    /// [`WebSockets::backplane_dropped`](crate::WebSockets::backplane_dropped), and
+    /// reported once per burst through
+    /// [`on_backplane_error`](crate::WebSockets::on_backplane_error); the publisher never
+    /// waits. Default: 64 MiB, so one message of the largest size a socket accepts by
+    /// default fits. Clones made from this member get the same bound; set it before
+    /// [`WebSockets::with_backplane`](crate::WebSockets::with_backplane).
+    ///
+    /// ```
+    /// let member = unisock::backplane::InProcess::new().with_max_queued_bytes(1 << 20);
+    /// assert_eq!(member.max_queued_bytes(), 1 << 20);
+    /// assert_eq!(member.clone().max_queued_bytes(), 1 << 20);
+    /// ```
+    #[must_use]
+    pub fn with_max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// The bound of this member's subscription queue, in bytes (see
+    /// [`with_max_queued_bytes`](InProcess::with_max_queued_bytes)).
+    ///
+    /// ```
+    /// assert_eq!(unisock::backplane::InProcess::new().max_queued_bytes(), 64 << 20);
+    /// ```
+    pub fn max_queued_bytes(&self) -> usize {
+        self.max_queued_bytes
     }
 }
 
@@ -60,11 +94,12 @@ impl Default for InProcess {
 }
 
 impl Clone for InProcess {
-    /// Another member of the same hub.
+    /// Another member of the same hub, with the same queue bound.
     fn clone(&self) -> Self {
         Self {
             hub: self.hub.clone(),
             member: next_member(),
+            max_queued_bytes: self.max_queued_bytes,
         }
     }
 }
@@ -73,29 +108,17 @@ impl Backplane for InProcess {
     fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<()>> {
         let mut members = self.hub.lock().unwrap_or_else(PoisonError::into_inner);
         // Members whose registry is gone are dropped here.
-        members.retain(|(member, tx)| {
-            *member == self.member || tx.send(BackplaneEvent::Message(envelope.clone())).is_ok()
-        });
+        members.retain(|(member, feed)| *member == self.member || feed.message(envelope.clone()));
         Box::pin(async { Ok(()) })
     }
 
     fn subscribe(&self) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let _ = tx.send(BackplaneEvent::Up);
+        let (feed, subscription) = feed::feed(self.max_queued_bytes);
+        feed.event(BackplaneEvent::Up);
         self.hub
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push((self.member, tx));
-        Box::pin(Receiver(rx))
-    }
-}
-
-/// An mpsc receiver as a stream.
-pub(crate) struct Receiver(pub(crate) mpsc::UnboundedReceiver<BackplaneEvent>);
-
-impl futures_core::Stream for Receiver {
-    type Item = BackplaneEvent;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+            .push((self.member, feed));
+        subscription
     }
 }

@@ -22,6 +22,13 @@
 //!   reach it exactly once.
 //! - **Order.** Messages from one registry reach every other node in the order they were
 //!   published; messages from different nodes may interleave differently on each node.
+//! - **Bounded queues.** What waits to be published (16 Ki envelopes or 64 MiB per
+//!   registry) and what waits to be delivered (64 MiB per subscription, see
+//!   [`InProcess::with_max_queued_bytes`]) is bounded: when a queue is full the newest
+//!   envelope is dropped, counted in [`WebSockets::backplane_dropped`](crate::WebSockets::backplane_dropped)
+//!   and reported once per burst through
+//!   [`on_backplane_error`](crate::WebSockets::on_backplane_error). A dropped envelope is
+//!   never retried (at most once).
 //!
 //! ## Node ids
 //! Socket ids must be unique across processes, so once a process has a node id (set with
@@ -30,6 +37,7 @@
 //! [`send_to`](crate::WebSockets::send_to) which node to address. Sockets made before the
 //! node id was set keep their short ids and are still reachable (every node is asked).
 
+mod feed;
 mod in_process;
 #[cfg(feature = "redis")]
 mod redis;
@@ -52,7 +60,13 @@ pub mod fuzzing {
     /// The origin and envelope in `bytes`, or `None` if they are not an envelope.
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<([u8; 8], Envelope)> {
-        wire::decode(bytes)
+        wire::decode(bytes, usize::MAX).ok()
+    }
+
+    /// As [`decode`], refusing more than `max_len` bytes.
+    #[must_use]
+    pub fn decode_capped(bytes: &[u8], max_len: usize) -> Option<([u8; 8], Envelope)> {
+        wire::decode(bytes, max_len).ok()
     }
 }
 
@@ -118,6 +132,37 @@ pub enum BackplaneEvent {
     Up,
     /// The subscription was lost (or could not be made); the backplane keeps trying.
     Down(Error),
+    /// `count` envelopes that other members published were dropped here, before
+    /// delivery: the subscription's queue was full, or an envelope was over the size cap.
+    /// The subscription is still live.
+    Dropped {
+        /// How many envelopes (since the previous `Dropped`, for a full queue).
+        count: u64,
+        /// Why, as reported to [`on_backplane_error`](crate::WebSockets::on_backplane_error).
+        error: Error,
+    },
+}
+
+/// What one queued envelope counts for against a queue's bound in bytes: the event and
+/// the channel's slot, roughly.
+const ENVELOPE_OVERHEAD: usize = 128;
+
+impl Envelope {
+    /// The bytes this envelope holds while queued: its payload and ids, plus
+    /// bookkeeping. What the queues' bounds in bytes count.
+    pub(crate) fn queued_size(&self) -> usize {
+        let (payload, ids) = match self {
+            Envelope::Broadcast { payload, ids } => (
+                payload,
+                ids.iter()
+                    .flatten()
+                    .map(|id| std::mem::size_of::<String>() + id.len())
+                    .sum(),
+            ),
+            Envelope::Direct { id, payload } => (payload, id.len()),
+        };
+        ENVELOPE_OVERHEAD + payload.len() + ids
+    }
 }
 
 /// How registries in different places reach each other's sockets.
@@ -126,6 +171,9 @@ pub enum BackplaneEvent {
 /// contract: [`publish`](Backplane::publish) hands an envelope to every *other* member's
 /// subscription (never to this member's own), and [`subscribe`](Backplane::subscribe)
 /// is called once, by the registry that owns the backplane.
+/// The subscription should hold a bounded queue and never make the publisher or the
+/// network reader wait: drop what does not fit and say so with
+/// [`BackplaneEvent::Dropped`], as the bundled backplanes do.
 ///
 /// ```
 /// use unisock::backplane::{Backplane, BackplaneEvent, BoxFuture, Envelope, Subscription};
@@ -257,6 +305,16 @@ mod tests {
                 "{bad:?} was accepted"
             );
         }
+    }
+
+    #[test]
+    fn the_bookkeeping_charged_per_envelope_covers_the_event() {
+        assert!(std::mem::size_of::<BackplaneEvent>() <= ENVELOPE_OVERHEAD);
+        let empty = Envelope::Direct {
+            id: String::new(),
+            payload: MsgEvent::Binary(Vec::new()),
+        };
+        assert_eq!(empty.queued_size(), ENVELOPE_OVERHEAD);
     }
 
     #[test]

@@ -4,10 +4,9 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
-use tokio::sync::mpsc;
 
-use super::in_process::Receiver;
-use super::wire::{self, Origin};
+use super::feed::{self, Feed, DEFAULT_MAX_QUEUED_BYTES};
+use super::wire::{self, Origin, Refused};
 use super::{node_of, Backplane, BackplaneEvent, BoxFuture, Envelope, Subscription};
 use crate::{Error, Result};
 
@@ -20,6 +19,9 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// Resubscription backoff: from this, doubling, up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// The default cap on an envelope's bytes on the wire: under Redis's default hard limit
+/// on a subscriber's output buffer (32 MiB), past which Redis drops the subscriber.
+const DEFAULT_MAX_ENVELOPE: usize = 16 << 20;
 
 /// A backplane over Redis pub/sub, for registries in many processes (behind a load
 /// balancer). Needs the `redis` feature.
@@ -33,6 +35,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// subscription runs in a task that reconnects with backoff (50 ms doubling to 2 s) and
 /// resubscribes, and pings Redis every 5 s to notice a dead connection. During an outage
 /// what is published is dropped and counted (at most once, see [`crate::backplane`]).
+///
+/// Limits: an envelope over 16 MiB on the wire is neither published nor, from another
+/// member, decoded ([`with_max_envelope_size`](RedisBackplane::with_max_envelope_size));
+/// what is received waits for the registry in a queue of at most 64 MiB
+/// ([`with_max_queued_bytes`](RedisBackplane::with_max_queued_bytes)), so a flood
+/// drops envelopes (counted and reported) instead of growing memory or stalling the
+/// connection.
 ///
 /// ```no_run
 /// # async fn run() -> unisock::Result<()> {
@@ -53,6 +62,8 @@ pub struct RedisBackplane {
     channels: [String; 2],
     prefix: String,
     origin: Origin,
+    max_envelope: usize,
+    max_queued_bytes: usize,
     /// The subscription made by `connect`, handed to the first `subscribe`.
     first: Mutex<Option<PubSub>>,
 }
@@ -122,8 +133,70 @@ impl RedisBackplane {
             channels,
             prefix: prefix.to_string(),
             origin,
+            max_envelope: DEFAULT_MAX_ENVELOPE,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_BYTES,
             first: Mutex::new(Some(first)),
         })
+    }
+
+    /// Caps an envelope's size on the wire (its payload, ids and 16 to 20 bytes of
+    /// header): a bigger one is not published (the publish fails, counted in
+    /// [`backplane_errors`](crate::WebSockets::backplane_errors)) and one received from
+    /// another member is refused before it is decoded (counted in
+    /// [`backplane_dropped`](crate::WebSockets::backplane_dropped) and reported). Give
+    /// every member the same cap. Default: 16 MiB, under the 32 MiB Redis lets a
+    /// subscriber fall behind by default (`client-output-buffer-limit pubsub`).
+    ///
+    /// ```no_run
+    /// # async fn run() -> unisock::Result<()> {
+    /// use unisock::backplane::RedisBackplane;
+    /// let redis = RedisBackplane::connect("redis://127.0.0.1:6379/")
+    ///     .await?
+    ///     .with_max_envelope_size(1 << 20);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_max_envelope_size(mut self, bytes: usize) -> Self {
+        self.max_envelope = bytes;
+        self
+    }
+
+    /// Bounds the subscription's queue, as
+    /// [`InProcess::with_max_queued_bytes`](crate::backplane::InProcess::with_max_queued_bytes)
+    /// does: at most `bytes` of received envelopes wait for the registry; the newest that
+    /// does not fit is dropped, counted and reported, and the Redis connection is read on
+    /// regardless. Default: 64 MiB. Set it before
+    /// [`WebSockets::with_backplane`](crate::WebSockets::with_backplane).
+    ///
+    /// ```no_run
+    /// # async fn run() -> unisock::Result<()> {
+    /// use unisock::backplane::RedisBackplane;
+    /// let redis = RedisBackplane::connect("redis://127.0.0.1:6379/")
+    ///     .await?
+    ///     .with_max_queued_bytes(8 << 20);
+    /// let sockets = unisock::WebSockets::with_backplane(redis);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_max_queued_bytes(mut self, bytes: usize) -> Self {
+        self.max_queued_bytes = bytes;
+        self
+    }
+
+    /// The envelope's bytes on the wire, or why it is not published.
+    fn encode(&self, envelope: &Envelope) -> Result<Vec<u8>> {
+        let bytes = wire::encode(&self.origin, envelope);
+        if bytes.len() > self.max_envelope {
+            return Err(Error::Backplane(
+                format!(
+                    "an envelope of {} bytes is over the {}-byte cap: not published",
+                    bytes.len(),
+                    self.max_envelope
+                )
+                .into(),
+            ));
+        }
+        Ok(bytes)
     }
 
     /// The channel an envelope goes to: a direct send to the node named in its id, the
@@ -156,9 +229,10 @@ async fn subscribe_to(client: &redis::Client, channels: &[String; 2]) -> Result<
 impl Backplane for RedisBackplane {
     fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<()>> {
         let channel = self.channel(&envelope);
-        let bytes = wire::encode(&self.origin, &envelope);
+        let encoded = self.encode(&envelope);
         let mut publisher = self.publisher.clone();
         Box::pin(async move {
+            let bytes = encoded?;
             redis::cmd("PUBLISH")
                 .arg(channel)
                 .arg(bytes)
@@ -169,26 +243,35 @@ impl Backplane for RedisBackplane {
     }
 
     fn publish_all(&self, envelopes: Vec<Envelope>) -> BoxFuture<'_, (usize, Option<Error>)> {
-        let count = envelopes.len();
         let mut pipe = redis::pipe();
+        let (mut count, mut refused) = (0, (0, None));
         for envelope in &envelopes {
-            pipe.cmd("PUBLISH")
-                .arg(self.channel(envelope))
-                .arg(wire::encode(&self.origin, envelope))
-                .ignore();
+            match self.encode(envelope) {
+                Ok(bytes) => {
+                    pipe.cmd("PUBLISH")
+                        .arg(self.channel(envelope))
+                        .arg(bytes)
+                        .ignore();
+                    count += 1;
+                }
+                Err(e) => refused = (refused.0 + 1, Some(e)),
+            }
         }
         let mut publisher = self.publisher.clone();
         Box::pin(async move {
+            if count == 0 {
+                return refused;
+            }
             match pipe.exec_async(&mut publisher).await {
-                Ok(()) => (0, None),
+                Ok(()) => refused,
                 // Some may have been published: not retried, so at most once.
-                Err(e) => (count, Some(redis_error(e))),
+                Err(e) => (count + refused.0, Some(redis_error(e))),
             }
         })
     }
 
     fn subscribe(&self) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (feed, received) = feed::feed(self.max_queued_bytes);
         let first = self
             .first
             .lock()
@@ -198,10 +281,11 @@ impl Backplane for RedisBackplane {
             self.client.clone(),
             self.channels.clone(),
             self.origin,
+            self.max_envelope,
             first,
-            tx,
+            feed,
         ));
-        Box::pin(Receiver(rx))
+        received
     }
 }
 
@@ -211,36 +295,37 @@ async fn subscription(
     client: redis::Client,
     channels: [String; 2],
     origin: Origin,
+    max_envelope: usize,
     mut first: Option<PubSub>,
-    tx: mpsc::UnboundedSender<BackplaneEvent>,
+    feed: Feed,
 ) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let subscribed = match first.take() {
             Some(pubsub) => Ok(pubsub),
             None => tokio::select! {
-                () = tx.closed() => return,
+                () = feed.closed() => return,
                 subscribed = subscribe_to(&client, &channels) => subscribed,
             },
         };
         let lost = match subscribed {
             Ok(pubsub) => {
                 backoff = MIN_BACKOFF;
-                if tx.send(BackplaneEvent::Up).is_err() {
+                if !feed.event(BackplaneEvent::Up) {
                     return;
                 }
-                match forward(pubsub, origin, &tx).await {
+                match forward(pubsub, origin, max_envelope, &feed).await {
                     Some(lost) => lost,
                     None => return,
                 }
             }
             Err(e) => e,
         };
-        if tx.send(BackplaneEvent::Down(lost)).is_err() {
+        if !feed.event(BackplaneEvent::Down(lost)) {
             return;
         }
         tokio::select! {
-            () = tx.closed() => return,
+            () = feed.closed() => return,
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -252,7 +337,8 @@ async fn subscription(
 async fn forward(
     pubsub: PubSub,
     origin: Origin,
-    tx: &mpsc::UnboundedSender<BackplaneEvent>,
+    max_envelope: usize,
+    feed: &Feed,
 ) -> Option<Error> {
     let (mut sink, mut messages) = pubsub.split();
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -262,22 +348,37 @@ async fn forward(
             futures_core::Stream::poll_next(std::pin::Pin::new(&mut messages), cx)
         });
         tokio::select! {
-            () = tx.closed() => return None,
+            () = feed.closed() => return None,
             msg = next => {
                 let Some(msg) = msg else {
                     return Some(Error::Backplane("Redis closed the subscription".into()));
                 };
-                match wire::decode(msg.get_payload_bytes()) {
-                    Some((from, _)) if from == origin => {}
-                    Some((_, envelope)) => {
-                        if tx.send(BackplaneEvent::Message(envelope)).is_err() {
-                            return None;
-                        }
+                let bytes = msg.get_payload_bytes();
+                let listening = match wire::decode(bytes, max_envelope) {
+                    Ok((from, _)) if from == origin => true,
+                    // Full queue: dropped and counted there, so this loop never waits.
+                    Ok((_, envelope)) => feed.message(envelope),
+                    Err(Refused::TooLarge) => feed.event(BackplaneEvent::Dropped {
+                        count: 1,
+                        error: Error::Backplane(
+                            format!(
+                                "refused an envelope of {} bytes on {}: over the {max_envelope}-byte cap",
+                                bytes.len(),
+                                msg.get_channel_name()
+                            )
+                            .into(),
+                        ),
+                    }),
+                    Err(Refused::Malformed) => {
+                        tracing::debug!(
+                            channel = msg.get_channel_name(),
+                            "ignored a message that is not a unisock envelope"
+                        );
+                        true
                     }
-                    None => tracing::debug!(
-                        channel = msg.get_channel_name(),
-                        "ignored a message that is not a unisock envelope"
-                    ),
+                };
+                if !listening {
+                    return None;
                 }
             }
             _ = ping.tick() => {

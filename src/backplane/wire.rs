@@ -7,13 +7,17 @@
 //!   direct:    the id as len u32 BE + bytes
 //! then the payload, to the end.
 //! ```
-//! Decoding never panics: what arrives on the channel may come from anyone.
+//! Decoding never panics, refuses input over a size cap before looking at it, and
+//! allocates only for bytes that are there: what arrives on the channel may come from
+//! anyone.
 
 use super::Envelope;
 use crate::MsgEvent;
 
 const MAGIC: &[u8; 3] = b"us1";
 const ALL: u32 = u32::MAX;
+/// At most this many ids are reserved for before they are read.
+const PREALLOCATED_IDS: usize = 64;
 
 /// Identifies one backplane member on the wire.
 pub(crate) type Origin = [u8; 8];
@@ -57,8 +61,25 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// The origin and envelope in `bytes`, or `None` if they are not an envelope.
-pub(crate) fn decode(bytes: &[u8]) -> Option<(Origin, Envelope)> {
+/// Why [`decode`] refused its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Longer than the cap it was given.
+    TooLarge,
+    /// Not an envelope.
+    Malformed,
+}
+
+/// The origin and envelope in `bytes`, refusing more than `max_len` bytes (the cap is
+/// checked first, so an oversized envelope costs no decoding and no copy).
+pub(crate) fn decode(bytes: &[u8], max_len: usize) -> Result<(Origin, Envelope), Refused> {
+    if bytes.len() > max_len {
+        return Err(Refused::TooLarge);
+    }
+    envelope(bytes).ok_or(Refused::Malformed)
+}
+
+fn envelope(bytes: &[u8]) -> Option<(Origin, Envelope)> {
     let mut r = Reader(bytes);
     if r.take(3)? != MAGIC {
         return None;
@@ -72,12 +93,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<(Origin, Envelope)> {
             let ids = if count == ALL {
                 None
             } else {
-                // Each id needs at least its 4 length bytes: bound the allocation by the input.
+                // Each id needs at least its 4 length bytes: a count the input cannot hold
+                // is refused, and the vector grows with the ids actually read (a `String`
+                // is 24 bytes: reserving `count` would be 6 times the input up front).
                 let count = usize::try_from(count).ok()?;
                 if count > r.0.len() / 4 {
                     return None;
                 }
-                let mut ids = Vec::with_capacity(count);
+                let mut ids = Vec::with_capacity(count.min(PREALLOCATED_IDS));
                 for _ in 0..count {
                     ids.push(r.string()?);
                 }
@@ -168,7 +191,7 @@ mod tests {
         let origin = [1, 2, 3, 4, 5, 6, 7, 8];
         for envelope in envelopes() {
             let bytes = encode(&origin, &envelope);
-            assert_eq!(decode(&bytes), Some((origin, envelope)));
+            assert_eq!(decode(&bytes, bytes.len()), Ok((origin, envelope)));
         }
     }
 
@@ -184,10 +207,17 @@ mod tests {
                     }
                 };
             for cut in 0..header {
-                assert_eq!(decode(&bytes[..cut]), None, "cut at {cut} of {envelope:?}");
+                assert_eq!(
+                    decode(&bytes[..cut], usize::MAX),
+                    Err(Refused::Malformed),
+                    "cut at {cut} of {envelope:?}"
+                );
             }
         }
-        assert_eq!(decode(b"PUBLISH from someone else"), None);
+        assert_eq!(
+            decode(b"PUBLISH from someone else", usize::MAX),
+            Err(Refused::Malformed)
+        );
         let mut huge_count = encode(
             &[0; 8],
             &Envelope::Broadcast {
@@ -196,7 +226,7 @@ mod tests {
             },
         );
         huge_count[13..17].copy_from_slice(&(ALL - 1).to_be_bytes());
-        assert_eq!(decode(&huge_count), None);
+        assert_eq!(decode(&huge_count, usize::MAX), Err(Refused::Malformed));
         let mut bad_utf8 = encode(
             &[0; 8],
             &Envelope::Direct {
@@ -206,6 +236,16 @@ mod tests {
         );
         let last = bad_utf8.len() - 1;
         bad_utf8[last] = 0xff;
-        assert_eq!(decode(&bad_utf8), None);
+        assert_eq!(decode(&bad_utf8, usize::MAX), Err(Refused::Malformed));
+    }
+
+    #[test]
+    fn input_over_the_cap_is_refused_whatever_it_is() {
+        for envelope in envelopes() {
+            let bytes = encode(&[3; 8], &envelope);
+            assert!(decode(&bytes, bytes.len()).is_ok());
+            assert_eq!(decode(&bytes, bytes.len() - 1), Err(Refused::TooLarge));
+        }
+        assert_eq!(decode(&[0xff; 100], 99), Err(Refused::TooLarge));
     }
 }
