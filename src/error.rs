@@ -55,6 +55,25 @@ pub enum Error {
         /// Why it is refused, e.g. "it contains a CR or LF" or "it is offered twice".
         reason: Box<str>,
     },
+    /// A request header cannot be added to the opening handshake
+    /// (`WebSocketExt::set_request_headers`): the protocol sets it itself (`Host`,
+    /// `Upgrade`, `Connection`, `Sec-WebSocket-*`, a body's length or encoding). Nothing
+    /// was set.
+    ///
+    /// ```
+    /// let e = unisock::Error::InvalidHeader {
+    ///     name: "upgrade".into(),
+    ///     reason: "the WebSocket handshake sets it".into(),
+    /// };
+    /// assert_eq!(e.to_string(), "cannot send header 'upgrade': the WebSocket handshake sets it");
+    /// ```
+    #[error("cannot send header '{name}': {reason}")]
+    InvalidHeader {
+        /// The header's name.
+        name: Box<str>,
+        /// Why it is refused.
+        reason: Box<str>,
+    },
     /// The opening handshake failed (either role). [`HandshakeError::status`] gives the HTTP
     /// status. Boxed to keep `Error` small.
     #[error("handshake failed: {0}")]

@@ -19,12 +19,19 @@ pub(super) struct Connected {
     pub(super) deflate: Option<Negotiated>,
 }
 
+/// How a client connects, from the socket's settings.
+pub(super) struct Options {
+    pub(super) tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+    pub(super) deflate: DeflateConfig,
+    /// Headers added to the request.
+    pub(super) headers: Option<Box<http::HeaderMap>>,
+}
+
 /// Connects to `url` (`ws://` over TCP, `wss://` over TLS) and shakes hands.
 pub(super) async fn connect(
     url: &url::Url,
     protocols: &[&str],
-    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
-    deflate: DeflateConfig,
+    options: Options,
 ) -> Result<Connected> {
     let invalid = |reason: &str| Error::InvalidUrl {
         url: url.as_str().into(),
@@ -42,11 +49,18 @@ pub(super) async fn connect(
         .map_err(|e| connect_error(url, e))?;
     tcp.set_nodelay(true)?;
     let stream: BoxIo = if url.scheme() == "wss" {
-        super::tls::connect(tcp, host, &authority(url), tls).await?
+        super::tls::connect(tcp, host, &authority(url), options.tls).await?
     } else {
         Box::new(tcp)
     };
-    handshake_over(stream, url, protocols, deflate).await
+    handshake_over(
+        stream,
+        url,
+        protocols,
+        options.deflate,
+        options.headers.as_deref(),
+    )
+    .await
 }
 
 /// `host:port` as the URL names them (an IPv6 host in brackets), for error messages.
@@ -91,17 +105,21 @@ async fn handshake_over(
     url: &url::Url,
     protocols: &[&str],
     deflate: DeflateConfig,
+    headers: Option<&http::HeaderMap>,
 ) -> Result<Connected> {
     let mut random = [0u8; 16];
     rng::fill(&mut random);
     let key = handshake::generate_key(random);
     let offer = crate::protocol::deflate::client_offer(&deflate);
-    let extra: &[(&str, &str)] = if deflate.enabled {
-        &[("Sec-WebSocket-Extensions", &offer)]
-    } else {
-        &[]
-    };
-    let request = handshake::client_request(url, &key, protocols, None, extra)?;
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if deflate.enabled {
+        extra.push(("Sec-WebSocket-Extensions", &offer));
+    }
+    // `set_request_headers` accepted only visible ASCII values.
+    for (name, value) in headers.into_iter().flatten() {
+        extra.push((name.as_str(), value.to_str().unwrap_or_default()));
+    }
+    let request = handshake::client_request(url, &key, protocols, None, &extra)?;
     stream.write_all(&request).await?;
     let (response, leftover) =
         super::head::read_head(&mut stream, handshake::parse_response, "server").await??;

@@ -82,6 +82,33 @@ pub trait WebSocketExt {
     /// ```
     fn set_handshake_timeout(&self, timeout: Duration);
 
+    /// Headers to add to the opening handshake of `open` and of every reconnect, e.g.
+    /// `Authorization` or `Cookie`. Replaces those set before; takes effect at the next
+    /// connection. **Browser:** a page cannot set handshake headers; the usual pattern is a
+    /// token in the query string or in the subprotocol list.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidHeader`] for a header the protocol sets itself: `Host`,
+    /// `Upgrade`, `Connection`, any `Sec-WebSocket-*` (subprotocols go to `open`,
+    /// compression to [`WebSocketExt::set_deflate`]), `Content-Length`,
+    /// `Transfer-Encoding`; and for a value that is not visible ASCII (`http::HeaderValue`
+    /// never holds CR or LF).
+    ///
+    /// ```
+    /// use http::{HeaderMap, HeaderValue};
+    /// use unisock::{WebSocket, WebSocketExt};
+    ///
+    /// let ws = WebSocket::new();
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
+    /// ws.set_request_headers(headers).unwrap();
+    ///
+    /// let mut owned = HeaderMap::new();
+    /// owned.insert("sec-websocket-key", HeaderValue::from_static("x"));
+    /// assert!(ws.set_request_headers(owned).is_err());
+    /// ```
+    fn set_request_headers(&self, headers: http::HeaderMap) -> Result<()>;
+
     /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
     /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>);
@@ -177,6 +204,25 @@ impl WebSocketExt for WebSocket {
         lock(&self.inner.0.config).write_timeout = timeout;
     }
 
+    fn set_request_headers(&self, headers: http::HeaderMap) -> Result<()> {
+        for (name, value) in &headers {
+            let reason = if protocol_owns(name.as_str()) {
+                "the WebSocket handshake sets it"
+            } else if value.to_str().is_err() {
+                "its value is not visible ASCII"
+            } else {
+                continue;
+            };
+            return Err(crate::Error::InvalidHeader {
+                name: name.as_str().into(),
+                reason: reason.into(),
+            });
+        }
+        lock(&self.inner.0.config).request_headers =
+            (!headers.is_empty()).then(|| Box::new(headers));
+        Ok(())
+    }
+
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {
         lock(&self.inner.0.config).tls = Some(config);
     }
@@ -227,4 +273,12 @@ impl WebSocketExt for WebSocket {
         );
         Ok(())
     }
+}
+
+/// Whether the opening handshake sets the header `name` (lower case) itself.
+fn protocol_owns(name: &str) -> bool {
+    matches!(
+        name,
+        "host" | "upgrade" | "connection" | "content-length" | "transfer-encoding"
+    ) || name.starts_with("sec-websocket-")
 }

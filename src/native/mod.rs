@@ -297,6 +297,8 @@ struct Config {
     deflate: Option<DeflateConfig>,
     /// The subprotocols `open` offered, offered again on reconnect.
     protocols: Vec<String>,
+    /// Headers added to every opening handshake (boxed: most sockets have none).
+    request_headers: Option<Box<http::HeaderMap>>,
 }
 
 /// What the current connection agreed, and the halves and task that run it.
@@ -445,6 +447,7 @@ impl Socket {
                 allowed_origins: None,
                 deflate: None,
                 protocols: Vec::new(),
+                request_headers: None,
             }),
             session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
             proto: Mutex::new(None),
@@ -808,11 +811,17 @@ impl Socket {
         url: &url::Url,
         protocols: &[&str],
     ) -> Option<Result<connect::Connected>> {
-        let tls = lock(&self.0.config).tls.clone();
-        let deflate = self
-            .deflate_config()
-            .unwrap_or_else(|| default_deflate(Role::Client));
-        let mut connecting = std::pin::pin!(connect::connect(url, protocols, tls, deflate));
+        let options = {
+            let config = lock(&self.0.config);
+            connect::Options {
+                tls: config.tls.clone(),
+                deflate: config
+                    .deflate
+                    .unwrap_or_else(|| default_deflate(Role::Client)),
+                headers: config.request_headers.clone(),
+            }
+        };
+        let mut connecting = std::pin::pin!(connect::connect(url, protocols, options));
         loop {
             tokio::select! {
                 connected = &mut connecting => return Some(connected),
