@@ -102,3 +102,103 @@ async fn headers_the_protocol_owns_are_refused() {
         assert!(err.to_string().contains(name), "{err}");
     }
 }
+
+/// A plain HTTP server that answers every request with `status` and `Location: location`
+/// (`{port}` in it is replaced by `target`'s port); returns its address.
+async fn spawn_redirecting_server(status: u16, location: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = unisock::server::accept(&listener).await;
+            let location = location.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Redirects are followed only when asked, up to the number of hops allowed. A hop to
+/// another origin (here: another port) does not carry the request headers.
+#[tokio::test]
+async fn redirects_are_followed_when_asked_without_headers_to_another_origin() {
+    let (target, mut requests) = spawn_recording_server().await;
+    let hop = spawn_redirecting_server(302, target.clone()).await;
+    let url = format!("ws://{hop}/old");
+
+    let err = with_timeout(WebSocket::new().open(&url, &[]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("302"), "{err}");
+
+    let ws = WebSocket::new();
+    ws.set_max_redirects(1);
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
+    ws.set_request_headers(headers).unwrap();
+    with_timeout(ws.open(&url, &[])).await.unwrap();
+    assert_eq!(
+        with_timeout(requests.recv()).await.unwrap(),
+        (String::new(), String::new()),
+        "no credentials sent to another origin"
+    );
+
+    // Two hops where one is allowed: the second 302 is the error.
+    let twice = spawn_redirecting_server(307, format!("ws://{hop}/old")).await;
+    let ws = WebSocket::new();
+    ws.set_max_redirects(1);
+    let err = with_timeout(ws.open(&format!("ws://{twice}/"), &[]))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("302"), "{err}");
+}
+
+/// A redirect on the same origin (a relative `Location`) keeps the request headers.
+#[tokio::test]
+async fn a_redirect_on_the_same_origin_keeps_the_headers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/old", listener.local_addr().unwrap());
+    let (tx, mut requests) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // First connection: 308 to /new on this server; second: upgrade and record.
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && tcp.read(&mut byte).await.unwrap() == 1 {
+            head.push(byte[0]);
+        }
+        tcp.write_all(b"HTTP/1.1 308 Moved\r\nLocation: /new\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let (tcp, _) = listener.accept().await.unwrap();
+        let pending = WebSocket::new().upgrade_pending(tcp).await.unwrap();
+        let seen = (
+            pending.request().uri().path().to_string(),
+            pending.request().headers().get("authorization").cloned(),
+        );
+        let _ = tx.send(seen);
+        let ws = pending.commit().await.unwrap();
+        ws.read().await;
+    });
+    let ws = WebSocket::new();
+    ws.set_max_redirects(3);
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_static("Bearer s3cret"));
+    ws.set_request_headers(headers).unwrap();
+    with_timeout(ws.open(&url, &[])).await.unwrap();
+    let (path, auth) = with_timeout(requests.recv()).await.unwrap();
+    assert_eq!(path, "/new");
+    assert_eq!(auth, Some(HeaderValue::from_static("Bearer s3cret")));
+}

@@ -25,14 +25,51 @@ pub(super) struct Options {
     pub(super) deflate: DeflateConfig,
     /// Headers added to the request.
     pub(super) headers: Option<Box<http::HeaderMap>>,
+    /// How many redirects (301, 302, 303, 307, 308) to follow.
+    pub(super) max_redirects: u8,
 }
 
-/// Connects to `url` (`ws://` over TCP, `wss://` over TLS) and shakes hands.
+/// Connects to `url` (`ws://` over TCP, `wss://` over TLS) and shakes hands, following
+/// up to `options.max_redirects` redirects.
 pub(super) async fn connect(
     url: &url::Url,
     protocols: &[&str],
-    options: Options,
+    mut options: Options,
 ) -> Result<Connected> {
+    let mut url = std::borrow::Cow::Borrowed(url);
+    let mut hops = 0;
+    loop {
+        let follow = hops < options.max_redirects;
+        match connect_once(&url, protocols, &options, follow).await? {
+            Handshaken::Connected(connected) => return Ok(connected),
+            Handshaken::Redirect(location) => {
+                let next = redirect_target(&url, &location)?;
+                if !same_origin(&url, &next) {
+                    // Credentials are for the origin they were set for.
+                    options.headers = None;
+                }
+                tracing::debug!("redirected from {url} to {next}");
+                url = std::borrow::Cow::Owned(next);
+                hops += 1;
+            }
+        }
+    }
+}
+
+/// One connection attempt's outcome.
+enum Handshaken {
+    Connected(Connected),
+    /// The server answered with a redirect to this `Location` (followed on request).
+    Redirect(String),
+}
+
+/// Connects to `url` and shakes hands once; a redirect is returned when `follow`.
+async fn connect_once(
+    url: &url::Url,
+    protocols: &[&str],
+    options: &Options,
+    follow: bool,
+) -> Result<Handshaken> {
     let invalid = |reason: &str| Error::InvalidUrl {
         url: url.as_str().into(),
         reason: reason.into(),
@@ -49,7 +86,7 @@ pub(super) async fn connect(
         .map_err(|e| connect_error(url, e))?;
     tcp.set_nodelay(true)?;
     let stream: BoxIo = if url.scheme() == "wss" {
-        super::tls::connect(tcp, host, &authority(url), options.tls).await?
+        super::tls::connect(tcp, host, &authority(url), options.tls.clone()).await?
     } else {
         Box::new(tcp)
     };
@@ -59,8 +96,42 @@ pub(super) async fn connect(
         protocols,
         options.deflate,
         options.headers.as_deref(),
+        follow,
     )
     .await
+}
+
+/// Where a redirect leads: `location` resolved against `from`, with `http(s)` read as
+/// `ws(s)`. A redirect from `wss://` to `ws://` is refused: it would drop TLS.
+fn redirect_target(from: &url::Url, location: &str) -> Result<url::Url> {
+    let refused = |reason: String| Error::InvalidUrl {
+        url: location.into(),
+        reason: format!("a redirect from {from} {reason}").into(),
+    };
+    let mut next = from
+        .join(location)
+        .map_err(|e| refused(format!("names no valid URL ({e})")))?;
+    let scheme = match next.scheme() {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        other => return Err(refused(format!("leads to the scheme '{other}'"))),
+    };
+    if from.scheme() == "wss" && scheme == "ws" {
+        return Err(refused("to ws:// is refused: it would drop TLS".into()));
+    }
+    if next.scheme() != scheme {
+        // Both are special schemes with a host, so the change is accepted.
+        let _ = next.set_scheme(scheme);
+    }
+    next.set_fragment(None);
+    Ok(next)
+}
+
+/// Whether two URLs have the same origin: scheme, host and port.
+fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// `host:port` as the URL names them (an IPv6 host in brackets), for error messages.
@@ -106,7 +177,8 @@ async fn handshake_over(
     protocols: &[&str],
     deflate: DeflateConfig,
     headers: Option<&http::HeaderMap>,
-) -> Result<Connected> {
+    follow: bool,
+) -> Result<Handshaken> {
     let mut random = [0u8; 16];
     rng::fill(&mut random);
     let key = handshake::generate_key(random);
@@ -123,6 +195,12 @@ async fn handshake_over(
     stream.write_all(&request).await?;
     let (response, leftover) =
         super::head::read_head(&mut stream, handshake::parse_response, "server").await??;
+    if follow && matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        if let Some(location) = response.headers().get(http::header::LOCATION) {
+            let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+            return Ok(Handshaken::Redirect(location));
+        }
+    }
     let offered = deflate.enabled.then_some(&deflate);
     let checked = match handshake::check_response(&response, &key, protocols, offered) {
         Ok(checked) => checked,
@@ -132,7 +210,7 @@ async fn handshake_over(
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(Connected {
+    Ok(Handshaken::Connected(Connected {
         stream,
         leftover,
         protocol: checked.protocol,
@@ -142,7 +220,7 @@ async fn handshake_over(
             config: deflate,
             answer,
         }),
-    })
+    }))
 }
 
 /// How long a refused handshake's body may take to arrive: the refusal is already known,
@@ -174,4 +252,47 @@ async fn read_error_body(
     let mut body = framing.body(&buf);
     body.truncate(handshake::MAX_ERROR_BODY);
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{redirect_target, same_origin};
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn redirect_targets() {
+        let from = url("ws://a.example/chat?x=1");
+        let cases = [
+            ("/new", "ws://a.example/new"),
+            ("new", "ws://a.example/new"),
+            ("http://b.example:8080/ws", "ws://b.example:8080/ws"),
+            ("https://b.example/ws#frag", "wss://b.example/ws"),
+            ("wss://b.example/ws", "wss://b.example/ws"),
+        ];
+        for (location, want) in cases {
+            let got = redirect_target(&from, location).unwrap();
+            assert_eq!(got.as_str(), want, "{location}");
+        }
+        let secure = url("wss://a.example/chat");
+        for downgrade in ["ws://a.example/", "http://a.example/"] {
+            let err = redirect_target(&secure, downgrade).unwrap_err();
+            assert!(err.to_string().contains("drop TLS"), "{err}");
+        }
+        assert!(redirect_target(&from, "ftp://a.example/").is_err());
+        assert_eq!(
+            redirect_target(&secure, "/x").unwrap().as_str(),
+            "wss://a.example/x"
+        );
+    }
+
+    #[test]
+    fn origins() {
+        assert!(same_origin(&url("ws://a:80/x"), &url("ws://a/y")));
+        assert!(!same_origin(&url("ws://a/"), &url("wss://a/")));
+        assert!(!same_origin(&url("ws://a:1/"), &url("ws://a:2/")));
+        assert!(!same_origin(&url("ws://a/"), &url("ws://b/")));
+    }
 }

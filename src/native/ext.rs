@@ -109,6 +109,19 @@ pub trait WebSocketExt {
     /// ```
     fn set_request_headers(&self, headers: http::HeaderMap) -> Result<()>;
 
+    /// How many HTTP redirects (301, 302, 303, 307, 308) `open` and reconnects follow;
+    /// none by default, as a browser follows none. A `Location` may be relative or
+    /// `http(s)://` (read as `ws(s)://`); a redirect from `wss://` to `ws://` is refused
+    /// ([`crate::Error::InvalidUrl`]), and the request headers go only to the same origin
+    /// (scheme, host and port). Past the last hop, the redirect is the handshake's error.
+    ///
+    /// ```
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// ws.set_max_redirects(5);
+    /// ```
+    fn set_max_redirects(&self, hops: u8);
+
     /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
     /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>);
@@ -221,6 +234,10 @@ impl WebSocketExt for WebSocket {
         lock(&self.inner.0.config).request_headers =
             (!headers.is_empty()).then(|| Box::new(headers));
         Ok(())
+    }
+
+    fn set_max_redirects(&self, hops: u8) {
+        lock(&self.inner.0.config).max_redirects = hops;
     }
 
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {

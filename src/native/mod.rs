@@ -299,6 +299,8 @@ struct Config {
     protocols: Vec<String>,
     /// Headers added to every opening handshake (boxed: most sockets have none).
     request_headers: Option<Box<http::HeaderMap>>,
+    /// How many redirects `open` follows (none by default).
+    max_redirects: u8,
 }
 
 /// What the current connection agreed, and the halves and task that run it.
@@ -448,6 +450,7 @@ impl Socket {
                 deflate: None,
                 protocols: Vec::new(),
                 request_headers: None,
+                max_redirects: 0,
             }),
             session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
             proto: Mutex::new(None),
@@ -819,6 +822,7 @@ impl Socket {
                     .deflate
                     .unwrap_or_else(|| default_deflate(Role::Client)),
                 headers: config.request_headers.clone(),
+                max_redirects: config.max_redirects,
             }
         };
         let mut connecting = std::pin::pin!(connect::connect(url, protocols, options));
