@@ -4,6 +4,7 @@
 //! out of [`Connection::next_event`]; bytes for the peer collect in
 //! [`Connection::data_to_send`]. No I/O, no clocks, no threads.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
@@ -181,7 +182,8 @@ pub struct Connection {
     state: ConnectionState,
     /// The start of a header split across `receive_data` calls.
     header_buf: [u8; FrameHeader::MAX_LEN],
-    header_len: usize,
+    /// How much of `header_buf` is filled (at most 14: a byte is enough).
+    header_len: u8,
     /// Set by the peer's close or a protocol error: later input is ignored.
     input_done: bool,
     /// The frame whose payload is arriving, if a header has been read.
@@ -205,8 +207,12 @@ pub struct Connection {
     mask_source: MaskSource,
     /// permessage-deflate, once negotiated (natively).
     deflate: Option<Codec>,
-    /// Compressed payload bytes being unmasked before they are inflated.
-    scratch: Vec<u8>,
+}
+
+thread_local! {
+    /// Compressed payload bytes being unmasked before they are inflated: one buffer per
+    /// thread rather than per connection, as it is only used within one `inflate` call.
+    static UNMASK_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// When this many bytes already wait to be written, a ping's pong is not queued at once:
@@ -262,7 +268,6 @@ impl Connection {
             deferred_pong: None,
             mask_source: MaskSource::Builtin(0x9E37_79B9),
             deflate: None,
-            scratch: Vec::new(),
         }
     }
 
@@ -786,7 +791,7 @@ impl Connection {
     /// Reads a frame header from the front of `input`, advancing it. A header split
     /// across calls is gathered in `header_buf`; a whole one is parsed in place.
     fn read_header(&mut self, input: &mut &[u8]) -> Result<Option<FrameHeader>, ProtocolError> {
-        let have = self.header_len;
+        let have = usize::from(self.header_len);
         if have == 0 {
             if let Some((header, len)) = FrameHeader::decode(input)? {
                 *input = input.get(len..).unwrap_or_default();
@@ -806,7 +811,8 @@ impl Connection {
                 Ok(Some(header))
             }
             None => {
-                self.header_len = have + take;
+                // At most `FrameHeader::MAX_LEN` (14): `take` is bounded by it above.
+                self.header_len = u8::try_from(have + take).unwrap_or(u8::MAX);
                 *input = rest;
                 Ok(None)
             }
@@ -1011,15 +1017,17 @@ impl Connection {
         let Some(codec) = self.deflate.as_mut() else {
             return Err(ProtocolError::ReservedBitsSet);
         };
-        self.scratch.clear();
-        self.scratch.extend_from_slice(chunk);
-        if let Some(key) = mask {
-            apply_mask(&mut self.scratch, key, offset);
-        }
-        let input = &self.scratch;
         let max = self.limits.max_message_size;
-        self.message
-            .append_inflated(|out| codec.decompress(input, out, max), false)
+        let message = &mut self.message;
+        let Some(key) = mask else {
+            return message.append_inflated(|out| codec.decompress(chunk, out, max), false);
+        };
+        UNMASK_SCRATCH.with_borrow_mut(|scratch| {
+            scratch.clear();
+            scratch.extend_from_slice(chunk);
+            apply_mask(scratch, key, offset);
+            message.append_inflated(|out| codec.decompress(scratch, out, max), false)
+        })
     }
 
     /// The last frame of a message arrived: if it is compressed, inflate the tail.
