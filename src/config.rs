@@ -4,7 +4,8 @@
 ///
 /// A peer can never make a socket allocate more than these limits: a frame or message
 /// whose announced length is over the limit is refused (close code 1009) before its payload
-/// is read.
+/// is read. Within them, a message's memory grows with the bytes that arrive (at most twice
+/// them, or 64 KiB past them), not with the length a frame's header announces.
 ///
 /// ```
 /// let limits = unisock::Limits::default().max_message_size(1 << 20);

@@ -115,7 +115,7 @@ pub struct DirectRead {
     buf: Vec<u8>,
     /// The length of the payload when it was lent.
     start: usize,
-    /// The payload bytes the current frame still has to come.
+    /// The payload bytes that may be read: the room lent, at most the rest of the frame.
     want: usize,
 }
 
@@ -126,7 +126,8 @@ impl DirectRead {
         &mut self.buf
     }
 
-    /// How many payload bytes the current frame still has to come.
+    /// How many payload bytes may be read now: the room lent, at most what the current
+    /// frame still has to come (see [`Connection::begin_direct_read`] for its bound).
     #[must_use]
     pub fn want(&self) -> usize {
         self.want
@@ -371,6 +372,12 @@ impl Connection {
     /// when nothing was read, before any other input. The bytes are unmasked and checked
     /// there, exactly as if they had come through `receive_data`.
     ///
+    /// The room lent grows with the bytes received, not with the length the frame's header
+    /// announced: the message's buffer at most doubles what arrived of it (or holds 64 KiB
+    /// past it, at least `min` up to 64 KiB), so a peer that announces a big frame and sends
+    /// little makes the connection hold little. [`DirectRead::want`] can thus be less than
+    /// the rest of the frame: read it, hand it back, and ask again.
+    ///
     /// ```
     /// use unisock::protocol::{Connection, Event, Role};
     /// use unisock::{Limits, MsgEvent};
@@ -395,11 +402,11 @@ impl Connection {
         {
             return None;
         }
-        let buf = self.message.take_data();
+        let buf = self.message.lend_data(min.max(1));
         Some(DirectRead {
             start: buf.len(),
+            want: want.min(buf.capacity() - buf.len()),
             buf,
-            want,
         })
     }
 
@@ -411,7 +418,7 @@ impl Connection {
             start,
             want,
         } = read;
-        // Bytes beyond the frame (a driver that read too much) are ordinary input.
+        // Bytes beyond the room lent (a driver that read too much) are ordinary input.
         let beyond = if buf.len() > start.saturating_add(want) {
             buf.split_off(start + want)
         } else {
@@ -2104,6 +2111,85 @@ mod tests {
             })
         );
         assert_eq!(c.message.capacity(), 0);
+    }
+
+    /// Asserts the message's room is bounded by the bytes received of it: at most twice
+    /// them, or 64 KiB past them.
+    fn assert_room_tracks(s: &Connection, received: usize) {
+        let room = s.message.capacity();
+        let bound = (2 * received).max(received + 64 * 1024);
+        assert!(
+            room <= bound,
+            "{room} bytes reserved for {received} received"
+        );
+        assert!(room >= received);
+    }
+
+    #[test]
+    fn memory_grows_with_the_bytes_received_not_with_the_announced_length() {
+        let len = 16 << 20;
+        // A whole message in one 16 MiB frame (the frame limit), and the first 16 MiB
+        // fragment of a 64 MiB message (the message limit).
+        for first in [0x82, 0x02] {
+            let wire = masked(first, &vec![9; len]);
+            let header = 2 + 8 + 4;
+            let mut s = server();
+            s.receive_data(&wire[..header]);
+            assert_room_tracks(&s, 0);
+            // The rest, but its last byte, through receive_data and through direct reads
+            // (as the native read loop: at most 1 MiB each), in pieces of several sizes.
+            let mut pos = header;
+            for step in 0.. {
+                let n = [1000, 70_000, 1 << 20][step % 3].min(wire.len() - 1 - pos);
+                if n == 0 {
+                    break;
+                }
+                if step % 2 == 0 {
+                    s.receive_data(&wire[pos..pos + n]);
+                    pos += n;
+                } else {
+                    let mut read = s.begin_direct_read(1).unwrap();
+                    let n = n.min(read.want());
+                    let spare = read.buf().capacity() - read.buf().len();
+                    assert!(spare >= n, "the room lent holds what is read");
+                    read.buf().extend_from_slice(&wire[pos..pos + n]);
+                    s.end_direct_read(read);
+                    pos += n;
+                }
+                assert_room_tracks(&s, pos - header);
+            }
+            s.receive_data(&wire[pos..]);
+            if first == 0x82 {
+                // No room wasted at the end: the message is exactly its size.
+                let Some(Event::Message(MsgEvent::Binary(data))) = s.next_event() else {
+                    panic!("the message");
+                };
+                assert_eq!((data.len(), data.capacity()), (len, len));
+            } else {
+                assert_eq!(s.next_event(), None);
+                assert_room_tracks(&s, len);
+            }
+        }
+
+        // 4 MiB in 64-byte fragments (Autobahn 9.3.1): the room grows geometrically, a few
+        // dozen reallocations rather than one per fragment.
+        let mut s = server();
+        let mut wire = masked(0x02, &[1; 64]);
+        for _ in 1..(1 << 16) - 1 {
+            wire.extend(masked(0x00, &[1; 64]));
+        }
+        let mut growths = 0;
+        for frame in wire.chunks(6 + 64) {
+            let before = s.message.capacity();
+            s.receive_data(frame);
+            growths += usize::from(s.message.capacity() != before);
+        }
+        assert!(growths < 40, "{growths} reallocations");
+        assert_room_tracks(&s, (1 << 22) - 64);
+        s.receive_data(&masked(0x80, &[1; 64]));
+        assert!(
+            matches!(s.next_event(), Some(Event::Message(MsgEvent::Binary(b))) if b.len() == 1 << 22)
+        );
     }
 
     #[test]

@@ -21,14 +21,21 @@ pub(crate) struct MessageBuffer {
     compressed: bool,
     /// Compressed payload bytes received so far (when `compressed`).
     wire_len: u64,
+    /// The length of the whole payload once the message's last frame (FIN set) has begun
+    /// (uncompressed messages); 0 before (a plain `usize`: the socket state is kept small).
+    message_end: usize,
 }
+
+/// The most room reserved ahead of the bytes received: a frame's header announces its
+/// length, but only bytes that arrived make the payload grow past this. 64 KiB holds a
+/// typical message whole (one reservation, as when the header's length was reserved) and
+/// is the most a peer can make a connection hold for a header alone.
+pub(crate) const RESERVE_AHEAD: usize = 64 * 1024;
 
 impl MessageBuffer {
     /// Starts a data frame (text, binary or continuation): checks it fits the message in
-    /// progress, if any, and the message size limit, and reserves room for its payload.
-    ///
-    /// The caller has already checked the payload length against the frame size limit,
-    /// so the reservation is bounded by the limits.
+    /// progress, if any, and the message size limit, and reserves room for the start of its
+    /// payload (at most [`RESERVE_AHEAD`]; see [`MessageBuffer::make_room`]).
     ///
     /// `compressed` (RSV1 on the first frame, permessage-deflate negotiated) marks the
     /// message compressed: then nothing is reserved, the compressed size is what is
@@ -64,7 +71,12 @@ impl MessageBuffer {
         } else {
             let additional = usize::try_from(header.payload_len)
                 .map_err(|_| ProtocolError::MessageTooLarge { size, max })?;
-            self.data.reserve(additional);
+            self.message_end = if header.fin {
+                self.data.len() + additional
+            } else {
+                0
+            };
+            self.make_room(additional.min(RESERVE_AHEAD));
         }
         self.text = Some(text);
         Ok(())
@@ -108,6 +120,7 @@ impl MessageBuffer {
         completes_message: bool,
     ) -> Result<(), ProtocolError> {
         let start = self.data.len();
+        self.make_room(chunk.len());
         match mask {
             Some(key) => extend_masked(&mut self.data, chunk, key, offset),
             None => self.data.extend_from_slice(chunk),
@@ -116,7 +129,7 @@ impl MessageBuffer {
     }
 
     /// Takes in payload bytes that were written straight onto the payload (see
-    /// [`MessageBuffer::take_data`]) from `start` on: unmasks them in place and validates
+    /// [`MessageBuffer::lend_data`]) from `start` on: unmasks them in place and validates
     /// them as [`MessageBuffer::append`] does.
     pub(crate) fn appended_in_place(
         &mut self,
@@ -139,13 +152,35 @@ impl MessageBuffer {
         Ok(())
     }
 
-    /// Lends out the payload so far (with the room reserved for the rest of the frame), for
-    /// a read straight onto its end; [`MessageBuffer::restore_data`] gives it back.
-    pub(crate) fn take_data(&mut self) -> Vec<u8> {
+    /// Makes room for `needed` more payload bytes of the current frame (at most what it
+    /// still has to come), growing the payload geometrically.
+    ///
+    /// The capacity at most doubles what arrived (or holds `needed` past it): each byte is
+    /// copied about once more on average, and a peer makes a connection hold no more than
+    /// it sent (or `needed` more). On the message's last frame the room stops at the
+    /// message's end, so a message sent in one frame ends up exactly its size.
+    fn make_room(&mut self, needed: usize) {
+        let len = self.data.len();
+        if self.data.capacity() - len >= needed {
+            return;
+        }
+        let mut grow = len.max(needed);
+        if self.message_end != 0 {
+            grow = grow.min(self.message_end.saturating_sub(len)).max(needed);
+        }
+        self.data.reserve_exact(grow);
+    }
+
+    /// Lends out the payload so far, for a read straight onto its end, with room for at
+    /// least `min` bytes (at most what the frame still has to come, and [`RESERVE_AHEAD`]),
+    /// grown as [`MessageBuffer::make_room`] does; [`MessageBuffer::restore_data`] gives
+    /// it back.
+    pub(crate) fn lend_data(&mut self, min: usize) -> Vec<u8> {
+        self.make_room(min.min(RESERVE_AHEAD));
         mem::take(&mut self.data)
     }
 
-    /// Takes back the payload lent out by [`MessageBuffer::take_data`].
+    /// Takes back the payload lent out by [`MessageBuffer::lend_data`].
     pub(crate) fn restore_data(&mut self, data: Vec<u8>) {
         self.data = data;
     }
@@ -156,6 +191,7 @@ impl MessageBuffer {
         self.utf8 = Utf8Validator::default();
         self.compressed = false;
         self.wire_len = 0;
+        self.message_end = 0;
         let data = mem::take(&mut self.data);
         match text {
             Some(true) => String::from_utf8(data)
