@@ -11,6 +11,7 @@
 /// let limits = unisock::Limits::default().max_message_size(1 << 20);
 /// assert_eq!(limits.max_message_size, 1 << 20);
 /// assert_eq!(limits.max_frame_size, 16 << 20);
+/// assert_eq!(limits.max_fragments, 1 << 20);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -19,6 +20,15 @@ pub struct Limits {
     pub max_frame_size: usize,
     /// The largest whole (reassembled) message accepted, in bytes. Default 64 MiB.
     pub max_message_size: usize,
+    /// The most frames one message may come in, empty ones included; a message in more is
+    /// refused with close code 1009 when its next frame's header arrives (0 refuses every
+    /// message). Default 1,048,576 (`1 << 20`).
+    ///
+    /// Without it a peer could keep a message open forever with empty fragments, which
+    /// no size limit catches. The default lets a message of the default 64 MiB limit come
+    /// in 64-byte fragments, the smallest the Autobahn testsuite sends (cases 9.3.1 and
+    /// 9.4.1: 4 MiB in 65,536 fragments); browsers send a message in one frame.
+    pub max_fragments: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +36,7 @@ impl Default for Limits {
         Self {
             max_frame_size: 16 << 20,
             max_message_size: 64 << 20,
+            max_fragments: 1 << 20,
         }
     }
 }
@@ -35,12 +46,14 @@ impl Limits {
     ///
     /// ```
     /// assert_eq!(unisock::Limits::unlimited().max_frame_size, usize::MAX);
+    /// assert_eq!(unisock::Limits::unlimited().max_fragments, usize::MAX);
     /// ```
     #[must_use]
     pub fn unlimited() -> Self {
         Self {
             max_frame_size: usize::MAX,
             max_message_size: usize::MAX,
+            max_fragments: usize::MAX,
         }
     }
 
@@ -63,6 +76,17 @@ impl Limits {
     #[must_use]
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets [`Limits::max_fragments`].
+    ///
+    /// ```
+    /// assert_eq!(unisock::Limits::default().max_fragments(64).max_fragments, 64);
+    /// ```
+    #[must_use]
+    pub fn max_fragments(mut self, frames: usize) -> Self {
+        self.max_fragments = frames;
         self
     }
 }

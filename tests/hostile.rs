@@ -150,6 +150,51 @@ async fn endless_fragments_are_closed_with_1009_at_the_message_limit() {
     still_serving(addr).await;
 }
 
+#[tokio::test]
+async fn endless_empty_fragments_are_closed_with_1009_at_the_fragment_limit() {
+    let (addr, mut closes) = server().await;
+    let (normal, mut normal_events) = open_client(&format!("ws://{addr}/")).await;
+    let mut tcp = raw_client(addr, "/").await;
+    // A text message that never ends and never grows: its first frame, then empty
+    // continuation frames, FIN clear on all, up to the default limit of 1 << 20 frames.
+    let empty = |opcode| {
+        let mut frame = client_frame(opcode, b"");
+        frame[0] &= 0x7f;
+        frame
+    };
+    let batch = empty(0).repeat(4096);
+    let limit = 1 << 20;
+    with_timeout(async {
+        tcp.write_all(&empty(1)).await.unwrap();
+        let mut sent = 1;
+        while sent < limit {
+            let n = (limit - sent).min(4096);
+            tcp.write_all(&batch[..n * 6]).await.unwrap();
+            sent += n;
+        }
+    })
+    .await;
+    // All of them were taken in: a ping after them is answered, and the other client is
+    // still echoed.
+    tcp.write_all(&client_frame(9, b"after")).await.unwrap();
+    assert_eq!(
+        read_server_frame(&mut tcp).await,
+        Some((10, b"after".to_vec()))
+    );
+    normal.send_text("meanwhile").unwrap();
+    assert_eq!(
+        with_timeout(normal_events.messages.recv()).await,
+        Some(MsgEvent::Text("meanwhile".into()))
+    );
+    // One more is over the limit.
+    tcp.write_all(&empty(0)).await.unwrap();
+    assert_eq!(close_code(&mut tcp).await, 1009);
+    let ev = with_timeout(closes.recv()).await.unwrap();
+    assert_eq!(ev.code, 1009);
+    assert!(ev.reason.contains("fragments"), "{ev}");
+    still_serving(addr).await;
+}
+
 /// A server socket with quick keep-alive and write timeouts, whose `on_error` errors go to
 /// the returned channel.
 async fn impatient_server(

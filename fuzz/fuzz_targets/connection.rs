@@ -9,7 +9,11 @@ use unisock::protocol::{Connection, Event, Role};
 use unisock::Limits;
 
 fn connection(role: Role) -> Connection {
-    let limits = Limits::default().max_frame_size(1 << 16).max_message_size(1 << 18);
+    // Small enough that inputs reach every limit, the fragment count too.
+    let limits = Limits::default()
+        .max_frame_size(1 << 16)
+        .max_message_size(1 << 18)
+        .max_fragments(64);
     Connection::new(role, limits)
 }
 

@@ -866,8 +866,7 @@ impl Connection {
             });
         }
         if !header.opcode.is_control() {
-            self.message
-                .begin_frame(header, self.limits.max_message_size, compressed)?;
+            self.message.begin_frame(header, &self.limits, compressed)?;
         }
         Ok(())
     }
@@ -2221,6 +2220,31 @@ mod tests {
         // One frame over the frame limit.
         let (ev, s) = feed(make, &masked(0x82, &[0; 9]));
         assert_failed(&ev, &s, ProtocolError::FrameTooLarge { size: 9, max: 8 });
+    }
+
+    #[test]
+    fn too_many_fragments_fail_the_connection_with_1009() {
+        let make = || Connection::new(Role::Server, Limits::default().max_fragments(3));
+        // Three frames are fine, empty ones too; control frames in between do not count,
+        // and each message counts afresh.
+        let mut wire = masked(0x01, b"a");
+        wire.extend(masked(0x00, b""));
+        wire.extend(masked(0x89, b""));
+        wire.extend(masked(0x80, b"b"));
+        wire.extend(masked(0x02, b""));
+        wire.extend(masked(0x00, b""));
+        wire.extend(masked(0x80, b""));
+        let (ev, _) = feed(make, &wire);
+        let empty = Event::Message(MsgEvent::Binary(Vec::new()));
+        assert_eq!(ev, [Event::Ping(Vec::new()), text("ab"), empty]);
+        // Endless empty fragments: the fourth frame fails the connection.
+        let mut wire = masked(0x01, b"a");
+        for _ in 0..10 {
+            wire.extend(masked(0x00, b""));
+        }
+        let (ev, s) = feed(make, &wire);
+        assert_eq!(ev.len(), 1);
+        assert_failed(&ev, &s, ProtocolError::TooManyFragments { max: 3 });
     }
 
     #[test]

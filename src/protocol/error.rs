@@ -79,6 +79,15 @@ pub enum ProtocolError {
         /// The configured limit.
         max: usize,
     },
+    /// A message came in more frames than [`Limits::max_fragments`](crate::Limits::max_fragments)
+    /// (empty ones included): closed with 1009, as the other limits on what a message may be.
+    #[error(
+        "message in more than {max} fragments exceeds the limit (close code 1009, RFC 6455 §7.4.1)"
+    )]
+    TooManyFragments {
+        /// The configured limit.
+        max: usize,
+    },
     /// A compressed message (permessage-deflate) did not inflate: corrupt deflate data.
     #[error("invalid compressed data in a permessage-deflate message (RFC 7692 §7.2.2)")]
     InvalidCompressedData,
@@ -89,7 +98,7 @@ pub enum ProtocolError {
 
 impl ProtocolError {
     /// The close code a connection failed by this error is closed with: 1007 for invalid
-    /// UTF-8, 1009 for size limits, 1002 for everything else.
+    /// UTF-8, 1009 for the size and fragment limits, 1002 for everything else.
     ///
     /// ```
     /// use unisock::protocol::{CloseCode, ProtocolError};
@@ -101,7 +110,9 @@ impl ProtocolError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             Self::InvalidUtf8 => CloseCode::INVALID_FRAME_PAYLOAD_DATA,
-            Self::FrameTooLarge { .. } | Self::MessageTooLarge { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Self::FrameTooLarge { .. }
+            | Self::MessageTooLarge { .. }
+            | Self::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -115,6 +126,8 @@ mod tests {
     fn close_codes() {
         assert_eq!(ProtocolError::InvalidUtf8.close_code().as_u16(), 1007);
         let e = ProtocolError::MessageTooLarge { size: 10, max: 5 };
+        assert_eq!(e.close_code().as_u16(), 1009);
+        let e = ProtocolError::TooManyFragments { max: 5 };
         assert_eq!(e.close_code().as_u16(), 1009);
         for e in [
             ProtocolError::ReservedBitsSet,

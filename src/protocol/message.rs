@@ -7,7 +7,7 @@ use super::error::ProtocolError;
 use super::frame::{FrameHeader, Opcode};
 use super::mask::{apply_mask, extend_masked};
 use super::utf8::Utf8Validator;
-use crate::MsgEvent;
+use crate::{Limits, MsgEvent};
 
 /// The message being received: its type, the payload so far (already unmasked) and the
 /// UTF-8 state of a text message.
@@ -21,6 +21,8 @@ pub(crate) struct MessageBuffer {
     compressed: bool,
     /// Compressed payload bytes received so far (when `compressed`).
     wire_len: u64,
+    /// Data frames of the message so far, empty ones included.
+    fragments: usize,
     /// The length of the whole payload once the message's last frame (FIN set) has begun
     /// (uncompressed messages); 0 before (a plain `usize`: the socket state is kept small).
     message_end: usize,
@@ -34,8 +36,8 @@ pub(crate) const RESERVE_AHEAD: usize = 64 * 1024;
 
 impl MessageBuffer {
     /// Starts a data frame (text, binary or continuation): checks it fits the message in
-    /// progress, if any, and the message size limit, and reserves room for the start of its
-    /// payload (at most [`RESERVE_AHEAD`]; see [`MessageBuffer::make_room`]).
+    /// progress, if any, the fragment and message size limits, and reserves room for the
+    /// start of its payload (at most [`RESERVE_AHEAD`]; see [`MessageBuffer::make_room`]).
     ///
     /// `compressed` (RSV1 on the first frame, permessage-deflate negotiated) marks the
     /// message compressed: then nothing is reserved, the compressed size is what is
@@ -43,7 +45,7 @@ impl MessageBuffer {
     pub(crate) fn begin_frame(
         &mut self,
         header: &FrameHeader,
-        max_message_size: usize,
+        limits: &Limits,
         compressed: bool,
     ) -> Result<(), ProtocolError> {
         let text = match (header.opcode, self.text) {
@@ -53,16 +55,25 @@ impl MessageBuffer {
             (opcode, None) => {
                 self.compressed = compressed;
                 self.wire_len = 0;
+                self.fragments = 0;
                 opcode == Opcode::Text
             }
         };
+        // Every frame counts, empty ones too: they are what keeps a message open forever
+        // without growing it.
+        self.fragments = self.fragments.saturating_add(1);
+        if self.fragments > limits.max_fragments {
+            return Err(ProtocolError::TooManyFragments {
+                max: limits.max_fragments,
+            });
+        }
         let so_far = if self.compressed {
             self.wire_len
         } else {
             u64::try_from(self.data.len()).unwrap_or(u64::MAX)
         };
         let size = so_far.saturating_add(header.payload_len);
-        let max = max_message_size;
+        let max = limits.max_message_size;
         if size > u64::try_from(max).unwrap_or(u64::MAX) {
             return Err(ProtocolError::MessageTooLarge { size, max });
         }
@@ -191,6 +202,7 @@ impl MessageBuffer {
         self.utf8 = Utf8Validator::default();
         self.compressed = false;
         self.wire_len = 0;
+        self.fragments = 0;
         self.message_end = 0;
         let data = mem::take(&mut self.data);
         match text {
@@ -217,6 +229,10 @@ impl MessageBuffer {
 mod tests {
     use super::*;
 
+    fn limits(max_message_size: usize) -> Limits {
+        Limits::default().max_message_size(max_message_size)
+    }
+
     fn header(opcode: Opcode, fin: bool, len: u64) -> FrameHeader {
         FrameHeader {
             fin,
@@ -230,10 +246,10 @@ mod tests {
     #[test]
     fn reassembles_text() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Text, false, 3), 100, false)
+        m.begin_frame(&header(Opcode::Text, false, 3), &limits(100), false)
             .unwrap();
         m.append(b"Hel", None, 0, false).unwrap();
-        m.begin_frame(&header(Opcode::Continuation, true, 2), 100, false)
+        m.begin_frame(&header(Opcode::Continuation, true, 2), &limits(100), false)
             .unwrap();
         m.append(b"lo", None, 0, true).unwrap();
         assert_eq!(m.finish(), Ok(MsgEvent::Text("Hello".into())));
@@ -244,13 +260,13 @@ mod tests {
     fn fragmentation_rules() {
         let mut m = MessageBuffer::default();
         assert_eq!(
-            m.begin_frame(&header(Opcode::Continuation, true, 1), 100, false),
+            m.begin_frame(&header(Opcode::Continuation, true, 1), &limits(100), false),
             Err(ProtocolError::UnexpectedContinuation)
         );
-        m.begin_frame(&header(Opcode::Binary, false, 1), 100, false)
+        m.begin_frame(&header(Opcode::Binary, false, 1), &limits(100), false)
             .unwrap();
         assert_eq!(
-            m.begin_frame(&header(Opcode::Text, true, 1), 100, false),
+            m.begin_frame(&header(Opcode::Text, true, 1), &limits(100), false),
             Err(ProtocolError::ExpectedContinuation)
         );
     }
@@ -258,11 +274,11 @@ mod tests {
     #[test]
     fn message_limit_across_fragments() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Binary, false, 6), 10, false)
+        m.begin_frame(&header(Opcode::Binary, false, 6), &limits(10), false)
             .unwrap();
         m.append(&[0; 6], None, 0, false).unwrap();
         assert_eq!(
-            m.begin_frame(&header(Opcode::Continuation, true, 5), 10, false),
+            m.begin_frame(&header(Opcode::Continuation, true, 5), &limits(10), false),
             Err(ProtocolError::MessageTooLarge { size: 11, max: 10 })
         );
     }
@@ -271,7 +287,7 @@ mod tests {
     fn unmasks_in_place_from_an_offset() {
         let mut m = MessageBuffer::default();
         let key = [0x37, 0xfa, 0x21, 0x3d];
-        m.begin_frame(&header(Opcode::Text, true, 5), 100, false)
+        m.begin_frame(&header(Opcode::Text, true, 5), &limits(100), false)
             .unwrap();
         m.append(&[0x7f, 0x9f], Some(key), 0, false).unwrap();
         m.append(&[0x4d, 0x51, 0x58], Some(key), 2, true).unwrap();
@@ -281,7 +297,7 @@ mod tests {
     #[test]
     fn invalid_text_fails_before_the_end() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Text, true, 100), 1000, false)
+        m.begin_frame(&header(Opcode::Text, true, 100), &limits(1000), false)
             .unwrap();
         assert_eq!(
             m.append(&[b'a', 0xff], None, 0, false),
@@ -292,10 +308,10 @@ mod tests {
     #[test]
     fn truncated_text_fails_at_the_end() {
         let mut m = MessageBuffer::default();
-        m.begin_frame(&header(Opcode::Text, false, 2), 100, false)
+        m.begin_frame(&header(Opcode::Text, false, 2), &limits(100), false)
             .unwrap();
         m.append(&[b'a', 0xe2], None, 0, false).unwrap();
-        m.begin_frame(&header(Opcode::Continuation, true, 1), 100, false)
+        m.begin_frame(&header(Opcode::Continuation, true, 1), &limits(100), false)
             .unwrap();
         m.append(&[0x82], None, 0, true).unwrap();
         assert_eq!(m.finish(), Err(ProtocolError::InvalidUtf8));
