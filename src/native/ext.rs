@@ -231,17 +231,17 @@ impl WebSocketExt for WebSocket {
                 reason: reason.into(),
             });
         }
-        lock(&self.inner.0.config).request_headers =
-            (!headers.is_empty()).then(|| Box::new(headers));
+        lock(&self.inner.0.config).client().request_headers =
+            (!headers.is_empty()).then_some(headers);
         Ok(())
     }
 
     fn set_max_redirects(&self, hops: u8) {
-        lock(&self.inner.0.config).max_redirects = hops;
+        lock(&self.inner.0.config).client().max_redirects = hops;
     }
 
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {
-        lock(&self.inner.0.config).tls = Some(config);
+        lock(&self.inner.0.config).client().tls = Some(config);
     }
 
     fn response_headers(&self) -> Option<http::HeaderMap> {

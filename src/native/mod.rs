@@ -291,14 +291,28 @@ struct Config {
     handshake_timeout: std::time::Duration,
     /// A write that makes no progress for this long means the peer stopped reading.
     write_timeout: Option<std::time::Duration>,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     allowed_origins: Option<Vec<String>>,
     /// permessage-deflate options; `None` uses the role's default.
     deflate: Option<DeflateConfig>,
+    /// A client's settings: boxed, since most sockets are a server's.
+    client: Option<Box<ClientConfig>>,
+}
+
+impl Config {
+    /// The client settings, made on first use.
+    fn client(&mut self) -> &mut ClientConfig {
+        self.client.get_or_insert_with(Box::default)
+    }
+}
+
+/// What only a client uses, fixed before `open`.
+#[derive(Default)]
+struct ClientConfig {
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// The subprotocols `open` offered, offered again on reconnect.
     protocols: Vec<String>,
-    /// Headers added to every opening handshake (boxed: most sockets have none).
-    request_headers: Option<Box<http::HeaderMap>>,
+    /// Headers added to every opening handshake.
+    request_headers: Option<http::HeaderMap>,
     /// How many redirects `open` follows (none by default).
     max_redirects: u8,
 }
@@ -445,12 +459,9 @@ impl Socket {
                 limits: Limits::default(),
                 handshake_timeout: HANDSHAKE_TIMEOUT,
                 write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
-                tls: None,
                 allowed_origins: None,
                 deflate: None,
-                protocols: Vec::new(),
-                request_headers: None,
-                max_redirects: 0,
+                client: None,
             }),
             session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
             proto: Mutex::new(None),
@@ -564,7 +575,8 @@ impl Socket {
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
         self.check_unconnected()?;
-        lock(&self.0.config).protocols = protocols.iter().map(|p| (*p).to_string()).collect();
+        lock(&self.0.config).client().protocols =
+            protocols.iter().map(|p| (*p).to_string()).collect();
         lock(&self.0.session).open_started(now());
         // Boxed, as every one-time handshake step: the connection's task keeps the size of
         // its largest future for its whole life, and the handshake's is the largest.
@@ -779,7 +791,7 @@ impl Socket {
                         lock(&self.0.session).attempt_failed(now(), e);
                         continue;
                     };
-                    let protocols = lock(&self.0.config).protocols.clone();
+                    let protocols = lock(&self.0.config).client().protocols.clone();
                     let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
                     match self.connect_within(&url, &protocols).await {
                         Some(Ok(connected)) => return Some(self.reattach(connected)),
@@ -815,14 +827,16 @@ impl Socket {
         protocols: &[&str],
     ) -> Option<Result<connect::Connected>> {
         let options = {
-            let config = lock(&self.0.config);
+            let mut config = lock(&self.0.config);
+            let deflate = config
+                .deflate
+                .unwrap_or_else(|| default_deflate(Role::Client));
+            let client = config.client();
             connect::Options {
-                tls: config.tls.clone(),
-                deflate: config
-                    .deflate
-                    .unwrap_or_else(|| default_deflate(Role::Client)),
-                headers: config.request_headers.clone(),
-                max_redirects: config.max_redirects,
+                tls: client.tls.clone(),
+                deflate,
+                headers: client.request_headers.clone().map(Box::new),
+                max_redirects: client.max_redirects,
             }
         };
         let mut connecting = std::pin::pin!(connect::connect(url, protocols, options));
