@@ -10,7 +10,8 @@
 #   ./build.sh conformance [full|ci|quick]  the Autobahn testsuite, both roles (default
 #                           full; `test` runs ci)
 #   ./build.sh fuzz [SECS]  each cargo-fuzz target for SECS seconds (default 60)
-#   ./build.sh soak [SECS] [CONNS]  the soak test (default 60 s, 10,000 connections)
+#   ./build.sh soak [SECS] [CONNS] [BOMBS]  the soak test (default 60 s, 10,000 connections,
+#                           1,000 deflate bombs)
 #   ./build.sh bench [--quick]  unisock vs tokio-tungstenite, fastwebsockets, tokio-websockets,
 #                           yawc: writes BENCHMARKS.md + target/bench/results.json (~15 min);
 #                           --quick: one tiny iteration of every row (what `test` runs)
@@ -253,8 +254,13 @@ fuzz() {
 # and in order, every abuse refused or failed with its close code and the server still
 # answering (chaos), RSS flat while loaded (<= 20% growth from a quarter of the run to its
 # end), and no socket left in the registry afterwards.
+# The rss_kb=N figure of a `soak stats` line.
+rss_kb_of() {
+  echo "$1" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p'
+}
+
 soak() {
-  local secs=${1:-60} conns=${2:-10000} out=target/soak_server.out url pass=0 fail=0
+  local secs=${1:-60} conns=${2:-10000} bombs=${3:-1000} out=target/soak_server.out url pass=0 fail=0
   cargo build --release --example soak
   ulimit -n "$(ulimit -Hn)"
   mkdir -p target
@@ -266,30 +272,48 @@ soak() {
     [ -n "$url" ] && break
     sleep 0.1
   done
-  log "soak: $conns connections for ${secs}s against $url"
+  local before
+  before=$(target/release/examples/soak stats "$url")
+  log "soak: $conns connections and $bombs deflate bombs for ${secs}s against $url"
   target/release/examples/soak load "$url" "$conns" "$secs" >target/soak_load.out 2>&1 &
   local load_pid=$!
   target/release/examples/soak chaos "$url" "$secs" >target/soak_chaos.out 2>&1 &
   local chaos_pid=$!
+  target/release/examples/soak bomb "$url" "$bombs" "$secs" >target/soak_bomb.out 2>&1 &
+  local bomb_pid=$!
   sleep $((secs / 4 + 1))
   local early late
   early=$(target/release/examples/soak stats "$url")
   sleep $((secs - secs / 4 - 2))
   late=$(target/release/examples/soak stats "$url")
-  local load_ok=0 chaos_ok=0
+  local load_ok=0 chaos_ok=0 bomb_ok=0
   wait "$load_pid" || load_ok=$?
   wait "$chaos_pid" || chaos_ok=$?
-  cat target/soak_load.out target/soak_chaos.out
-  echo "stats at 1/4: $early; near the end: $late"
+  wait "$bomb_pid" || bomb_ok=$?
+  cat target/soak_load.out target/soak_chaos.out target/soak_bomb.out
+  echo "stats before: $before; at 1/4: $early; near the end: $late"
   if [ "$load_ok" = 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: messages lost or reordered"; fi
   if [ "$chaos_ok" = 0 ]; then
     pass=$((pass + 1))
   else
     fail=$((fail + 1)); echo "FAIL: a hostile connection got through, or the server stopped answering"
   fi
-  local rss1 rss2
-  rss1=$(echo "$early" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
-  rss2=$(echo "$late" | sed -n 's/.*rss_kb=\([0-9]*\).*/\1/p')
+  if [ "$bomb_ok" = 0 ]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); echo "FAIL: a deflate bomb got an answer other than holding, 1009 or 1013"
+  fi
+  # The bombs may take the registry's memory budget (256 MiB) and no more: the server's
+  # growth over the whole run, with the load's connections, stays under 512 MiB.
+  local rss0 rss1 rss2
+  rss0=$(rss_kb_of "$before")
+  rss1=$(rss_kb_of "$early")
+  rss2=$(rss_kb_of "$late")
+  if [ -n "$rss0" ] && [ -n "$rss2" ] && [ "$rss2" -le $((rss0 + 512 * 1024)) ]; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); echo "FAIL: RSS grew by more than 512 MiB: from ${rss0:-?} kB to ${rss2:-?} kB"
+  fi
   if [ -n "$rss1" ] && [ -n "$rss2" ] && [ "$rss2" -le $((rss1 * 120 / 100)) ]; then
     pass=$((pass + 1))
   else
@@ -379,7 +403,7 @@ case "${1:-}" in
   demo) demo ;;
   conformance) conformance "${2:-full}" ;;
   fuzz) fuzz "${2:-60}" ;;
-  soak) soak "${2:-60}" "${3:-10000}" ;;
+  soak) soak "${2:-60}" "${3:-10000}" "${4:-1000}" ;;
   bench) bench "${2:-}" ;;
-  *) echo "usage: $0 setup|build|test|demo|conformance [full|ci|quick]|fuzz [SECS]|soak [SECS] [CONNS]|bench [--quick]"; exit 2 ;;
+  *) echo "usage: $0 setup|build|test|demo|conformance [full|ci|quick]|fuzz [SECS]|soak [SECS] [CONNS] [BOMBS]|bench [--quick]"; exit 2 ;;
 esac

@@ -9,6 +9,10 @@
 //!   frames and garbage heads, and vanishes mid-frame; checks that each is refused or
 //!   failed with the right close code, that the server keeps answering, and that it still
 //!   echoes at the end; exits 1 otherwise.
+//! - `soak bomb URL CONNECTIONS SECONDS`: opens connections that negotiate
+//!   permessage-deflate and each send all but the end of one compressed message that
+//!   inflates to 60 MiB, then hold it; each must be held or closed with 1013 (the server's
+//!   memory budget) or 1009; exits 1 on any other answer. Its cost shows in `/stats`.
 //! - `soak stats URL`: prints the server's `/stats` line.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +30,7 @@ async fn main() {
         "server" => server(&arg(1)).await,
         "load" => load(&arg(1), arg(2).parse().unwrap_or(100), secs(&arg(3))).await,
         "chaos" => chaos(&arg(1), secs(&arg(2))).await,
+        "bomb" => bomb(&arg(1), arg(2).parse().unwrap_or(1000), secs(&arg(3))).await,
         "stats" => match stats(&arg(1)).await {
             Some(line) => {
                 println!("{line}");
@@ -34,7 +39,7 @@ async fn main() {
             None => 1,
         },
         _ => {
-            eprintln!("usage: soak server ADDR | load URL CONNS SECS | chaos URL SECS | stats URL");
+            eprintln!("usage: soak server ADDR | load URL CONNS SECS | chaos URL SECS | bomb URL CONNS SECS | stats URL");
             2
         }
     };
@@ -344,6 +349,119 @@ async fn chaos(url: &str, duration: Duration) -> i32 {
         println!("chaos: FAIL {n}x {why}");
     }
     i32::from(through != 0)
+}
+
+/// How much each bomb's message inflates to: under the default message limit (64 MiB),
+/// so only the server's memory budget stops it.
+const BOMB_INFLATED: usize = 60 << 20;
+
+/// Runs `conns` deflate bombs (see the module docs) until `duration` has passed.
+async fn bomb(url: &str, conns: usize, duration: Duration) -> i32 {
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches('/')
+        .to_string();
+    let deadline = Instant::now() + duration;
+    // Raw deflate of the zeros, sync-flushed, masked once for every connection's frame.
+    let mut deflate = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut compressed = Vec::with_capacity(BOMB_INFLATED / 500);
+    if deflate
+        .compress_vec(
+            &vec![0u8; BOMB_INFLATED],
+            &mut compressed,
+            flate2::FlushCompress::Sync,
+        )
+        .is_err()
+    {
+        return 1;
+    }
+    let frame = std::sync::Arc::new(masked_frame(0x2, true, &compressed));
+    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
+        String,
+        u64,
+    >::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..conns {
+        let (addr, frame, outcomes) = (addr.clone(), frame.clone(), outcomes.clone());
+        tasks.spawn(async move {
+            let outcome = one_bomb(&addr, &frame, deadline).await;
+            *outcomes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(outcome)
+                .or_default() += 1;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let outcomes = outcomes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let bad: u64 = outcomes
+        .iter()
+        .filter(|(what, _)| what.starts_with("FAIL"))
+        .map(|(_, n)| n)
+        .sum();
+    let summary: Vec<String> = outcomes
+        .iter()
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+    println!("bomb: {conns} connections: {}", summary.join(", "));
+    i32::from(bad != 0)
+}
+
+/// One bomb: what became of it ("held", "closed 1013", "unreachable", or a "FAIL ...").
+async fn one_bomb(addr: &str, frame: &[u8], deadline: Instant) -> String {
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
+        return "unreachable".into();
+    };
+    let head = format!(
+        "GET /bomb HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    );
+    let mut buf = Vec::new();
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return "unreachable".into();
+    }
+    match read_status(&mut tcp, &mut buf).await {
+        Some(101) => {}
+        Some(503) => return "refused 503".into(),
+        other => return format!("FAIL answered {other:?}"),
+    }
+    if tcp.write_all(frame).await.is_err() {
+        return "closed while sending".into();
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    match tokio::time::timeout(left, read_frame(&mut tcp, &mut buf)).await {
+        Err(_) => "held".into(),
+        Ok(Some((0x8, payload))) => {
+            match payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]])) {
+                Some(code @ (1009 | 1013)) => format!("closed {code}"),
+                other => format!("FAIL closed with {other:?}"),
+            }
+        }
+        Ok(Some((op, _))) => format!("FAIL sent a frame of opcode {op}"),
+        Ok(None) => "FAIL dropped without a close frame".into(),
+    }
+}
+
+/// A masked client frame with `opcode`; `compressed` sets RSV1, and FIN is left unset (the
+/// message is never finished).
+fn masked_frame(opcode: u8, compressed: bool, payload: &[u8]) -> Vec<u8> {
+    let key = [1u8, 2, 3, 4];
+    let mut out = vec![if compressed { 0x40 } else { 0 } | opcode];
+    match payload.len() {
+        n if n < 126 => out.push(0x80 | n as u8),
+        n if n <= 0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&key);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    out
 }
 
 enum Outcome {

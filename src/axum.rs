@@ -135,6 +135,9 @@ impl WebSocketUpgrade {
             }
         }
         ws.set_read_timeout(sockets.read_timeout());
+        if let Some(budget) = sockets.memory_budget() {
+            ws.set_memory_budget(Some(budget));
+        }
         let sockets = sockets.clone();
         let request = self.request;
         let protocol = protocol.map(str::to_string);

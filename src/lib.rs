@@ -94,6 +94,7 @@ cfg_if::cfg_if! {
     }
 }
 
+mod budget;
 mod config;
 mod error;
 mod event;
@@ -105,6 +106,7 @@ mod session;
 mod socket;
 
 pub use backend::Transport;
+pub use budget::MemoryBudget;
 pub use config::{DeflateConfig, KeepAlive, Limits};
 pub use error::{Error, Result};
 pub use event::{CloseEvent, MsgEvent, ReadyState};

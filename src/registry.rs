@@ -24,6 +24,11 @@ const PUBLISH_QUEUE_BYTES: usize = 64 << 20;
 /// How many queued envelopes the publisher hands the backplane at once.
 const PUBLISH_BATCH: usize = 256;
 
+/// What a registry's sockets may hold together in incoming messages by default: 256 MiB,
+/// four messages of the largest size a socket accepts by default, so a few big messages
+/// pass while peers that open many (compressed, or sent slowly) cannot exhaust memory.
+const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
+
 /// How long [`WebSockets::shutdown`] waits for the closing handshakes.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -33,6 +38,8 @@ struct Inner {
     deflate: Mutex<Option<DeflateConfig>>,
     on_upgrade: Mutex<Option<UpgradeHook>>,
     max_connections: Mutex<Option<usize>>,
+    /// Shared by the sockets upgraded from now on (see `set_memory_budget`).
+    memory_budget: Mutex<Option<crate::MemoryBudget>>,
     /// Connections `serve` accepted whose sockets are not registered yet (see `Admission`).
     upgrading: AtomicUsize,
     emptied: Notify,
@@ -180,6 +187,7 @@ impl Inner {
             deflate: Mutex::new(None),
             on_upgrade: Mutex::new(None),
             max_connections: Mutex::new(None),
+            memory_budget: Mutex::new(Some(crate::MemoryBudget::new(DEFAULT_MEMORY_BUDGET))),
             upgrading: AtomicUsize::new(0),
             emptied: Notify::new(),
             plane,
@@ -402,6 +410,30 @@ impl WebSockets {
     /// ```
     pub fn read_timeout(&self) -> Option<Duration> {
         *lock(&self.0.read_timeout)
+    }
+
+    /// The memory budget the registry's sockets share for incoming messages (see
+    /// [`crate::MemoryBudget`]): by default 256 MiB. A socket whose message would go past
+    /// it is closed with 1013 ("try again later"); the others are served on.
+    ///
+    /// ```
+    /// let sockets = unisock::WebSockets::new();
+    /// assert_eq!(sockets.memory_budget().map(|b| b.limit()), Some(256 << 20));
+    /// ```
+    pub fn memory_budget(&self) -> Option<crate::MemoryBudget> {
+        lock(&self.0.memory_budget).clone()
+    }
+
+    /// Sets the memory budget for sockets upgraded from now on (`None`: no shared bound;
+    /// each socket is still bounded by its message size limit).
+    ///
+    /// ```
+    /// let sockets = unisock::WebSockets::new();
+    /// sockets.set_memory_budget(Some(unisock::MemoryBudget::new(64 << 20)));
+    /// assert_eq!(sockets.memory_budget().unwrap().limit(), 64 << 20);
+    /// ```
+    pub fn set_memory_budget(&self, budget: Option<crate::MemoryBudget>) {
+        *lock(&self.0.memory_budget) = budget;
     }
 
     /// Sets the read timeout for sockets upgraded from now on; `None` waits forever
@@ -808,6 +840,9 @@ impl WebSockets {
             pending
                 .websocket()
                 .set_read_timeout(registry.read_timeout());
+            if let Some(budget) = registry.memory_budget() {
+                pending.websocket().set_memory_budget(Some(budget));
+            }
             if let (None, Some(config)) = (
                 pending.websocket().inner.deflate_config(),
                 registry.deflate(),

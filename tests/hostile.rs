@@ -384,3 +384,85 @@ async fn a_handshake_that_never_finishes_is_answered_408_and_dropped() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     still_serving(addr).await;
 }
+
+/// A raw client of the registry at `url` that negotiated permessage-deflate and sent all
+/// of one compressed message of `inflated` zero bytes but its final frame, and holds it.
+async fn deflate_attacker(addr: SocketAddr, inflated: usize) -> tokio::net::TcpStream {
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        assert_eq!(with_timeout(tcp.read(&mut b)).await.unwrap(), 1);
+        response.push(b[0]);
+    }
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.contains("permessage-deflate"), "{response}");
+    // Raw deflate of the zeros, sync-flushed: the server inflates all of it at once.
+    let mut deflate = flate2::Compress::new(flate2::Compression::best(), false);
+    let mut compressed = Vec::with_capacity(inflated / 500 + 1024);
+    deflate
+        .compress_vec(
+            &vec![0u8; inflated],
+            &mut compressed,
+            flate2::FlushCompress::Sync,
+        )
+        .unwrap();
+    // A first frame (RSV1: compressed, FIN unset) that the final frame would complete.
+    let mut frame = client_frame(0x2, &compressed);
+    frame[0] = 0x40 | 0x2;
+    tcp.write_all(&frame).await.unwrap();
+    tcp
+}
+
+/// Peers that each leave a compressed message unfinished hold the registry's memory
+/// budget: the one that would exceed it is closed with 1013 (try again later) instead of
+/// inflating on, and other clients are still served. Before, each held its inflated
+/// message, up to the 64 MiB message limit, for as long as it liked.
+#[tokio::test]
+async fn unfinished_compressed_messages_over_the_memory_budget_are_closed_with_1013() {
+    let sockets = unisock::WebSockets::new();
+    let budget = unisock::MemoryBudget::new(8 << 20);
+    sockets.set_memory_budget(Some(budget.clone()));
+    let url = common::serve_registry(&sockets).await;
+    let addr: SocketAddr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .unwrap();
+    // Two fit (3 MiB each), the third does not.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(deflate_attacker(addr, 3 << 20).await);
+    }
+    common::until_len(&sockets, 2).await;
+    with_timeout(async {
+        while budget.used() < 6 << 20 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    let mut third = deflate_attacker(addr, 3 << 20).await;
+    assert_eq!(close_code(&mut third).await, 1013);
+    assert!(budget.used() <= budget.limit());
+    common::until_len(&sockets, 2).await;
+    // Others are served, through the same registry.
+    let (_ws, mut events) = open_client(&url).await;
+    common::until_len(&sockets, 3).await;
+    sockets.broadcast_text("still there?", None);
+    assert_eq!(
+        with_timeout(events.messages.recv()).await,
+        Some(MsgEvent::Text("still there?".into()))
+    );
+    // The attackers gone, their share comes back.
+    drop(held);
+    with_timeout(async {
+        while budget.used() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}

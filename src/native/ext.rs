@@ -44,6 +44,21 @@ pub trait WebSocketExt {
     /// ```
     fn set_deflate(&self, config: DeflateConfig);
 
+    /// Draws this socket's incoming messages (their payloads as they grow, inflated
+    /// output included) from `budget`, shared with other sockets; a message it cannot
+    /// cover closes the connection with 1013 ("try again later"). A registry's sockets get
+    /// the registry's (`WebSockets::set_memory_budget`). Takes effect at the next
+    /// `open`/`upgrade`.
+    ///
+    /// ```
+    /// use unisock::{MemoryBudget, WebSocket, WebSocketExt};
+    /// let budget = MemoryBudget::new(128 << 20);
+    /// for ws in [WebSocket::new(), WebSocket::new()] {
+    ///     ws.set_memory_budget(Some(budget.clone()));
+    /// }
+    /// ```
+    fn set_memory_budget(&self, budget: Option<crate::MemoryBudget>);
+
     /// Caps the payload bytes waiting in the send queue (default 64 MiB); a send beyond it
     /// fails with [`crate::Error::Capacity`] instead of growing memory.
     fn set_send_queue_cap(&self, bytes: usize);
@@ -234,6 +249,10 @@ impl WebSocketExt for WebSocket {
         lock(&self.inner.0.config).client().request_headers =
             (!headers.is_empty()).then_some(headers);
         Ok(())
+    }
+
+    fn set_memory_budget(&self, budget: Option<crate::MemoryBudget>) {
+        lock(&self.inner.0.config).memory_budget = budget;
     }
 
     fn set_max_redirects(&self, hops: u8) {

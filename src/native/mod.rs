@@ -296,6 +296,8 @@ struct Config {
     deflate: Option<DeflateConfig>,
     /// A client's settings: boxed, since most sockets are a server's.
     client: Option<Box<ClientConfig>>,
+    /// Shared with other sockets for incoming messages.
+    memory_budget: Option<crate::MemoryBudget>,
 }
 
 impl Config {
@@ -462,6 +464,7 @@ impl Socket {
                 allowed_origins: None,
                 deflate: None,
                 client: None,
+                memory_budget: None,
             }),
             session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
             proto: Mutex::new(None),
@@ -676,8 +679,7 @@ impl Socket {
         protocol: Option<String>,
         deflate: Option<Negotiated>,
     ) -> driving::Driver {
-        let limits = lock(&self.0.config).limits;
-        let mut conn = Connection::new(role, limits);
+        let mut conn = self.new_connection(role);
         if role == Role::Client {
             conn.set_mask_source(Box::new(rng::mask_key));
         }
@@ -867,10 +869,17 @@ impl Socket {
         }
     }
 
+    /// A protocol core with the socket's limits and memory budget.
+    fn new_connection(&self, role: Role) -> Connection {
+        let config = lock(&self.0.config);
+        let mut conn = Connection::new(role, config.limits);
+        conn.set_memory_budget(config.memory_budget.clone());
+        conn
+    }
+
     /// Installs a reconnected stream: a new protocol state that first sends what waited.
     fn reattach(&self, connected: connect::Connected) -> Reader {
-        let limits = lock(&self.0.config).limits;
-        let mut conn = Connection::new(Role::Client, limits);
+        let mut conn = self.new_connection(Role::Client);
         conn.set_mask_source(Box::new(rng::mask_key));
         // What the new connection negotiated (the server may answer differently now).
         lock(&self.0.link).extensions = match &connected.deflate {

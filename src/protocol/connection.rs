@@ -272,6 +272,21 @@ impl Connection {
         }
     }
 
+    /// Draws the memory of incoming messages from `budget`, shared with other
+    /// connections: the payload of the message being received (as it grows, inflated
+    /// output included) and finished messages not yet taken with
+    /// [`Connection::next_event`]. A message the budget cannot cover fails the connection
+    /// with [`ProtocolError::MemoryBudgetExhausted`] (close code 1013).
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// conn.set_memory_budget(Some(unisock::MemoryBudget::new(64 << 20)));
+    /// ```
+    pub fn set_memory_budget(&mut self, budget: Option<crate::MemoryBudget>) {
+        self.message.set_budget(budget);
+    }
+
     /// Turns on permessage-deflate (RFC 7692) as negotiated in the opening handshake: from
     /// now on RSV1 marks compressed messages, and messages of at least
     /// [`DeflateConfig::min_size`] bytes are sent compressed. Returns whether compression
@@ -402,7 +417,7 @@ impl Connection {
         {
             return None;
         }
-        let buf = self.message.lend_data(min.max(1));
+        let buf = self.message.lend_data(min.max(1))?;
         Some(DirectRead {
             start: buf.len(),
             want: want.min(buf.capacity() - buf.len()),
@@ -455,6 +470,9 @@ impl Connection {
     /// before (Autobahn's strict "fail fast" cases), and no answer is lost behind the close.
     pub fn next_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
+        if self.events.is_empty() {
+            self.message.events_taken();
+        }
         match &event {
             Event::Close { code, reason } => self.apply_close(*code, reason),
             Event::Error(err) => self.apply_fail(err),
@@ -1026,13 +1044,17 @@ impl Connection {
         let max = self.limits.max_message_size;
         let message = &mut self.message;
         let Some(key) = mask else {
-            return message.append_inflated(|out| codec.decompress(chunk, out, max), false);
+            return message
+                .append_inflated(|out, cover| codec.decompress(chunk, out, max, cover), false);
         };
         UNMASK_SCRATCH.with_borrow_mut(|scratch| {
             scratch.clear();
             scratch.extend_from_slice(chunk);
             apply_mask(scratch, key, offset);
-            message.append_inflated(|out| codec.decompress(scratch, out, max), false)
+            message.append_inflated(
+                |out, cover| codec.decompress(scratch, out, max, cover),
+                false,
+            )
         })
     }
 
@@ -1042,7 +1064,7 @@ impl Connection {
             Some(codec) if self.message.is_compressed() => {
                 let max = self.limits.max_message_size;
                 self.message
-                    .append_inflated(|out| codec.finish_message(out, max), true)
+                    .append_inflated(|out, cover| codec.finish_message(out, max, cover), true)
             }
             _ => Ok(()),
         }

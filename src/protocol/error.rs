@@ -88,6 +88,13 @@ pub enum ProtocolError {
         /// The configured limit.
         max: usize,
     },
+    /// The message would take more memory than the budget its server shares among its
+    /// connections has left (`MemoryBudget`): close code 1013, try again later.
+    #[error("the server's memory budget of {limit} bytes for incoming messages is used up")]
+    MemoryBudgetExhausted {
+        /// The budget's limit.
+        limit: usize,
+    },
     /// A compressed message (permessage-deflate) did not inflate: corrupt deflate data.
     #[error("invalid compressed data in a permessage-deflate message (RFC 7692 §7.2.2)")]
     InvalidCompressedData,
@@ -113,6 +120,7 @@ impl ProtocolError {
             Self::FrameTooLarge { .. }
             | Self::MessageTooLarge { .. }
             | Self::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
+            Self::MemoryBudgetExhausted { .. } => CloseCode::TRY_AGAIN_LATER,
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -129,6 +137,8 @@ mod tests {
         assert_eq!(e.close_code().as_u16(), 1009);
         let e = ProtocolError::TooManyFragments { max: 5 };
         assert_eq!(e.close_code().as_u16(), 1009);
+        let e = ProtocolError::MemoryBudgetExhausted { limit: 5 };
+        assert_eq!(e.close_code().as_u16(), 1013);
         for e in [
             ProtocolError::ReservedBitsSet,
             ProtocolError::UnknownOpcode(3),

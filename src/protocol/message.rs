@@ -7,6 +7,7 @@ use super::error::ProtocolError;
 use super::frame::{FrameHeader, Opcode};
 use super::mask::{apply_mask, extend_masked};
 use super::utf8::Utf8Validator;
+use crate::budget::{Grant, MemoryBudget};
 use crate::{Limits, MsgEvent};
 
 /// The message being received: its type, the payload so far (already unmasked) and the
@@ -26,6 +27,9 @@ pub(crate) struct MessageBuffer {
     /// The length of the whole payload once the message's last frame (FIN set) has begun
     /// (uncompressed messages); 0 before (a plain `usize`: the socket state is kept small).
     message_end: usize,
+    /// What the payload (and the finished messages not yet taken) hold of the memory
+    /// budget, if there is one.
+    grant: Grant,
 }
 
 /// The most room reserved ahead of the bytes received: a frame's header announces its
@@ -87,7 +91,7 @@ impl MessageBuffer {
             } else {
                 0
             };
-            self.make_room(additional.min(RESERVE_AHEAD));
+            self.make_room(additional.min(RESERVE_AHEAD))?;
         }
         self.text = Some(text);
         Ok(())
@@ -103,11 +107,15 @@ impl MessageBuffer {
     /// inflated before an error.
     pub(crate) fn append_inflated(
         &mut self,
-        inflate: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtocolError>,
+        inflate: impl FnOnce(
+            &mut Vec<u8>,
+            &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
+        ) -> Result<(), ProtocolError>,
         completes_message: bool,
     ) -> Result<(), ProtocolError> {
         let start = self.data.len();
-        let inflated = inflate(&mut self.data);
+        let grant = &mut self.grant;
+        let inflated = inflate(&mut self.data, &mut |capacity| grant.cover(capacity));
         // What was inflated before an error is validated too, so the error reported does
         // not depend on how the input was split (invalid text before corrupt data is 1007
         // however the frames arrived).
@@ -131,7 +139,7 @@ impl MessageBuffer {
         completes_message: bool,
     ) -> Result<(), ProtocolError> {
         let start = self.data.len();
-        self.make_room(chunk.len());
+        self.make_room(chunk.len())?;
         match mask {
             Some(key) => extend_masked(&mut self.data, chunk, key, offset),
             None => self.data.extend_from_slice(chunk),
@@ -170,25 +178,33 @@ impl MessageBuffer {
     /// copied about once more on average, and a peer makes a connection hold no more than
     /// it sent (or `needed` more). On the message's last frame the room stops at the
     /// message's end, so a message sent in one frame ends up exactly its size.
-    fn make_room(&mut self, needed: usize) {
+    ///
+    /// # Errors
+    /// [`ProtocolError::MemoryBudgetExhausted`] when the memory budget cannot cover it.
+    fn make_room(&mut self, needed: usize) -> Result<(), ProtocolError> {
         let len = self.data.len();
         if self.data.capacity() - len >= needed {
-            return;
+            return Ok(());
         }
         let mut grow = len.max(needed);
         if self.message_end != 0 {
             grow = grow.min(self.message_end.saturating_sub(len)).max(needed);
         }
+        self.grant.cover(len.saturating_add(grow))?;
         self.data.reserve_exact(grow);
+        Ok(())
     }
 
     /// Lends out the payload so far, for a read straight onto its end, with room for at
     /// least `min` bytes (at most what the frame still has to come, and [`RESERVE_AHEAD`]),
     /// grown as [`MessageBuffer::make_room`] does; [`MessageBuffer::restore_data`] gives
     /// it back.
-    pub(crate) fn lend_data(&mut self, min: usize) -> Vec<u8> {
-        self.make_room(min.min(RESERVE_AHEAD));
-        mem::take(&mut self.data)
+    ///
+    /// `None` when the memory budget cannot cover the room: the bytes then come through
+    /// [`MessageBuffer::append`], which reports it.
+    pub(crate) fn lend_data(&mut self, min: usize) -> Option<Vec<u8>> {
+        self.make_room(min.min(RESERVE_AHEAD)).ok()?;
+        Some(mem::take(&mut self.data))
     }
 
     /// Takes back the payload lent out by [`MessageBuffer::lend_data`].
@@ -205,6 +221,8 @@ impl MessageBuffer {
         self.fragments = 0;
         self.message_end = 0;
         let data = mem::take(&mut self.data);
+        // Still covered until the event loop takes it (`events_taken`).
+        self.grant.hand_over(data.capacity());
         match text {
             Some(true) => String::from_utf8(data)
                 .map(MsgEvent::Text)
@@ -219,9 +237,21 @@ impl MessageBuffer {
         self.data.capacity()
     }
 
-    /// Drops any message in progress and frees its memory.
+    /// Drops any message in progress and frees its memory (and its part of the budget).
     pub(crate) fn clear(&mut self) {
+        let budget = self.grant.take_budget();
         *self = Self::default();
+        self.grant.set_budget(budget);
+    }
+
+    /// Draws the memory of messages (and of finished messages not yet taken) from `budget`.
+    pub(crate) fn set_budget(&mut self, budget: Option<MemoryBudget>) {
+        self.grant.set_budget(budget);
+    }
+
+    /// Every finished message was taken: the budget keeps only what the payload holds.
+    pub(crate) fn events_taken(&mut self) {
+        self.grant.events_taken(self.data.capacity());
     }
 }
 

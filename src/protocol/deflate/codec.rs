@@ -212,6 +212,7 @@ impl Codec {
         mut input: &[u8],
         out: &mut Vec<u8>,
         max: usize,
+        cover: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         if self.stream_ended {
             return if input.is_empty() {
@@ -249,6 +250,13 @@ impl Codec {
                     usize::try_from(decompress.total_in() - in_before).unwrap_or(usize::MAX);
                 let produced =
                     usize::try_from(decompress.total_out() - out_before).unwrap_or(usize::MAX);
+                let needed = out.len() + produced;
+                if needed > out.capacity() {
+                    // The memory budget covers the room before it is taken.
+                    let grown = needed.max(out.capacity().saturating_mul(2));
+                    cover(grown)?;
+                    out.reserve_exact(grown - out.len());
+                }
                 out.extend_from_slice(scratch.get(..produced).unwrap_or_default());
                 let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
                 input = input.get(consumed..).unwrap_or_default();
@@ -292,11 +300,12 @@ impl Codec {
         &mut self,
         out: &mut Vec<u8>,
         max: usize,
+        cover: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         let result = if std::mem::take(&mut self.stream_ended) {
             Ok(())
         } else {
-            self.decompress(&TAIL, out, max)
+            self.decompress(&TAIL, out, max, cover)
         };
         if self.reset_decompress {
             if let Some(d) = self.decompress.take() {
@@ -326,9 +335,12 @@ mod tests {
         let mut out = Vec::new();
         // Any split of the compressed payload (fragments, reads) inflates the same.
         let (a, b) = wire.split_at(wire.len() / 3);
-        to.decompress(a, &mut out, usize::MAX).unwrap();
-        to.decompress(b, &mut out, usize::MAX).unwrap();
-        to.finish_message(&mut out, usize::MAX).unwrap();
+        to.decompress(a, &mut out, usize::MAX, &mut |_| Ok(()))
+            .unwrap();
+        to.decompress(b, &mut out, usize::MAX, &mut |_| Ok(()))
+            .unwrap();
+        to.finish_message(&mut out, usize::MAX, &mut |_| Ok(()))
+            .unwrap();
         out
     }
 
@@ -338,14 +350,22 @@ mod tests {
         let wire = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
         let (_, mut server) = pair(DeflateParams::default(), DeflateConfig::default());
         let mut out = Vec::new();
-        server.decompress(&wire, &mut out, 100).unwrap();
-        server.finish_message(&mut out, 100).unwrap();
+        server
+            .decompress(&wire, &mut out, 100, &mut |_| Ok(()))
+            .unwrap();
+        server
+            .finish_message(&mut out, 100, &mut |_| Ok(()))
+            .unwrap();
         assert_eq!(out, b"Hello");
         // §7.2.3.2: with context takeover, the second "Hello" refers back to the first.
         server
-            .decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], &mut out, 100)
+            .decompress(&[0xf2, 0x00, 0x11, 0x00, 0x00], &mut out, 100, &mut |_| {
+                Ok(())
+            })
             .unwrap();
-        server.finish_message(&mut out, 100).unwrap();
+        server
+            .finish_message(&mut out, 100, &mut |_| Ok(()))
+            .unwrap();
         assert_eq!(out, b"HelloHello");
         // What we send for "Hello" decodes the same and ends without the tail.
         let (mut client, _) = pair(
@@ -439,7 +459,9 @@ mod tests {
         let wire = c.compress(&vec![0u8; 1 << 20]).unwrap();
         assert!(wire.len() < 2048, "{}", wire.len());
         let mut out = Vec::new();
-        let err = s.decompress(&wire, &mut out, 1000).unwrap_err();
+        let err = s
+            .decompress(&wire, &mut out, 1000, &mut |_| Ok(()))
+            .unwrap_err();
         assert_eq!(
             err,
             ProtocolError::MessageTooLarge {
@@ -456,7 +478,7 @@ mod tests {
         let mut out = Vec::new();
         // BTYPE 11 is reserved.
         assert_eq!(
-            s.decompress(&[0xff, 0xff, 0xff], &mut out, 1000),
+            s.decompress(&[0xff, 0xff, 0xff], &mut out, 1000, &mut |_| Ok(())),
             Err(ProtocolError::InvalidCompressedData)
         );
     }

@@ -24,6 +24,7 @@ impl Codec {
         _: &[u8],
         _: &mut Vec<u8>,
         _: usize,
+        _: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         match *self {}
     }
@@ -32,6 +33,7 @@ impl Codec {
         &mut self,
         _: &mut Vec<u8>,
         _: usize,
+        _: &mut dyn FnMut(usize) -> Result<(), ProtocolError>,
     ) -> Result<(), ProtocolError> {
         match *self {}
     }
