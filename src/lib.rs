@@ -57,7 +57,8 @@
 //!   feature, `unisock::axum::WebSocketUpgrade`; with the `redis` feature, one registry
 //!   across many processes over Redis pub/sub (`backplane`).
 //! - Protocol: RFC 6455 complete for both roles (checked with the Autobahn testsuite); the
-//!   sans-io core is public as [`protocol`].
+//!   sans-io core is public as [`protocol`] (in the browser without the handshake's HTTP
+//!   exchange, which the browser does).
 //!
 //! ## Targets
 //! - native (any non-wasm target): Tokio, client and server.

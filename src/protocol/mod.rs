@@ -1,6 +1,12 @@
 //! The sans-io RFC 6455 core: bytes in, events and bytes out. No sockets, no async, no
 //! `web_sys`; built and unit-tested on both targets, and the target of the fuzzers.
 //!
+//! In the browser the framing ([`Connection`], [`FrameHeader`], masking, close codes) and
+//! [`HandshakeError`] are here too, for code shared between targets; what the linker does
+//! not reach costs a page nothing. The opening handshake's HTTP exchange
+//! (`handshake::client_request`, `handshake::accept_key`, ...: SHA-1, base64, an HTTP
+//! parser) is native only: in the browser, the browser shakes hands.
+//!
 //! The drivers (`native/` for Tokio) use it like this:
 //!
 //! ```
