@@ -105,6 +105,7 @@ mod reconnect;
 mod send_sync;
 mod session;
 mod socket;
+mod ws_url;
 
 pub use backend::Transport;
 pub use budget::MemoryBudget;

@@ -4,74 +4,10 @@
 use crate::backend;
 use crate::protocol::CloseCode;
 use crate::send_sync::handler;
+use crate::ws_url::parse_ws_url;
 use crate::{
     CloseEvent, Error, Heartbeat, MsgEvent, ReadyState, Reconnect, Result, WasmNotSendSync,
 };
-
-/// Parses a client URL (both targets): `ws` or `wss`, with a host, without a fragment
-/// (RFC 6455 §3; a browser throws a `SyntaxError` for one). The error says which rule the
-/// URL breaks, in the user's terms rather than the URL parser's.
-fn parse_ws_url(url: &str) -> Result<url::Url> {
-    let invalid = |reason: String| Error::InvalidUrl {
-        url: url.into(),
-        reason: reason.into(),
-    };
-    let parsed = url::Url::parse(url).map_err(|e| invalid(url_parse_reason(url, e)))?;
-    if !matches!(parsed.scheme(), "ws" | "wss") {
-        return Err(invalid(format!(
-            "'{}' is not a WebSocket scheme: use ws:// or wss://",
-            parsed.scheme()
-        )));
-    }
-    if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(invalid("the host is empty".into()));
-    }
-    if let Some(fragment) = parsed.fragment() {
-        return Err(invalid(format!(
-            "a WebSocket URL may not have a fragment ('#{fragment}')"
-        )));
-    }
-    Ok(parsed)
-}
-
-/// Why `url` did not parse: the parser's error, made precise with the part of the input
-/// it is about (the parser does not say which port or which character).
-fn url_parse_reason(url: &str, e: url::ParseError) -> String {
-    use url::ParseError as P;
-    // The authority as written: after "scheme://", up to the path, query or fragment.
-    let authority = url
-        .split_once("://")
-        .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-        .map(|a| a.rsplit_once('@').map_or(a, |(_, host)| host))
-        .unwrap_or("");
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((host, port)) if !port.contains(']') => (host, Some(port)),
-        _ => (authority, None),
-    };
-    match e {
-        P::RelativeUrlWithoutBase if url.trim().is_empty() => "it is empty".into(),
-        P::RelativeUrlWithoutBase => "it is relative: use an absolute ws:// or wss:// URL".into(),
-        P::EmptyHost => "the host is empty".into(),
-        P::InvalidPort => match port {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                format!("port {p} is out of range (at most 65535)")
-            }
-            Some(p) => format!("the port '{p}' is not a number"),
-            None => "the port is not a number".into(),
-        },
-        P::InvalidIpv4Address => "the host is not a valid IPv4 address".into(),
-        P::InvalidIpv6Address => "the host is not a valid IPv6 address".into(),
-        P::IdnaError | P::InvalidDomainCharacter => {
-            match host.chars().find(|&c| {
-                c.is_ascii() && !(c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=".contains(c))
-            }) {
-                Some(c) => format!("the host contains {c:?}, which is not allowed"),
-                None => format!("the host '{host}' is not a valid domain name"),
-            }
-        }
-        other => other.to_string(),
-    }
-}
 
 /// Refuses subprotocol names that are not RFC 7230 tokens, or offered twice, before
 /// anything is sent (both targets; a browser throws a `SyntaxError` for them).
@@ -593,76 +529,6 @@ pub(crate) fn next_id(node: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reason(url: &str) -> String {
-        match parse_ws_url(url) {
-            Err(Error::InvalidUrl { url: given, reason }) => {
-                assert_eq!(&*given, url);
-                reason.into()
-            }
-            other => panic!("{url}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn url_errors_give_the_real_reason() {
-        let cases = [
-            ("ws://", "the host is empty"),
-            ("ws://:80/", "the host is empty"),
-            (
-                "ws://exa mple.com/",
-                "the host contains ' ', which is not allowed",
-            ),
-            ("ws://a<b/", "the host contains '<', which is not allowed"),
-            (
-                "ws://127.0.0.1:99999/",
-                "port 99999 is out of range (at most 65535)",
-            ),
-            (
-                "ws://user:pw@127.0.0.1:99999/",
-                "port 99999 is out of range (at most 65535)",
-            ),
-            ("ws://h:-1/", "the port '-1' is not a number"),
-            ("ws://256.0.0.1/", "the host is not a valid IPv4 address"),
-            ("ws://[::1/", "the host is not a valid IPv6 address"),
-            (
-                "http://x/",
-                "'http' is not a WebSocket scheme: use ws:// or wss://",
-            ),
-            (
-                "https://x/",
-                "'https' is not a WebSocket scheme: use ws:// or wss://",
-            ),
-            (
-                "foo://x",
-                "'foo' is not a WebSocket scheme: use ws:// or wss://",
-            ),
-            (
-                "chat",
-                "it is relative: use an absolute ws:// or wss:// URL",
-            ),
-            (
-                "/chat",
-                "it is relative: use an absolute ws:// or wss:// URL",
-            ),
-            ("  ", "it is empty"),
-            (
-                "ws://x/#top",
-                "a WebSocket URL may not have a fragment ('#top')",
-            ),
-            ("ws://x/#", "a WebSocket URL may not have a fragment ('#')"),
-        ];
-        for (url, why) in cases {
-            assert_eq!(reason(url), why, "{url}");
-        }
-    }
-
-    #[test]
-    fn good_urls_parse() {
-        for url in ["ws://x", "wss://x:1/a?b=c", "ws://[::1]:9001/", "WS://X/"] {
-            assert!(parse_ws_url(url).is_ok(), "{url}");
-        }
-    }
 
     #[test]
     fn protocols_are_checked_as_a_browser_does() {

@@ -291,12 +291,12 @@ impl Socket {
         self.0.session.borrow_mut().settings.open_timeout = timeout;
     }
 
-    pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
+    pub(crate) async fn open(&self, url: String, protocols: &[&str]) -> Result<()> {
         if self.0.ws.borrow().is_some() {
             return Err(Error::AlreadyConnected);
         }
         let protocols: Vec<String> = protocols.iter().map(|p| (*p).to_string()).collect();
-        let ws = connect(url.as_str(), &protocols)?;
+        let ws = connect(&url, &protocols)?;
         let promise = js_sys::Promise::new(&mut |resolve, reject| {
             *self.0.pending.borrow_mut() = Pending {
                 resolve: Some(resolve),
@@ -305,7 +305,7 @@ impl Socket {
             };
         });
         *self.0.listeners.borrow_mut() = Some(self.listen(&ws));
-        *self.0.url.borrow_mut() = Some(url.to_string());
+        *self.0.url.borrow_mut() = Some(url);
         *self.0.protocols.borrow_mut() = protocols;
         *self.0.ws.borrow_mut() = Some(ws);
         self.input(|s, now| s.open_started(now));
