@@ -528,7 +528,7 @@ impl Session {
         match timer {
             Timer::Open => {
                 self.open_deadline = None;
-                let secs = self.settings.open_timeout.unwrap_or_default().as_secs_f32();
+                let secs = decimal_secs(self.settings.open_timeout.unwrap_or_default());
                 let what = "the opening handshake did not complete in time";
                 let attempt = match self.phase {
                     Phase::Connecting { attempt: n @ 1.. } => {
@@ -561,7 +561,7 @@ impl Session {
                     None,
                     format!(
                         "Abnormal Closure: {what} within {} s",
-                        timeout.as_secs_f32()
+                        decimal_secs(timeout)
                     ),
                     Some(Error::Timeout(what)),
                 );
@@ -609,11 +609,34 @@ impl Session {
     }
 }
 
+/// A duration in seconds as a decimal ("10", "0.25"), by integer formatting: a float's
+/// `Display` would bring its formatting code, about 10 KB, into every page's wasm.
+fn decimal_secs(d: Duration) -> String {
+    let mut s = format!("{}.{:09}", d.as_secs(), d.subsec_nanos());
+    let len = s.trim_end_matches('0').trim_end_matches('.').len();
+    s.truncate(len);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn durations_are_written_as_decimal_seconds() {
+        for (d, want) in [
+            (Duration::ZERO, "0"),
+            (Duration::from_secs(10), "10"),
+            (Duration::from_millis(1500), "1.5"),
+            (Duration::from_millis(250), "0.25"),
+            (Duration::from_nanos(1), "0.000000001"),
+            (Duration::from_secs(100), "100"),
+        ] {
+            assert_eq!(decimal_secs(d), want);
+        }
+    }
 
     fn secs(s: u64) -> Time {
         Duration::from_secs(s)
