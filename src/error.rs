@@ -1,4 +1,5 @@
-//! The one public error type, identical on both targets.
+//! The one public error type, the same on both targets (but for the text of two variants
+//! the browser never returns).
 
 use crate::protocol::{HandshakeError, ProtocolError};
 
@@ -75,11 +76,17 @@ pub enum Error {
         reason: Box<str>,
     },
     /// The opening handshake failed (either role). [`HandshakeError::status`] gives the HTTP
-    /// status. Boxed to keep `Error` small.
-    #[error("handshake failed: {0}")]
+    /// status. Boxed to keep `Error` small. **Browser:** never returned (the browser shakes
+    /// hands), and displayed without its details.
+    // The browser never makes one: its messages would only add weight to every page.
+    #[cfg_attr(not(target_arch = "wasm32"), error("handshake failed: {0}"))]
+    #[cfg_attr(target_arch = "wasm32", error("handshake failed"))]
     Handshake(Box<HandshakeError>),
     /// The peer broke RFC 6455; the connection was closed with the matching close code.
-    #[error("protocol violation: {0}")]
+    /// **Browser:** never returned (the browser reads the frames), and displayed without
+    /// its details.
+    #[cfg_attr(not(target_arch = "wasm32"), error("protocol violation: {0}"))]
+    #[cfg_attr(target_arch = "wasm32", error("protocol violation"))]
     Protocol(#[from] ProtocolError),
     /// A network error (DNS, connection refused, reset, ...). When `open` cannot connect,
     /// the message names the address ("could not connect to 127.0.0.1:1: Connection

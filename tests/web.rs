@@ -259,6 +259,15 @@ async fn url_errors_give_the_same_reasons_as_natively() {
 }
 
 #[wasm_bindgen_test]
+fn errors_the_browser_never_returns_are_displayed_without_details() {
+    use unisock::protocol::{HandshakeError, ProtocolError};
+    let handshake = unisock::Error::from(HandshakeError::BadAccept);
+    assert_eq!(handshake.to_string(), "handshake failed");
+    let protocol = unisock::Error::from(ProtocolError::ReservedBitsSet);
+    assert_eq!(protocol.to_string(), "protocol violation");
+}
+
+#[wasm_bindgen_test]
 async fn the_url_is_normalised_as_natively() {
     // The scheme lower-cased and an empty path made "/" (src/ws_url.rs tests more).
     let ws = WebSocket::new();
