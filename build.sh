@@ -13,7 +13,8 @@
 #   ./build.sh soak [SECS] [CONNS] [BOMBS]  the soak test (default 60 s, 10,000 connections,
 #                           1,000 deflate bombs)
 #   ./build.sh bench [--quick]  unisock vs tokio-tungstenite, fastwebsockets, tokio-websockets,
-#                           yawc: writes BENCHMARKS.md + target/bench/results.json (~15 min);
+#                           yawc, and the browser build's size vs gloo-net, ws_stream_wasm,
+#                           ewebsock: writes BENCHMARKS.md + target/bench/results.json (~20 min);
 #                           --quick: one tiny iteration of every row (what `test` runs)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -396,6 +397,8 @@ bench() {
       target/release/examples/fanout_bench
       printf '```\n'
     } >>BENCHMARKS.md
+    # The browser build's size beside gloo-net, ws_stream_wasm and ewebsock (#21; bench/wasm-size/).
+    python3 bench/wasm_size.py --write BENCHMARKS.md
   fi
 }
 
