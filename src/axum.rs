@@ -135,6 +135,7 @@ impl WebSocketUpgrade {
             }
         }
         ws.set_read_timeout(sockets.read_timeout());
+        ws.set_message_timeout(sockets.message_timeout());
         if let Some(budget) = sockets.memory_budget() {
             ws.set_memory_budget(Some(budget));
         }

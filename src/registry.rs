@@ -29,12 +29,18 @@ const PUBLISH_BATCH: usize = 256;
 /// pass while peers that open many (compressed, or sent slowly) cannot exhaust memory.
 const DEFAULT_MEMORY_BUDGET: usize = 256 << 20;
 
+/// How long a registry's socket may take to receive one message, first byte to last: a
+/// 64 MiB message (the default limit) at 2 MB/s, and a peer that trickles a message to hold
+/// memory is dropped within a minute.
+const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long [`WebSockets::shutdown`] waits for the closing handshakes.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 struct Inner {
     sockets: RwLock<HashMap<String, WebSocket>>,
     read_timeout: Mutex<Option<Duration>>,
+    message_timeout: Mutex<Option<Duration>>,
     deflate: Mutex<Option<DeflateConfig>>,
     on_upgrade: Mutex<Option<UpgradeHook>>,
     max_connections: Mutex<Option<usize>>,
@@ -184,6 +190,7 @@ impl Inner {
         Self {
             sockets: RwLock::new(HashMap::new()),
             read_timeout: Mutex::new(Some(Duration::from_secs(300))),
+            message_timeout: Mutex::new(Some(DEFAULT_MESSAGE_TIMEOUT)),
             deflate: Mutex::new(None),
             on_upgrade: Mutex::new(None),
             max_connections: Mutex::new(None),
@@ -434,6 +441,26 @@ impl WebSockets {
     /// ```
     pub fn set_memory_budget(&self, budget: Option<crate::MemoryBudget>) {
         *lock(&self.0.memory_budget) = budget;
+    }
+
+    /// How long each socket upgraded from now on may take to receive one message, first
+    /// byte to last (see `WebSocketExt::set_message_timeout`): 60 s by default.
+    ///
+    /// ```
+    /// let sockets = unisock::WebSockets::new();
+    /// assert_eq!(sockets.message_timeout(), Some(std::time::Duration::from_secs(60)));
+    /// ```
+    pub fn message_timeout(&self) -> Option<Duration> {
+        *lock(&self.0.message_timeout)
+    }
+
+    /// Sets [`WebSockets::message_timeout`]; `None` waits for ever.
+    ///
+    /// ```
+    /// unisock::WebSockets::new().set_message_timeout(Some(std::time::Duration::from_secs(10)));
+    /// ```
+    pub fn set_message_timeout(&self, timeout: Option<Duration>) {
+        *lock(&self.0.message_timeout) = timeout;
     }
 
     /// Sets the read timeout for sockets upgraded from now on; `None` waits forever
@@ -840,6 +867,9 @@ impl WebSockets {
             pending
                 .websocket()
                 .set_read_timeout(registry.read_timeout());
+            pending
+                .websocket()
+                .set_message_timeout(registry.message_timeout());
             if let Some(budget) = registry.memory_budget() {
                 pending.websocket().set_memory_budget(Some(budget));
             }

@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) close_timeout: Option<Duration>,
     /// Close (1001) after this long with nothing received.
     pub(crate) read_timeout: Option<Duration>,
+    /// Close (1008) when a message takes longer than this from its first byte to its last.
+    pub(crate) message_timeout: Option<Duration>,
     /// Protocol pings on a quiet connection; `None` until set, then servers use
     /// [`KeepAlive::SERVER_DEFAULT`] and clients none.
     pub(crate) keepalive: Option<Option<KeepAlive>>,
@@ -55,6 +57,7 @@ impl Settings {
             open_timeout: Some(DEFAULT_OPEN_TIMEOUT),
             close_timeout: Some(CLOSE_TIMEOUT),
             read_timeout: None,
+            message_timeout: None,
             keepalive: None,
             heartbeat: None,
             reconnect: None,
@@ -149,15 +152,55 @@ enum Timer {
     Close,
     /// The next reconnect attempt.
     Retry,
+    /// The message being received must be complete by then.
+    Message,
 }
 
-const TIMERS: [Timer; 5] = [
+const TIMERS: [Timer; 6] = [
     Timer::Open,
     Timer::Probe,
     Timer::Read,
     Timer::Close,
     Timer::Retry,
+    Timer::Message,
 ];
+
+/// The actions waiting to be taken. Actions come with lifecycle events, not messages:
+/// boxed, and freed once taken, so an idle socket keeps neither the queue nor room in it
+/// (four actions are about 400 bytes).
+#[derive(Debug, Default)]
+#[allow(
+    clippy::box_collection,
+    reason = "one pointer in every socket's session, instead of an empty queue's four words"
+)]
+struct Actions(Option<Box<VecDeque<Action>>>);
+
+impl Actions {
+    fn push_back(&mut self, action: Action) {
+        self.0.get_or_insert_with(Box::default).push_back(action);
+    }
+
+    fn pop_front(&mut self) -> Option<Action> {
+        let queue = self.0.as_mut()?;
+        let action = queue.pop_front();
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        action
+    }
+
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_os = "unknown"),
+        allow(dead_code, reason = "used by the native backend")
+    )]
+    fn front(&self) -> Option<&Action> {
+        self.0.as_ref()?.front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
 
 /// Messages sent while reconnecting, sent first on the next connection; bounded by the
 /// policy's [`Reconnect::buffer`] payload bytes.
@@ -183,15 +226,17 @@ pub(crate) struct Session {
     dropping: bool,
     /// The closing handshake started: probing and the read timeout stop.
     closing: bool,
-    /// The fixed deadlines (open, close, retry); probe and read are computed.
-    open_deadline: Option<Time>,
+    /// The fixed deadlines; probe and read are computed. `stage_deadline` is the opening
+    /// handshake's while connecting and the message's (see `message_started`) while
+    /// open: one field, as a socket keeps its session for life.
+    stage_deadline: Option<Time>,
     close_deadline: Option<Time>,
     retry_deadline: Option<Time>,
     /// How the connection (or the last attempt) ended, reported if the reconnect stops.
     lost: Option<Box<(CloseEvent, Option<Error>)>>,
     /// Boxed: only a reconnecting socket with a buffer has one.
     unsent: Option<Box<Unsent>>,
-    actions: VecDeque<Action>,
+    actions: Actions,
     /// A random number in `[0, 1)` for the reconnect jitter, from the backend.
     random: fn() -> f64,
 }
@@ -218,12 +263,12 @@ impl Session {
             probe_sent: None,
             dropping: false,
             closing: false,
-            open_deadline: None,
+            stage_deadline: None,
             close_deadline: None,
             retry_deadline: None,
             lost: None,
             unsent: None,
-            actions: VecDeque::new(),
+            actions: Actions::default(),
         }
     }
 
@@ -265,7 +310,7 @@ impl Session {
     pub(crate) fn open_started(&mut self, now: Time) {
         self.phase = Phase::Connecting { attempt: 0 };
         self.role = Role::Client;
-        self.open_deadline = self.settings.open_timeout.map(|t| now + t);
+        self.stage_deadline = self.settings.open_timeout.map(|t| now + t);
     }
 
     /// Whether `open()` is connecting (its first attempt, not a reconnect).
@@ -290,7 +335,7 @@ impl Session {
     pub(crate) fn open_failed(&mut self) {
         if self.phase == (Phase::Connecting { attempt: 0 }) {
             self.phase = Phase::Idle;
-            self.open_deadline = None;
+            self.stage_deadline = None;
         }
     }
 
@@ -344,7 +389,7 @@ impl Session {
             }
             Phase::Waiting { .. } => {}
             Phase::Open => {
-                self.open_deadline = None;
+                self.stage_deadline = None;
                 self.close_deadline = None;
                 let retry = self.role == Role::Client
                     && !self.closed_locally
@@ -388,7 +433,7 @@ impl Session {
         let attempt = done + 1;
         let delay = policy.delay(attempt, (self.random)());
         self.phase = Phase::Waiting { attempt };
-        self.open_deadline = None;
+        self.stage_deadline = None;
         self.retry_deadline = Some(now + delay);
         self.actions
             .push_back(Action::Reconnecting { attempt, delay });
@@ -462,11 +507,12 @@ impl Session {
 
     fn deadline(&self, timer: Timer) -> Option<Time> {
         match timer {
-            Timer::Open => self.open_deadline,
+            Timer::Open if self.phase == Phase::Open => None,
+            Timer::Open => self.stage_deadline,
             Timer::Close => self.close_deadline,
             Timer::Retry => self.retry_deadline,
-            // Probe and read run while a connection is open and not closing.
-            Timer::Probe | Timer::Read
+            // Probe, read and message run while a connection is open and not closing.
+            Timer::Probe | Timer::Read | Timer::Message
                 if self.phase != Phase::Open || self.dropping || self.closing =>
             {
                 None
@@ -479,6 +525,8 @@ impl Session {
                 })
             }
             Timer::Read => self.settings.read_timeout.map(|t| self.last_received + t),
+            Timer::Message if self.phase == Phase::Open => self.stage_deadline,
+            Timer::Message => None,
         }
     }
 
@@ -489,10 +537,29 @@ impl Session {
 
     /// Stops every timer (a new phase starts its own).
     fn clear_timers(&mut self) {
-        self.open_deadline = None;
+        self.stage_deadline = None;
         self.close_deadline = None;
         self.retry_deadline = None;
         self.probe_sent = None;
+    }
+
+    /// A message began to arrive and is not complete yet: its timeout starts (native;
+    /// the browser assembles messages itself).
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_os = "unknown"),
+        allow(dead_code, reason = "used by the native backend")
+    )]
+    pub(crate) fn message_started(&mut self, now: Time) {
+        self.stage_deadline = self.settings.message_timeout.map(|t| now + t);
+    }
+
+    /// The message that began is complete (or the connection is over).
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_os = "unknown"),
+        allow(dead_code, reason = "used by the native backend")
+    )]
+    pub(crate) fn message_ended(&mut self) {
+        self.stage_deadline = None;
     }
 
     /// Whether an action waits to be taken.
@@ -506,13 +573,7 @@ impl Session {
 
     /// The next action, in order; `None` when there is nothing to do.
     pub(crate) fn poll_action(&mut self) -> Option<Action> {
-        let action = self.actions.pop_front();
-        if self.actions.is_empty() && self.actions.capacity() > 0 {
-            // Actions come with lifecycle events, not messages: an idle socket keeps no
-            // room for them (four of them are about 400 bytes).
-            self.actions = VecDeque::new();
-        }
-        action
+        self.actions.pop_front()
     }
 
     /// It is `now`: acts on every timer that is due.
@@ -527,7 +588,7 @@ impl Session {
     fn expired(&mut self, timer: Timer, now: Time) {
         match timer {
             Timer::Open => {
-                self.open_deadline = None;
+                self.stage_deadline = None;
                 let secs = decimal_secs(self.settings.open_timeout.unwrap_or_default());
                 let what = "the opening handshake did not complete in time";
                 let attempt = match self.phase {
@@ -566,6 +627,15 @@ impl Session {
                     Some(Error::Timeout(what)),
                 );
             }
+            Timer::Message => {
+                tracing::debug!("a message took too long");
+                self.dropped(
+                    Some((CloseCode::POLICY_VIOLATION, "message not finished in time")),
+                    "Abnormal Closure: a message was not finished within the message timeout"
+                        .into(),
+                    Some(Error::Timeout("a message was not finished in time")),
+                );
+            }
             Timer::Read => {
                 tracing::debug!("read timed out");
                 self.dropped(
@@ -583,7 +653,7 @@ impl Session {
                 self.retry_deadline = None;
                 if let Phase::Waiting { attempt } = self.phase {
                     self.phase = Phase::Connecting { attempt };
-                    self.open_deadline = self.settings.open_timeout.map(|t| now + t);
+                    self.stage_deadline = self.settings.open_timeout.map(|t| now + t);
                     self.actions.push_back(Action::Connect { attempt });
                 }
             }
@@ -818,6 +888,30 @@ mod tests {
     }
 
     #[test]
+    fn a_message_must_be_complete_within_the_message_timeout() {
+        let mut s = open_client(with(|s| s.message_timeout = Some(secs(3))));
+        assert_eq!(s.poll_timeout(), None);
+        s.message_started(secs(1));
+        assert_eq!(s.poll_timeout(), Some(secs(4)));
+        s.message_ended();
+        assert_eq!(s.poll_timeout(), None, "a complete message stops the clock");
+        s.message_started(secs(5));
+        s.received(secs(7)); // bytes keep coming: no matter
+        s.handle_timeout(secs(8));
+        match &actions(&mut s)[..] {
+            [Action::Drop {
+                farewell: Some((code, _)),
+                event,
+                error: Some(Error::Timeout(_)),
+            }] => {
+                assert_eq!(code.as_u16(), 1008);
+                assert!(event.reason.contains("message timeout"), "{event}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_closing_handshake_must_end_within_the_close_timeout() {
         let mut s = open_client(with(|s| s.read_timeout = Some(secs(1))));
         s.local_close(secs(10));
@@ -926,7 +1020,7 @@ mod tests {
     fn a_drained_session_keeps_no_room_for_actions() {
         let mut s = open_client(Settings::native());
         assert!(s.poll_action().is_none());
-        assert_eq!(s.actions.capacity(), 0);
+        assert!(s.actions.0.is_none());
     }
 
     #[test]

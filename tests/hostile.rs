@@ -466,3 +466,43 @@ async fn unfinished_compressed_messages_over_the_memory_budget_are_closed_with_1
     })
     .await;
 }
+
+/// A peer that starts a message and trickles the rest, too slowly to finish within the
+/// message timeout, is closed with 1008 although bytes keep arriving (which restart the
+/// read timeout); one whose messages complete in time is not. Before, a trickle held its
+/// message for as long as it liked.
+#[tokio::test]
+async fn a_message_trickled_past_the_message_timeout_is_closed_with_1008() {
+    let (addr, _closes) = spawn_server(|ws| {
+        ws.set_message_timeout(Some(Duration::from_millis(300)));
+        ws.set_read_timeout(Some(Duration::from_secs(5)));
+        let echo = ws.clone();
+        ws.on_message(move |m| {
+            let _ = echo.send(m);
+        });
+    })
+    .await;
+    let mut tcp = raw_client(addr, "/").await;
+    let frame = client_frame(0x1, &[b'x'; 1000]);
+    // The header and a few bytes at a time: the message is never complete in time.
+    let started = tokio::time::Instant::now();
+    let mut sent = 0;
+    let code = with_timeout(async {
+        loop {
+            let end = (sent + 8).min(frame.len());
+            if tcp.write_all(&frame[sent..end]).await.is_err() {
+                break close_code(&mut tcp).await;
+            }
+            sent = end;
+            let mut byte = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(20), tcp.peek(&mut byte)).await {
+                Ok(_) => break close_code(&mut tcp).await,
+                Err(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, 1008);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    still_serving(addr).await;
+}

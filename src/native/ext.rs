@@ -67,6 +67,17 @@ pub trait WebSocketExt {
     /// default for a bare socket, waits forever).
     fn set_read_timeout(&self, timeout: Option<Duration>);
 
+    /// Closes the connection (1008, and `Error::Timeout` to `on_error`) when a message
+    /// takes longer than this from its first byte to its last, however the bytes trickle
+    /// in; `None` (the default for a bare socket) waits for ever. A registry's sockets get
+    /// the registry's (`WebSockets::set_message_timeout`, 60 s by default).
+    ///
+    /// ```
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// WebSocket::new().set_message_timeout(Some(std::time::Duration::from_secs(30)));
+    /// ```
+    fn set_message_timeout(&self, timeout: Option<Duration>);
+
     /// Keep-alive pings ([`KeepAlive`]); `None` turns them off. By default a server socket
     /// pings after 30 s of quiet and a client does not ping.
     fn set_keepalive(&self, keepalive: Option<KeepAlive>);
@@ -210,6 +221,10 @@ impl WebSocketExt for WebSocket {
             .0
             .send_cap
             .store(bytes, std::sync::atomic::Ordering::Release);
+    }
+
+    fn set_message_timeout(&self, timeout: Option<Duration>) {
+        self.inner.set_message_timeout(timeout);
     }
 
     fn set_read_timeout(&self, timeout: Option<Duration>) {

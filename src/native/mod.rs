@@ -568,6 +568,10 @@ impl Socket {
         lock(&self.0.session).settings.open_timeout = timeout;
     }
 
+    pub(crate) fn set_message_timeout(&self, timeout: Option<std::time::Duration>) {
+        lock(&self.0.session).settings.message_timeout = timeout;
+    }
+
     pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) {
         lock(&self.0.session).settings.read_timeout = timeout;
     }

@@ -272,6 +272,22 @@ impl Connection {
         }
     }
 
+    /// Whether a data message has begun to arrive and is not complete yet (a driver may
+    /// time how long a message takes).
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut conn = Connection::new(Role::Client, unisock::Limits::default());
+    /// conn.receive_data(&[0x01, 0x02, b'h', b'i']); // text, FIN unset: more to come
+    /// assert!(conn.is_receiving_message());
+    /// conn.receive_data(&[0x80, 0x00]); // the last (empty) fragment
+    /// assert!(!conn.is_receiving_message());
+    /// ```
+    #[must_use]
+    pub fn is_receiving_message(&self) -> bool {
+        self.message.in_progress()
+    }
+
     /// Draws the memory of incoming messages from `budget`, shared with other
     /// connections: the payload of the message being received (as it grows, inflated
     /// output included) and finished messages not yet taken with

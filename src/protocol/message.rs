@@ -97,6 +97,11 @@ impl MessageBuffer {
         Ok(())
     }
 
+    /// Whether a message has begun and is not complete yet.
+    pub(crate) fn in_progress(&self) -> bool {
+        self.text.is_some()
+    }
+
     /// Whether the message being received is compressed.
     pub(crate) fn is_compressed(&self) -> bool {
         self.compressed

@@ -50,6 +50,8 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
     // off), so it is asked again only then, when woken, and when the closing starts.
     let mut due = session_due(sock);
     let mut closing_seen = false;
+    // Whether a message has begun and is not complete: the session times it.
+    let mut in_message = false;
     let mut last_received = now();
     // Kept across rounds: a round then registers no timer and no waiter (see `alarm`).
     let mut timer = std::pin::pin!(unarmed());
@@ -87,13 +89,26 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
         }
         // Whether we wait for the end of a closing handshake, and the rest of a big frame
         // to read straight into the message (no copy, big reads).
-        let (closing, mut direct) = match lock(&shared.proto).as_mut() {
+        let (closing, receiving, mut direct) = match lock(&shared.proto).as_mut() {
             Some(p) => (
                 p.conn.state() != ConnectionState::Open,
+                p.conn.is_receiving_message(),
                 p.conn.begin_direct_read(DIRECT_READ_MIN),
             ),
-            None => (false, None),
+            None => (false, false, None),
         };
+        // Only a message that spans reads changes this between rounds: small ones cost nothing.
+        if receiving != in_message {
+            in_message = receiving;
+            let mut session = lock(&shared.session);
+            if receiving {
+                session.message_started(now());
+            } else {
+                session.message_ended();
+            }
+            drop(session);
+            due = session_due(sock);
+        }
         if closing && !closing_seen {
             closing_seen = true;
             lock(&shared.session).closing(now());
