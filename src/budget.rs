@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use crate::protocol::ProtocolError;
 
-/// A number of bytes shared by many sockets for their incoming messages. Each socket's
-/// first 64 KiB are its own, so small messages never wait on others; beyond them a message
-/// draws on the budget, and a socket whose message would take more than what is left
-/// fails with close code 1013 ("try again later"). The others go on. Natively a [`crate::WebSockets`] registry gives one budget
+/// A number of bytes shared by many sockets for their incoming messages and their send
+/// queues. Each socket's first 64 KiB (of each) are its own, so small messages never wait
+/// on others; beyond them a socket draws on the budget. A socket whose incoming message
+/// would take more than what is left fails with close code 1013 ("try again later"); a
+/// send it cannot cover fails with [`crate::Error::OverBudget`], and a registry's
+/// broadcast closes a socket that far behind (1013) instead of queueing for it. The
+/// others go on. Natively a [`crate::WebSockets`] registry gives one budget
 /// to all its sockets (see `WebSockets::set_memory_budget`); a socket of its own can be
 /// given one with `WebSocketExt::set_memory_budget`.
 ///
@@ -63,7 +66,7 @@ impl MemoryBudget {
         self.0.used.load(Ordering::Relaxed)
     }
 
-    fn try_charge(&self, bytes: usize) -> bool {
+    pub(crate) fn try_charge(&self, bytes: usize) -> bool {
         self.0
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -73,7 +76,7 @@ impl MemoryBudget {
             .is_ok()
     }
 
-    fn release(&self, bytes: usize) {
+    pub(crate) fn release(&self, bytes: usize) {
         self.0.used.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
@@ -91,8 +94,14 @@ pub(crate) struct Grant {
     handed: u32,
 }
 
-/// The step a grant grows by.
-const STEP: usize = 64 * 1024;
+/// The step a grant grows by; each connection's first step (of what it receives, and of
+/// what it queues to send) is its own.
+pub(crate) const STEP: usize = 64 * 1024;
+
+/// The steps beyond a connection's own first one that `bytes` take.
+pub(crate) fn steps_beyond_own(bytes: usize) -> usize {
+    bytes.saturating_sub(STEP).div_ceil(STEP)
+}
 
 impl Grant {
     pub(crate) fn set_budget(&mut self, budget: Option<MemoryBudget>) {
@@ -110,10 +119,7 @@ impl Grant {
             return Ok(());
         };
         // The first step is the connection's own: small messages never wait on others.
-        let steps = bytes
-            .saturating_add(self.handed as usize)
-            .saturating_sub(STEP)
-            .div_ceil(STEP);
+        let steps = steps_beyond_own(bytes.saturating_add(self.handed as usize));
         let held = self.held as usize;
         if steps <= held {
             return Ok(());
@@ -146,6 +152,11 @@ impl Grant {
         }
     }
 
+    /// The budget drawn on, if any.
+    pub(crate) fn budget(&self) -> Option<&MemoryBudget> {
+        self.budget.as_ref()
+    }
+
     /// Takes the budget away, giving back what was held.
     pub(crate) fn take_budget(&mut self) -> Option<MemoryBudget> {
         self.handed = 0;
@@ -156,7 +167,7 @@ impl Grant {
     /// Gives back what the grant holds beyond `bytes`.
     pub(crate) fn release_to(&mut self, bytes: usize) {
         let Some(budget) = &self.budget else { return };
-        let keep = bytes.saturating_sub(STEP).div_ceil(STEP);
+        let keep = steps_beyond_own(bytes);
         let held = self.held as usize;
         if held > keep {
             budget.release((held - keep) * STEP);

@@ -115,6 +115,19 @@ pub enum Error {
         /// The configured cap.
         cap: usize,
     },
+    /// A send was refused because the memory budget the socket shares with others
+    /// (`MemoryBudget`) cannot cover its send queue growing further: the message was not
+    /// queued. A registry's broadcast closes such a socket (1013) instead.
+    ///
+    /// ```
+    /// let e = unisock::Error::OverBudget { limit: 1 << 20 };
+    /// assert!(e.to_string().contains("1048576"));
+    /// ```
+    #[error("the memory budget of {limit} bytes shared by the server's sockets is used up; the message was not queued")]
+    OverBudget {
+        /// The budget's limit.
+        limit: usize,
+    },
     /// `close` was given a code that may not be sent (valid: 1000-1003, 1007-1014, 3000-4999).
     #[error("invalid close code {0}: use 1000-1003, 1007-1014 or 3000-4999")]
     InvalidCloseCode(u16),

@@ -776,6 +776,14 @@ impl WebSockets {
             .iter()
             .filter(|ws| match send(ws) {
                 Ok(()) => true,
+                // So far behind that its queue is full, or the memory budget cannot hold
+                // more for it: closed (1013), so that it does not hold the server's memory
+                // for everyone else.
+                Err(e @ (Error::Capacity { .. } | Error::OverBudget { .. })) => {
+                    tracing::debug!(id = ws.id(), "broadcast closes a socket: {e}");
+                    let _ = ws.close(1013, "too far behind");
+                    false
+                }
                 Err(e) => {
                     tracing::debug!(id = ws.id(), "broadcast skipped a socket: {e}");
                     false

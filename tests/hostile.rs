@@ -506,3 +506,36 @@ async fn a_message_trickled_past_the_message_timeout_is_closed_with_1008() {
     assert!(started.elapsed() >= Duration::from_millis(300));
     still_serving(addr).await;
 }
+
+/// A broadcast to a socket that does not read counts its queue against the registry's
+/// memory budget: past it, that socket is closed (1013) instead of queueing on, while the
+/// readers get every message. Before, each slow reader could queue up to 64 MiB, N of them
+/// N times that.
+#[tokio::test]
+async fn a_broadcast_closes_a_socket_whose_queue_is_over_the_memory_budget() {
+    let sockets = unisock::WebSockets::new();
+    let budget = unisock::MemoryBudget::new(1 << 20);
+    sockets.set_memory_budget(Some(budget.clone()));
+    let url = common::serve_registry(&sockets).await;
+    let addr: SocketAddr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .unwrap();
+    let _slow = common::raw_client_small_buffer(addr, "/ws").await; // never reads
+    let (_fast, mut events) = open_client(&url).await;
+    common::until_len(&sockets, 2).await;
+    const N: usize = 256;
+    let mut delivered = Vec::new();
+    for i in 0..N {
+        delivered.push(sockets.broadcast_binary(&vec![i as u8; 16 * 1024], None));
+        assert!(budget.used() <= budget.limit());
+        // The reader keeps up: each message is read before the next is broadcast.
+        let got = with_timeout(events.messages.recv()).await.unwrap();
+        assert_eq!(got, MsgEvent::Binary(vec![i as u8; 16 * 1024]));
+    }
+    // Every message reached the reader; the slow socket was dropped along the way: 4 MiB
+    // for it would not fit in the 1 MiB budget beside its own 64 KiB.
+    assert_eq!(delivered.first(), Some(&2));
+    assert_eq!(delivered.last(), Some(&1), "{delivered:?}");
+}

@@ -200,6 +200,54 @@ struct Proto {
     /// Set while a client reconnects: sends are kept by the session (if the policy has a
     /// buffer). A copy of the session's state, so a send takes one lock.
     reconnecting: bool,
+    /// Steps of the memory budget the send queue holds beyond its own first 64 KiB.
+    send_steps: u32,
+}
+
+impl Proto {
+    /// Charges the memory budget (if any) for a send queue of `bytes` (giving back what
+    /// a shorter queue no longer needs).
+    fn charge_send(&mut self, bytes: usize) -> Result<()> {
+        let Some(budget) = self.conn.memory_budget() else {
+            return Ok(());
+        };
+        let steps = crate::budget::steps_beyond_own(bytes);
+        let held = self.send_steps as usize;
+        if steps <= held {
+            self.settle_send(bytes);
+            return Ok(());
+        }
+        let Ok(total) = u32::try_from(steps) else {
+            return Err(Error::OverBudget {
+                limit: budget.limit(),
+            });
+        };
+        if !budget.try_charge((steps - held) * crate::budget::STEP) {
+            return Err(Error::OverBudget {
+                limit: budget.limit(),
+            });
+        }
+        self.send_steps = total;
+        Ok(())
+    }
+
+    /// Gives back what a send queue now `bytes` long no longer needs.
+    fn settle_send(&mut self, bytes: usize) {
+        let keep = crate::budget::steps_beyond_own(bytes);
+        let held = self.send_steps as usize;
+        if held > keep {
+            if let Some(budget) = self.conn.memory_budget() {
+                budget.release((held - keep) * crate::budget::STEP);
+            }
+            self.send_steps = u32::try_from(keep).unwrap_or(u32::MAX);
+        }
+    }
+}
+
+impl Drop for Proto {
+    fn drop(&mut self) {
+        self.settle_send(0);
+    }
 }
 
 impl Proto {
@@ -208,6 +256,7 @@ impl Proto {
             conn,
             queued: 0,
             reconnecting: false,
+            send_steps: 0,
         }
     }
 }
@@ -1019,6 +1068,7 @@ impl Socket {
         if buffered.saturating_add(len) > cap {
             return Err(Error::Capacity { buffered, cap });
         }
+        proto.charge_send(buffered.saturating_add(len))?;
         outgoing.encode(&mut proto.conn)?;
         proto.queued += len;
         self.0.buffered.fetch_add(len, Ordering::AcqRel);

@@ -272,6 +272,19 @@ impl Connection {
         }
     }
 
+    /// The memory budget set with [`Connection::set_memory_budget`], which a driver may
+    /// also charge its send queue to.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let conn = Connection::new(Role::Client, unisock::Limits::default());
+    /// assert!(conn.memory_budget().is_none());
+    /// ```
+    #[must_use]
+    pub fn memory_budget(&self) -> Option<&crate::MemoryBudget> {
+        self.message.budget()
+    }
+
     /// Whether a data message has begun to arrive and is not complete yet (a driver may
     /// time how long a message takes).
     ///

@@ -249,6 +249,11 @@ impl MessageBuffer {
         self.grant.set_budget(budget);
     }
 
+    /// The memory budget drawn on, if any.
+    pub(crate) fn budget(&self) -> Option<&MemoryBudget> {
+        self.grant.budget()
+    }
+
     /// Draws the memory of messages (and of finished messages not yet taken) from `budget`.
     pub(crate) fn set_budget(&mut self, budget: Option<MemoryBudget>) {
         self.grant.set_budget(budget);

@@ -37,6 +37,8 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
                 *lock(&wr) = Some(half);
                 break;
             };
+            // What the last write took off the queue goes back to the memory budget.
+            proto.settle_send(shared.buffered.load(Ordering::Acquire));
             proto.conn.swap_all_data_to_send(&mut out, &mut more);
             // What was queued counts as buffered until its last segment has been taken.
             let queued = if proto.conn.has_data_to_send() {
