@@ -93,6 +93,28 @@ pub enum Error {
     /// refused") and [`std::io::Error::kind`] is the connect error's.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// A proxy refused the tunnel: an HTTP proxy answered `CONNECT` with other than 2xx
+    /// (e.g. 407 for missing or wrong credentials, 403 for a forbidden port), or a SOCKS5
+    /// proxy refused the credentials or the connection. Boxed to keep `Error` small.
+    /// **Browser:** never returned (the browser picks the proxy), and displayed without
+    /// its details.
+    ///
+    /// ```
+    /// let e = unisock::Error::Proxy(Box::new(unisock::ProxyError {
+    ///     proxy: "127.0.0.1:3128".into(),
+    ///     target: "example.com:443".into(),
+    ///     answer: "407 Proxy Authentication Required".into(),
+    ///     status: Some(407),
+    /// }));
+    /// assert_eq!(
+    ///     e.to_string(),
+    ///     "the proxy 127.0.0.1:3128 refused the tunnel to example.com:443: 407 Proxy Authentication Required"
+    /// );
+    /// ```
+    // The browser never makes one: its message would only add weight to every page.
+    #[cfg_attr(not(target_arch = "wasm32"), error("{0}"))]
+    #[cfg_attr(target_arch = "wasm32", error("proxy refused"))]
+    Proxy(Box<ProxyError>),
     /// TLS setup or certificate verification failed, or the server does not speak TLS;
     /// the message names the address.
     #[error("TLS error: {0}")]
@@ -158,6 +180,31 @@ pub enum Error {
     /// The operation does not exist on this target (e.g. `upgrade` in the browser).
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+}
+
+/// What a proxy refused ([`Error::Proxy`]): which proxy, the tunnel's target, and its answer.
+///
+/// ```
+/// let refused = unisock::ProxyError {
+///     proxy: "127.0.0.1:1080".into(),
+///     target: "example.com:80".into(),
+///     answer: "Connection not allowed by ruleset".into(),
+///     status: None,
+/// };
+/// assert!(refused.to_string().ends_with("example.com:80: Connection not allowed by ruleset"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the proxy {proxy} refused the tunnel to {target}: {answer}")]
+pub struct ProxyError {
+    /// The proxy's `host:port` (never its credentials).
+    pub proxy: String,
+    /// Where the tunnel was to lead: the WebSocket URL's `host:port`.
+    pub target: String,
+    /// The answer: an HTTP status and reason ("407 Proxy Authentication Required"), or a
+    /// SOCKS5 refusal in words ("the username and password were refused (status 1)").
+    pub answer: String,
+    /// The HTTP status of a `CONNECT` refusal; `None` for SOCKS5, or an answer not in HTTP.
+    pub status: Option<u16>,
 }
 
 impl From<HandshakeError> for Error {

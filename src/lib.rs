@@ -110,7 +110,7 @@ mod ws_url;
 pub use backend::Transport;
 pub use budget::MemoryBudget;
 pub use config::{DeflateConfig, KeepAlive, Limits};
-pub use error::{Error, Result};
+pub use error::{Error, ProxyError, Result};
 pub use event::{CloseEvent, MsgEvent, ReadyState};
 pub use reconnect::{Heartbeat, Reconnect};
 pub use send_sync::{WasmNotSend, WasmNotSendSync, WasmNotSync};
