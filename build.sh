@@ -56,6 +56,16 @@ setup() {
     npm ci --no-audit --no-fund
   fi
   redis_setup
+  proxy_setup
+}
+
+# Debian's tinyproxy (HTTP CONNECT) and microsocks (SOCKS5), for tests/proxy.rs and
+# tests/proxy_env.rs, which start their own on free ports (and fail under CI without them).
+proxy_setup() {
+  if ! command -v tinyproxy >/dev/null || ! command -v microsocks >/dev/null; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends tinyproxy microsocks
+  fi
 }
 
 # Debian's redis-server, for the scale-out test (tests/redis.rs starts its own instances).

@@ -88,6 +88,7 @@ cfg_if::cfg_if! {
         mod registry;
         pub mod server;
         pub use native::ext::WebSocketExt;
+        pub use native::proxy::Proxy;
         pub use registry::WebSockets;
         pub use server::serve;
         /// The rustls version unisock's `wss://` support uses, for [`WebSocketExt::set_tls_config`].

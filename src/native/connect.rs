@@ -27,6 +27,8 @@ pub(super) struct Options {
     pub(super) headers: Option<Box<http::HeaderMap>>,
     /// How many redirects (301, 302, 303, 307, 308) to follow.
     pub(super) max_redirects: u8,
+    /// The proxy setting, applied to each URL (redirects included).
+    pub(super) proxy: super::proxy::Choice,
 }
 
 /// Connects to `url` (`ws://` over TCP, `wss://` over TLS) and shakes hands, following
@@ -81,14 +83,28 @@ async fn connect_once(
         .port_or_known_default()
         .ok_or_else(|| invalid("the URL has no port"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| connect_error(url, e))?;
-    tcp.set_nodelay(true)?;
-    let stream: BoxIo = if url.scheme() == "wss" {
-        super::tls::connect(tcp, host, &authority(url), options.tls.clone()).await?
-    } else {
-        Box::new(tcp)
+    let secure = url.scheme() == "wss";
+    // Chosen per URL, so each redirect's target is checked against `no_proxy` again.
+    let stream: BoxIo = match options.proxy.for_url(url)? {
+        Some(proxy) => {
+            let tunnel = super::proxy::tunnel(&proxy, host, port, &authority(url)).await?;
+            if secure {
+                super::tls::connect(tunnel, host, &authority(url), options.tls.clone()).await?
+            } else {
+                tunnel
+            }
+        }
+        None => {
+            let tcp = TcpStream::connect((host, port))
+                .await
+                .map_err(|e| connect_error(authority(url), e))?;
+            tcp.set_nodelay(true)?;
+            if secure {
+                super::tls::connect(tcp, host, &authority(url), options.tls.clone()).await?
+            } else {
+                Box::new(tcp)
+            }
+        }
     };
     handshake_over(
         stream,
@@ -162,11 +178,11 @@ impl std::error::Error for ConnectError {
     }
 }
 
-/// `Error::Io` naming the address, with the connect error's kind (so callers can still
-/// tell a refused connection from a DNS failure) and the error itself as its source.
-fn connect_error(url: &url::Url, source: std::io::Error) -> Error {
+/// `Error::Io` naming the address (`host:port`, or "the proxy host:port"), with the
+/// connect error's kind (so callers can still tell a refused connection from a DNS
+/// failure) and the error itself as its source.
+pub(super) fn connect_error(addr: String, source: std::io::Error) -> Error {
     let kind = source.kind();
-    let addr = authority(url);
     Error::Io(std::io::Error::new(kind, ConnectError { addr, source }))
 }
 

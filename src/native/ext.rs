@@ -148,6 +148,27 @@ pub trait WebSocketExt {
     /// ```
     fn set_max_redirects(&self, hops: u8);
 
+    /// Which proxy `open`, its redirects and reconnects go through (a [`crate::Proxy`]):
+    /// by default the one the environment names (`https_proxy` for `wss://`,
+    /// `http_proxy` for `ws://`, `all_proxy`, less the hosts in `no_proxy`, as curl reads
+    /// them); or none, or a given one, whatever the environment says. HTTP CONNECT and
+    /// SOCKS5 proxies, with credentials; a refusal fails `open` with
+    /// [`crate::Error::Proxy`]. Takes effect at the next connection. **Browser:** the
+    /// browser picks the proxy.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidUrl`] for a URL that is not a proxy's (another scheme than
+    /// `http`, `socks5` or `socks5h`, no host, a bad port); nothing is set then.
+    ///
+    /// ```
+    /// use unisock::{Proxy, WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// ws.set_proxy(Proxy::Url("http://user:pass@127.0.0.1:3128".into())).unwrap();
+    /// ws.set_proxy(Proxy::None).unwrap();
+    /// assert!(ws.set_proxy(Proxy::Url("ftp://127.0.0.1:21".into())).is_err());
+    /// ```
+    fn set_proxy(&self, proxy: crate::Proxy) -> Result<()>;
+
     /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
     /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>);
@@ -272,6 +293,12 @@ impl WebSocketExt for WebSocket {
 
     fn set_max_redirects(&self, hops: u8) {
         lock(&self.inner.0.config).client().max_redirects = hops;
+    }
+
+    fn set_proxy(&self, proxy: crate::Proxy) -> Result<()> {
+        let choice = super::proxy::Choice::new(proxy)?;
+        lock(&self.inner.0.config).client().proxy = choice;
+        Ok(())
     }
 
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>) {

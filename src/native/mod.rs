@@ -16,6 +16,7 @@ mod driving;
 pub(crate) mod ext;
 mod head;
 mod messages;
+pub(crate) mod proxy;
 pub(crate) mod rng;
 mod tls;
 mod upgrade;
@@ -366,6 +367,8 @@ struct ClientConfig {
     request_headers: Option<http::HeaderMap>,
     /// How many redirects `open` follows (none by default).
     max_redirects: u8,
+    /// The proxy (from the environment by default).
+    proxy: proxy::Choice,
 }
 
 /// What the current connection agreed, and the halves and task that run it.
@@ -892,6 +895,7 @@ impl Socket {
                 deflate,
                 headers: client.request_headers.clone().map(Box::new),
                 max_redirects: client.max_redirects,
+                proxy: client.proxy.clone(),
             }
         };
         let mut connecting = std::pin::pin!(connect::connect(url, protocols, options));

@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
@@ -36,10 +35,10 @@ fn default_config() -> Arc<ClientConfig> {
         .clone()
 }
 
-/// Wraps a connected TCP stream in TLS for `host`; `addr` (`host:port`) names the server
-/// in errors.
-pub(super) async fn connect(
-    tcp: TcpStream,
+/// Wraps a connected stream (TCP, or a proxy's tunnel) in TLS for `host`; `addr`
+/// (`host:port`) names the server in errors.
+pub(super) async fn connect<S: super::Transport>(
+    tcp: S,
     host: &str,
     addr: &str,
     config: Option<Arc<ClientConfig>>,

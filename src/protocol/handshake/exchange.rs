@@ -206,6 +206,15 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(http::Response<()>, usize)>,
 #[derive(Debug, Clone)]
 struct Reason(String);
 
+/// A parsed response's reason phrase ("Not Found"), else its status's usual one.
+pub(crate) fn reason_phrase(resp: &http::Response<()>) -> String {
+    resp.extensions()
+        .get::<Reason>()
+        .map(|r| r.0.clone())
+        .or_else(|| resp.status().canonical_reason().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn header<'a, T>(msg_headers: &'a http::HeaderMap, name: &str, _: &T) -> Option<&'a str> {
     msg_headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -305,15 +314,9 @@ pub fn check_response(
     deflate: Option<&crate::DeflateConfig>,
 ) -> Result<CheckedResponse, HandshakeError> {
     if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        let reason = resp
-            .extensions()
-            .get::<Reason>()
-            .map(|r| r.0.clone())
-            .or_else(|| resp.status().canonical_reason().map(str::to_string))
-            .unwrap_or_default();
         return Err(HandshakeError::BadStatus {
             code: resp.status().as_u16(),
-            reason,
+            reason: reason_phrase(resp),
             body: Vec::new(),
         });
     }
