@@ -81,7 +81,7 @@ pub fn start() {
             .unwrap_or_else(|| "127.0.0.1:8069".into());
         let secure = location.and_then(|l| l.protocol().ok()).as_deref() == Some("https:");
         let url = format!("{}://{host}/ws", if secure { "wss" } else { "ws" });
-        if let Ok(chat) = Chat::connect(&url, render).await {
+        if let Ok(chat) = Chat::connect(unisock::WebSocket::new(), &url, render).await {
             chat.run().await; // returns at once in the browser; the page's events drive it
             wire_form(chat);
         }

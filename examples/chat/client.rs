@@ -37,14 +37,14 @@ pub(crate) struct Chat {
 }
 
 impl Chat {
-    /// Connects to the chat server's `/ws` at `url`; every status change and received line
+    /// Connects `ws` (a new socket, with what the front end sets on it: natively, e.g. its
+    /// proxy) to the chat server's `/ws` at `url`; every status change and received line
     /// goes to `show`. Returns once connected. When the connection is lost, it reconnects
     /// (showing [`RECONNECTING`]); the server then welcomes it again.
-    pub(crate) async fn connect<F>(url: &str, show: F) -> unisock::Result<Chat>
+    pub(crate) async fn connect<F>(ws: WebSocket, url: &str, show: F) -> unisock::Result<Chat>
     where
         F: Fn(ChatEvent) + Clone + WasmNotSendSync + 'static,
     {
-        let ws = WebSocket::new();
         ws.on_message({
             let show = show.clone();
             move |msg| match msg {
