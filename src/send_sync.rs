@@ -16,6 +16,8 @@ cfg_if::cfg_if! {
         pub(crate) fn handler<A>(f: impl Fn(A) + 'static) -> Handler<A> {
             std::rc::Rc::new(f)
         }
+        /// A boxed future a handle keeps (the `Sink`'s wait): JS futures are `!Send`.
+        pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T>>>;
     } else {
         /// Requires `Send` natively and nothing in the browser.
         pub trait WasmNotSend: Send {}
@@ -28,6 +30,9 @@ cfg_if::cfg_if! {
         pub(crate) fn handler<A>(f: impl Fn(A) + Send + Sync + 'static) -> Handler<A> {
             std::sync::Arc::new(f)
         }
+        /// A boxed future a handle keeps (the `Sink`'s wait): handles cross threads.
+        pub(crate) type BoxFuture<T> =
+            std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
     }
 }
 

@@ -472,6 +472,13 @@ impl Session {
         }
     }
 
+    /// Whether a message of `len` bytes must wait to be kept: the buffer is too full for
+    /// it now, but would take it once empty (a message it can never take fails at once).
+    pub(crate) fn must_wait_to_keep(&self, len: usize) -> bool {
+        let cap = self.settings.reconnect.as_ref().map_or(0, |r| r.buffer);
+        len <= cap && self.unsent_bytes().saturating_add(len) > cap
+    }
+
     /// Keeps a message sent while reconnecting for the next connection, within the policy's
     /// buffer.
     ///

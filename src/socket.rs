@@ -43,6 +43,23 @@ pub struct WebSocket {
     /// Shared by the user's handles (not the backend's own references): when the last one
     /// is dropped, the backend is told that nobody can use the socket any more.
     handles: Option<std::sync::Arc<Handles>>,
+    /// What this handle's `Sink` side is waiting for; clones start without one.
+    sink: Option<SinkWait>,
+}
+
+/// What a `Sink` waits for: a message to get room in the send queue, a flush, a close.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SinkOp {
+    Send,
+    Flush,
+    Close,
+}
+
+/// A wait of the `Sink`, kept between polls. The mutex only makes the handle `Sync`:
+/// polling goes through `get_mut`, which never locks.
+struct SinkWait {
+    op: SinkOp,
+    future: std::sync::Mutex<crate::send_sync::BoxFuture<Result<()>>>,
 }
 
 /// The user's handles on one socket; dropping the last one releases the socket.
@@ -60,6 +77,7 @@ impl Clone for WebSocket {
             inner: self.inner.clone(),
             messages: None,
             handles: self.handles.clone(),
+            sink: None,
         }
     }
 }
@@ -101,6 +119,126 @@ impl futures_core::Stream for WebSocket {
     }
 }
 
+/// `WebSocket` is also a sink of messages with backpressure, the counterpart of its
+/// `Stream`: `SinkExt::feed(msg).await` queues `msg` once the send queue has room for it
+/// (see [`WebSocket::send_async`]), so a sender faster than its peer reads is slowed
+/// instead of failing with [`Error::Capacity`] or growing memory; `SinkExt::send` also
+/// waits until it is written, and `send_all` / `StreamExt::forward` flush only when their
+/// stream waits or ends. `flush().await` waits until what was queued is written
+/// ([`WebSocket::flush`]); `close().await` closes with 1000 and waits until the socket
+/// has closed ([`WebSocket::closed`]).
+///
+/// As with the `Stream`, the combinators come from a `SinkExt` trait (in `futures-util`,
+/// with its `sink` feature, or `futures`). `WebSocket`'s own `send`, `flush` and `close`
+/// come first in method calls: call `SinkExt::send(&mut ws, msg)` by its path, or use
+/// [`WebSocket::send_async`], which is the same wait. Clone the handle to use one clone
+/// as the stream and another as the sink, or `StreamExt::split` it.
+///
+/// ```no_run
+/// # async fn run() -> unisock::Result<()> {
+/// use futures_util::{stream, SinkExt, StreamExt};
+/// use unisock::{MsgEvent, WebSocket};
+///
+/// let mut ws = WebSocket::new();
+/// ws.open("ws://127.0.0.1:8069/ws", &[]).await?;
+/// SinkExt::send(&mut ws, MsgEvent::Text("hello".into())).await?; // waits while full
+/// let mut lines = stream::iter(["a", "b", "c"]).map(|l| Ok(MsgEvent::Text(l.into())));
+/// ws.send_all(&mut lines).await?;
+/// SinkExt::close(&mut ws).await?; // 1000, then waits for the closing handshake
+/// # Ok(()) }
+/// ```
+impl futures_sink::Sink<MsgEvent> for WebSocket {
+    type Error = Error;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        self.get_mut().poll_sink(cx, SinkOp::Send)
+    }
+
+    fn start_send(self: std::pin::Pin<&mut Self>, msg: MsgEvent) -> Result<()> {
+        let this = self.get_mut();
+        // Queued at once when there is room: no allocation on the fast path.
+        if let Some(msg) = this.inner.send_or_keep(msg)? {
+            let inner = this.inner.clone();
+            this.start_wait(
+                SinkOp::Send,
+                Box::pin(async move { inner.send_async(msg).await }),
+            );
+        }
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_sink(cx, SinkOp::Send))?;
+        if this.sink.is_none() {
+            let inner = this.inner.clone();
+            this.start_wait(SinkOp::Flush, Box::pin(async move { inner.flush().await }));
+        }
+        this.poll_sink(cx, SinkOp::Flush)
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_sink(cx, SinkOp::Send))?;
+        if this.sink.as_ref().is_none_or(|w| w.op != SinkOp::Close) {
+            this.close(1000, "")?;
+            let inner = this.inner.clone();
+            this.start_wait(
+                SinkOp::Close,
+                Box::pin(async move {
+                    inner.closed().await;
+                    Ok(())
+                }),
+            );
+        }
+        this.poll_sink(cx, SinkOp::Close)
+    }
+}
+
+impl WebSocket {
+    fn start_wait(&mut self, op: SinkOp, future: crate::send_sync::BoxFuture<Result<()>>) {
+        self.sink = Some(SinkWait {
+            op,
+            future: std::sync::Mutex::new(future),
+        });
+    }
+
+    /// Polls the `Sink`'s wait if it is an `op` (or a message waiting for room, which
+    /// comes first); ready at once when there is none. A flush given up for a send is
+    /// dropped: it waited for nothing that matters to the send.
+    fn poll_sink(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        op: SinkOp,
+    ) -> std::task::Poll<Result<()>> {
+        let Some(wait) = self.sink.as_mut() else {
+            return std::task::Poll::Ready(Ok(()));
+        };
+        if wait.op != op && wait.op != SinkOp::Send {
+            if op == SinkOp::Send {
+                self.sink = None;
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let future = wait
+            .future
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let done = std::task::ready!(future.as_mut().poll(cx));
+        self.sink = None;
+        std::task::Poll::Ready(done)
+    }
+}
+
 impl std::fmt::Debug for WebSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebSocket")
@@ -136,6 +274,7 @@ impl WebSocket {
             handles: Some(std::sync::Arc::new(Handles(inner.clone()))),
             inner,
             messages: None,
+            sink: None,
         }
     }
 
@@ -146,6 +285,7 @@ impl WebSocket {
             inner,
             messages: None,
             handles: None,
+            sink: None,
         }
     }
 
@@ -422,6 +562,34 @@ impl WebSocket {
     /// ```
     pub async fn flush(&self) -> Result<()> {
         self.inner.flush().await
+    }
+
+    /// Queues `msg` once the send queue has room for it, instead of failing with
+    /// [`Error::Capacity`] as [`WebSocket::send`] does: a sender faster than its peer
+    /// reads waits here, and never queues past the cap. Natively the cap is the send queue
+    /// cap (`WebSocketExt::set_send_queue_cap`, 64 MiB by default), and the wait ends when
+    /// written bytes make room; a message larger than the cap still fails with
+    /// [`Error::Capacity`]. **Browser:** it waits while the browser's `bufferedAmount`
+    /// with `msg` would pass 1 MiB (it looks again every few milliseconds); a larger
+    /// message is sent once the buffer is empty. While reconnecting, it waits for room in
+    /// the [`Reconnect`] buffer.
+    ///
+    /// Cancel-safe in that dropping it while it waits queues nothing. The `Sink` impl
+    /// (`SinkExt::send`) waits the same way.
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`], and [`Error::Closed`] if the socket closes while it waits.
+    ///
+    /// ```no_run
+    /// # async fn run(ws: unisock::WebSocket) -> unisock::Result<()> {
+    /// use unisock::MsgEvent;
+    /// for i in 0..1_000_000 {
+    ///     ws.send_async(MsgEvent::Text(format!("tick {i}"))).await?; // paced by the peer
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_async(&self, msg: MsgEvent) -> Result<()> {
+        self.inner.send_async(msg).await
     }
 
     /// Queues a text message without blocking.

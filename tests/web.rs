@@ -774,3 +774,32 @@ async fn close_while_connecting_aborts_the_open() {
     assert_eq!(ws.ready_state(), ReadyState::Closed);
     assert!(matches!(ws.send_text("late"), Err(unisock::Error::Closed)));
 }
+
+#[wasm_bindgen_test]
+async fn a_sink_sends_a_stream_past_the_browser_buffer_in_order_and_closes() {
+    use futures_util::{stream, SinkExt, StreamExt};
+    // 4 MiB in 64 KiB messages: past the 1 MiB `bufferedAmount` at which sends wait.
+    let sent: Vec<MsgEvent> = (0..64u8)
+        .map(|i| MsgEvent::Binary(vec![i; 64 * 1024]))
+        .collect();
+    let ws = WebSocket::new();
+    ws.open(server(), &[]).await.unwrap();
+    let mut echoes = ws.clone();
+    let mut items = stream::iter(sent.clone()).map(Ok);
+    let mut sink = ws.clone();
+    let sending = async {
+        sink.send_all(&mut items).await?;
+        SinkExt::flush(&mut sink).await
+    };
+    let echoed = echoes.by_ref().take(sent.len()).collect::<Vec<_>>();
+    let (flushed, back) = futures_util::future::join(sending, echoed).await;
+    flushed.unwrap();
+    assert!(back == sent, "the echoes differ from what was sent");
+    // A browser drops what arrives after `close()`: the sink closes once all came back.
+    SinkExt::close(&mut sink).await.unwrap();
+    assert_eq!(ws.ready_state(), ReadyState::Closed);
+    assert_eq!(echoes.next().await, None);
+    // The same wait as a plain call: fails once closed.
+    let late = ws.send_async(MsgEvent::Text("late".into())).await;
+    assert!(matches!(late, Err(unisock::Error::Closed)), "{late:?}");
+}

@@ -455,6 +455,15 @@ impl Signal {
     }
 }
 
+/// A `flush` or `send_async` waiting for `Handoff::written`, counted in `flushing` until dropped.
+struct Flushing<'a>(&'a AtomicUsize);
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The end of the socket: how it closed, and where messages go until then.
 #[derive(Default)]
 struct Ending {
@@ -994,12 +1003,6 @@ impl Socket {
         if lock(&self.0.proto).is_none() {
             return Err(Error::NotOpen);
         }
-        struct Flushing<'a>(&'a AtomicUsize);
-        impl Drop for Flushing<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
         // SeqCst with the writers' `buffered` update and load of `flushing`: either a write
         // sees this waiter and notifies, or this sees what the write left.
         self.0.handoff.flushing.fetch_add(1, Ordering::SeqCst);
@@ -1050,6 +1053,46 @@ impl Socket {
 
     /// Queues one message (or a ping).
     pub(crate) fn send_with(&self, outgoing: Outgoing<'_>) -> Result<()> {
+        self.queue(outgoing, false).map(drop)
+    }
+
+    /// Queues `msg` if the send queue has room for it now, else hands it back (`Ok(Some)`)
+    /// to wait for room; a message the queue can never take fails with `Capacity`.
+    pub(crate) fn send_or_keep(&self, msg: MsgEvent) -> Result<Option<MsgEvent>> {
+        Ok(match self.queue(Outgoing::Message(msg), true)? {
+            Some(Outgoing::Message(msg)) => Some(msg),
+            _ => None,
+        })
+    }
+
+    /// Queues `msg` once the send queue has room for it: woken by the writes that empty
+    /// the queue (`written`, as `flush` is), so no lock is taken per message.
+    pub(crate) async fn send_async(&self, msg: MsgEvent) -> Result<()> {
+        let Some(mut msg) = self.send_or_keep(msg)? else {
+            return Ok(());
+        };
+        // SeqCst: see `flush`; a write after this notifies `written`.
+        self.0.handoff.flushing.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Flushing(&self.0.handoff.flushing);
+        loop {
+            let written = self.0.handoff.written.notified();
+            match self.send_or_keep(msg)? {
+                None => return Ok(()),
+                Some(back) => msg = back,
+            }
+            if self.ready_state() == ReadyState::Closed
+                || (self.0.handoff.reader_done.load(Ordering::Acquire)
+                    && self.0.handoff.writer_done.load(Ordering::Acquire))
+            {
+                return Err(Error::Closed);
+            }
+            written.await;
+        }
+    }
+
+    /// Queues `outgoing`; when `wait` and the queue is too full for it now (but not for
+    /// ever), hands it back instead of failing with `Capacity`.
+    fn queue<'a>(&self, outgoing: Outgoing<'a>, wait: bool) -> Result<Option<Outgoing<'a>>> {
         let len = outgoing.len();
         let mut guard = lock(&self.0.proto);
         let Some(proto) = guard.as_mut() else {
@@ -1060,16 +1103,24 @@ impl Socket {
             if outgoing.is_control() {
                 return Err(Error::NotOpen);
             }
-            lock(&self.0.session).keep(outgoing.into_kept())?;
+            let mut session = lock(&self.0.session);
+            if wait && session.must_wait_to_keep(len) {
+                return Ok(Some(outgoing));
+            }
+            session.keep(outgoing.into_kept())?;
             self.0.buffered.fetch_add(len, Ordering::AcqRel);
-            return Ok(());
+            return Ok(None);
         }
         if proto.conn.state() != ConnectionState::Open {
             return Err(Error::Closed);
         }
-        let buffered = self.0.buffered.load(Ordering::Acquire);
+        // SeqCst: a waiting `send_async` reads it after counting itself in `flushing`.
+        let buffered = self.0.buffered.load(Ordering::SeqCst);
         let cap = self.0.send_cap.load(Ordering::Acquire);
         if buffered.saturating_add(len) > cap {
+            if wait && len <= cap {
+                return Ok(Some(outgoing));
+            }
             return Err(Error::Capacity { buffered, cap });
         }
         proto.charge_send(buffered.saturating_add(len))?;
@@ -1080,7 +1131,7 @@ impl Socket {
         if !self.0.handoff.dispatching.load(Ordering::Acquire) {
             self.0.handoff.wake_writer.notify_one();
         }
-        Ok(())
+        Ok(None)
     }
 
     pub(crate) fn send_text(&self, text: &str) -> Result<()> {
@@ -1134,6 +1185,10 @@ impl Socket {
         drop(guard);
         if self.ready_state() < ReadyState::Closing {
             self.set_state(ReadyState::Closing);
+        }
+        // A `send_async` waiting for room would wait for writes: it fails with `Closed` now.
+        if self.0.handoff.flushing.load(Ordering::SeqCst) > 0 {
+            self.0.handoff.written.notify_waiters();
         }
         self.0.handoff.wake_writer.notify_one();
         self.0.handoff.wake_reader.raise();

@@ -158,6 +158,19 @@ fn connect(url: &str, protocols: &[String]) -> Result<web_sys::WebSocket> {
     Ok(ws)
 }
 
+/// How many bytes `send_async` (and the `Sink`) let the browser buffer before waiting: the
+/// browser sends whatever it is given, so this is the cap on what a fast sender queues.
+pub(crate) const SEND_HIGH_WATER: usize = 1 << 20;
+
+/// Waits for the next timer tick: the browser has no "drained" event, so what waits for
+/// `bufferedAmount` to go down looks again then.
+async fn tick() {
+    let tick = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = timer::set_timeout(&resolve, 5);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(tick).await;
+}
+
 /// Milliseconds for a JS timer (at most `i32::MAX`, about 24 days).
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
@@ -538,6 +551,32 @@ impl Socket {
         .await
     }
 
+    /// Sends `msg` if the browser's buffer is under [`SEND_HIGH_WATER`] with it (or empty),
+    /// else hands it back (`Ok(Some)`) to wait: the browser has no cap of its own.
+    pub(crate) fn send_or_keep(&self, msg: MsgEvent) -> Result<Option<MsgEvent>> {
+        if self.is_reconnecting() {
+            if self.0.session.borrow().must_wait_to_keep(msg.len()) {
+                return Ok(Some(msg));
+            }
+            return self.send(msg).map(|()| None);
+        }
+        let buffered = self.socket()?.buffered_amount() as usize;
+        if buffered > 0 && buffered.saturating_add(msg.len()) > SEND_HIGH_WATER {
+            return Ok(Some(msg));
+        }
+        self.send(msg).map(|()| None)
+    }
+
+    /// Sends `msg` once the browser's buffer has room for it, looking again on each tick.
+    pub(crate) async fn send_async(&self, msg: MsgEvent) -> Result<()> {
+        let mut msg = msg;
+        while let Some(back) = self.send_or_keep(msg)? {
+            msg = back;
+            tick().await;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn flush(&self) -> Result<()> {
         if self.0.ws.borrow().is_none() {
             return Err(Error::NotOpen);
@@ -552,11 +591,7 @@ impl Socket {
             if self.is_closed_for_good() || (ended && !reconnects) {
                 return Err(Error::Closed);
             }
-            // The browser has no "drained" event: look again on the next timer tick.
-            let tick = js_sys::Promise::new(&mut |resolve, _| {
-                let _ = timer::set_timeout(&resolve, 5);
-            });
-            let _ = wasm_bindgen_futures::JsFuture::from(tick).await;
+            tick().await;
         }
         Ok(())
     }

@@ -525,6 +525,9 @@ pub(in crate::native) fn finish(sock: &Socket, close: CloseEvent, error: Option<
     shared.handoff.reader_done.store(true, Ordering::Release);
     shared.handoff.wake_writer.notify_one();
     sock.set_state(ReadyState::Closed);
+    // A `send_async` waiting for room fails with `Closed` (a reconnect's writer, aborted,
+    // may never have said it ended).
+    shared.handoff.written.notify_waiters();
     let handlers = std::mem::take(&mut *lock(&shared.handlers));
     {
         let mut ending = lock(&shared.ending);
