@@ -64,14 +64,88 @@ pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok(accepted) => return accepted,
-            Err(e) if is_connection_error(&e) => {
-                tracing::debug!("accept: a connection failed before it was accepted: {e}");
-            }
-            Err(e) => {
-                tracing::error!("accept failed, retrying in 1 s: {e}");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-            }
+            Err(e) => survive(e).await,
         }
+    }
+}
+
+/// As [`accept`], for any [`Listener`] (what [`serve`] calls): returns the next
+/// connection, surviving accept errors in the same way.
+///
+/// ```no_run
+/// # async fn run() -> unisock::Result<()> {
+/// let mut listener = tokio::net::UnixListener::bind("/tmp/app.sock")?;
+/// let unix = unisock::server::accept_from(&mut listener).await;
+/// unisock::WebSocket::new().upgrade(unix).await?;
+/// # Ok(()) }
+/// ```
+pub async fn accept_from<L: Listener>(listener: &mut L) -> L::Io {
+    loop {
+        match listener.accept().await {
+            Ok(io) => return io,
+            Err(e) => survive(e).await,
+        }
+    }
+}
+
+/// What [`accept`] does with an error: on to the next connection at once when it was one
+/// connection's own, else after [`ACCEPT_BACKOFF`].
+async fn survive(e: std::io::Error) {
+    if is_connection_error(&e) {
+        tracing::debug!("accept: a connection failed before it was accepted: {e}");
+    } else {
+        tracing::error!("accept failed, retrying in 1 s: {e}");
+        tokio::time::sleep(ACCEPT_BACKOFF).await;
+    }
+}
+
+/// Where [`serve`] takes connections from: a [`TcpListener`], a Unix domain socket's
+/// [`tokio::net::UnixListener`] (on Unix), or your own source of streams.
+///
+/// `accept` returns the next connection or the error that prevented it; [`serve`] and
+/// [`accept_from`] survive the errors as [`accept`] does (a pause of 1 s unless the error
+/// was one connection's own, such as `ConnectionAborted`).
+///
+/// ```
+/// use unisock::server::Listener;
+///
+/// /// Connections from a channel, e.g. streams a proxy hands over.
+/// struct Handed(tokio::sync::mpsc::Receiver<tokio::net::TcpStream>);
+///
+/// impl Listener for Handed {
+///     type Io = tokio::net::TcpStream;
+///     async fn accept(&mut self) -> std::io::Result<Self::Io> {
+///         self.0.recv().await.ok_or_else(|| std::io::ErrorKind::BrokenPipe.into())
+///     }
+/// }
+/// ```
+pub trait Listener: Send + 'static {
+    /// The connection's stream.
+    type Io: crate::Transport;
+
+    /// Waits for the next connection.
+    fn accept(&mut self) -> impl std::future::Future<Output = std::io::Result<Self::Io>> + Send;
+}
+
+/// Accepted streams have Nagle's algorithm off: a WebSocket writes whole messages, and
+/// waiting to coalesce them only delays the answer.
+impl Listener for TcpListener {
+    type Io = TcpStream;
+
+    async fn accept(&mut self) -> std::io::Result<TcpStream> {
+        let (tcp, _) = TcpListener::accept(self).await?;
+        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+}
+
+#[cfg(unix)]
+impl Listener for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept(&mut self) -> std::io::Result<tokio::net::UnixStream> {
+        let (unix, _) = tokio::net::UnixListener::accept(self).await?;
+        Ok(unix)
     }
 }
 
@@ -89,7 +163,7 @@ fn is_connection_error(e: &std::io::Error) -> bool {
 
 /// Answers a connection over the registry's cap: `503 Service Unavailable` with
 /// `Retry-After` and `Connection: close`, without reading its request first.
-pub(crate) async fn refuse(mut tcp: TcpStream) {
+pub(crate) async fn refuse<S: crate::Transport>(mut tcp: S) {
     let body = "too many connections";
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {RETRY_AFTER_SECS}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -322,9 +396,9 @@ pub(crate) fn offered_protocols(request: &http::Request<()>) -> Vec<String> {
 /// Reads one request from `tcp`, asks `handler` for a socket, and services it; the
 /// connection counts towards the registry's cap (`admission`) until its socket is
 /// registered or it fails.
-pub(crate) async fn route<F>(
+pub(crate) async fn route<F, S: crate::Transport>(
     registry: &crate::WebSockets,
-    tcp: TcpStream,
+    tcp: S,
     handler: &F,
     admission: Admission,
 ) -> Result<()>
@@ -354,7 +428,8 @@ where
 }
 
 impl WebSockets {
-    /// Accepts connections on `listener` forever. For each request, `handler` returns the
+    /// Accepts connections on `listener` (a [`TcpListener`], a Unix socket's
+    /// `UnixListener`, any [`Listener`]) forever. For each request, `handler` returns the
     /// configured [`WebSocket`] to upgrade to (the original's "a route returns a
     /// WebSocket"), or `None` for a 404. Each socket is serviced by this registry.
     ///
@@ -377,19 +452,19 @@ impl WebSockets {
     /// sockets.shutdown().await;
     /// # Ok(()) }
     /// ```
-    pub async fn serve<F>(&self, listener: TcpListener, handler: F) -> Infallible
+    pub async fn serve<L, F>(&self, mut listener: L, handler: F) -> Infallible
     where
+        L: Listener,
         F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
         loop {
-            let (tcp, _) = crate::server::accept(&listener).await;
+            let tcp = accept_from(&mut listener).await;
             let Some(admission) = self.admit() else {
                 tracing::debug!("connection refused (503): the registry is at its cap");
                 tokio::spawn(crate::server::refuse(tcp));
                 continue;
             };
-            let _ = tcp.set_nodelay(true);
             let registry = self.clone();
             let handler = handler.clone();
             tokio::spawn(async move {
@@ -417,8 +492,9 @@ impl WebSockets {
 /// match serving.await {}
 /// # }
 /// ```
-pub async fn serve<F>(listener: TcpListener, handler: F) -> Infallible
+pub async fn serve<L, F>(listener: L, handler: F) -> Infallible
 where
+    L: Listener,
     F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
 {
     WebSockets::new().serve(listener, handler).await

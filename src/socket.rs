@@ -11,7 +11,7 @@ use crate::{
 
 /// Refuses subprotocol names that are not RFC 7230 tokens, or offered twice, before
 /// anything is sent (both targets; a browser throws a `SyntaxError` for them).
-fn check_protocols(protocols: &[&str]) -> Result<()> {
+pub(crate) fn check_protocols(protocols: &[&str]) -> Result<()> {
     match crate::protocol::handshake::protocols_problem(protocols) {
         Some((name, reason)) => Err(Error::InvalidProtocol {
             name: name.into(),

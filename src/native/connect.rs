@@ -58,6 +58,25 @@ pub(super) async fn connect(
     }
 }
 
+/// Shakes hands over a stream the caller connected (`WebSocketExt::open_over`). A
+/// redirect is not followed: the stream cannot be redialled elsewhere.
+pub(super) async fn handshake(
+    stream: BoxIo,
+    url: &url::Url,
+    protocols: &[&str],
+    options: Options,
+) -> Result<Connected> {
+    let headers = options.headers.as_deref();
+    match handshake_over(stream, url, protocols, options.deflate, headers, false).await? {
+        Handshaken::Connected(connected) => Ok(connected),
+        // Not asked for (`follow` is false): refused as the status it is.
+        Handshaken::Redirect(location) => Err(Error::InvalidUrl {
+            url: location.into(),
+            reason: "a redirect cannot be followed over the caller's stream".into(),
+        }),
+    }
+}
+
 /// One connection attempt's outcome.
 enum Handshaken {
     Connected(Connected),

@@ -189,6 +189,37 @@ pub trait WebSocketExt {
     /// ```
     fn response_headers(&self) -> Option<http::HeaderMap>;
 
+    /// Client side: runs the opening handshake for `url` over a stream you connected (a
+    /// Unix domain socket, a proxy tunnel, an in-memory pipe, TLS you set up yourself),
+    /// offering `protocols`, and opens the socket as [`WebSocket::open`] does. The URL
+    /// gives the request's `Host` and path; nothing is dialled, and a `wss://` scheme adds
+    /// no TLS (wrap the stream first). Redirects are not followed.
+    ///
+    /// Such a socket **does not reconnect**: unisock cannot connect another stream, so its
+    /// reconnect policy ([`WebSocket::set_reconnect`]) is cleared, and a lost connection
+    /// closes it for good (`on_close` reports how). To reconnect, connect a new stream and
+    /// call `open_over` on a new socket.
+    ///
+    /// # Errors
+    /// As [`WebSocket::open`], less the connect errors.
+    ///
+    /// ```no_run
+    /// # async fn run() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    ///
+    /// let unix = tokio::net::UnixStream::connect("/run/app.sock").await?;
+    /// let ws = WebSocket::new();
+    /// ws.open_over(unix, "ws://localhost/ws", &["chat"]).await?;
+    /// ws.send_text("over a Unix socket")?;
+    /// # Ok(()) }
+    /// ```
+    fn open_over<S: Transport>(
+        &self,
+        stream: S,
+        url: &str,
+        protocols: &[&str],
+    ) -> impl Future<Output = Result<()>> + Send;
+
     /// Server side, uncommitted: reads and validates the upgrade request from `stream`, and
     /// returns the pending 101 response for the caller to edit and commit.
     ///
@@ -310,6 +341,25 @@ impl WebSocketExt for WebSocket {
             .response_headers
             .as_deref()
             .cloned()
+    }
+
+    fn open_over<S: Transport>(
+        &self,
+        stream: S,
+        url: &str,
+        protocols: &[&str],
+    ) -> impl Future<Output = Result<()>> + Send {
+        let checked = crate::ws_url::parse_ws_url(url).and_then(|url| {
+            crate::socket::check_protocols(protocols)?;
+            Ok(url)
+        });
+        let protocols: Vec<String> = protocols.iter().map(|p| (*p).to_string()).collect();
+        let ws = self.clone();
+        async move {
+            let url = checked?;
+            let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
+            ws.inner.open_over(Box::new(stream), url, &protocols).await
+        }
     }
 
     fn upgrade_pending<S: Transport>(

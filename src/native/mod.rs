@@ -642,13 +642,36 @@ impl Socket {
     }
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
+        self.open_with(url, protocols, None).await
+    }
+
+    /// `open` over a stream the caller connected. Such a socket does not reconnect: its
+    /// reconnect policy is cleared, as only the caller could connect another stream.
+    pub(crate) async fn open_over(
+        &self,
+        stream: BoxIo,
+        url: url::Url,
+        protocols: &[&str],
+    ) -> Result<()> {
+        self.check_unconnected()?;
+        lock(&self.0.session).settings.reconnect = None;
+        self.open_with(url, protocols, Some(stream)).await
+    }
+
+    /// Opens over `stream`, or over a connection to `url` when `None`.
+    async fn open_with(
+        &self,
+        url: url::Url,
+        protocols: &[&str],
+        stream: Option<BoxIo>,
+    ) -> Result<()> {
         self.check_unconnected()?;
         lock(&self.0.config).client().protocols =
             protocols.iter().map(|p| (*p).to_string()).collect();
         lock(&self.0.session).open_started(now());
         // Boxed, as every one-time handshake step: the connection's task keeps the size of
         // its largest future for its whole life, and the handshake's is the largest.
-        let connected = Box::pin(self.connect_within(&url, protocols)).await;
+        let connected = Box::pin(self.connect_within(&url, protocols, stream)).await;
         let connected = match connected {
             Some(Ok(connected)) => connected,
             Some(Err(e)) => {
@@ -860,7 +883,7 @@ impl Socket {
                     };
                     let protocols = lock(&self.0.config).client().protocols.clone();
                     let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
-                    match self.connect_within(&url, &protocols).await {
+                    match self.connect_within(&url, &protocols, None).await {
                         Some(Ok(connected)) => return Some(self.reattach(connected)),
                         Some(Err(e)) => {
                             tracing::debug!(id = %self.0.id, "reconnect attempt {attempt}: {e}");
@@ -885,13 +908,14 @@ impl Socket {
         }
     }
 
-    /// Connects to `url` (TCP, TLS, the opening handshake); `None` when the session ends
-    /// the attempt first (its open timeout, or a local close), leaving its actions to say
-    /// how.
+    /// Connects to `url` (TCP, TLS, the opening handshake), or shakes hands over `stream`;
+    /// `None` when the session ends the attempt first (its open timeout, or a local
+    /// close), leaving its actions to say how.
     async fn connect_within(
         &self,
         url: &url::Url,
         protocols: &[&str],
+        stream: Option<BoxIo>,
     ) -> Option<Result<connect::Connected>> {
         let options = {
             let mut config = lock(&self.0.config);
@@ -907,7 +931,12 @@ impl Socket {
                 proxy: client.proxy.clone(),
             }
         };
-        let mut connecting = std::pin::pin!(connect::connect(url, protocols, options));
+        let mut connecting = std::pin::pin!(async {
+            match stream {
+                Some(stream) => connect::handshake(stream, url, protocols, options).await,
+                None => connect::connect(url, protocols, options).await,
+            }
+        });
         loop {
             tokio::select! {
                 connected = &mut connecting => return Some(connected),
