@@ -77,8 +77,10 @@ impl WebSocketUpgrade {
     }
 
     /// Validates the request against `ws`'s allowed origins and answers: 101 and the socket
-    /// runs in `sockets` (registered until it closes, with the registry's read timeout), or
-    /// the error status (400/403/426) with the reason.
+    /// runs in `sockets` (registered until it closes, with the registry's read timeout,
+    /// memory budget and compression options, and its
+    /// [`on_upgrade`](WebSockets::on_upgrade) hook run on the 101 response), or the error
+    /// status (400/403/426) with the reason.
     pub fn accept(self, ws: WebSocket, sockets: &WebSockets) -> Response {
         self.accept_with_protocol(ws, sockets, None)
     }
@@ -139,9 +141,26 @@ impl WebSocketUpgrade {
         if let Some(budget) = sockets.memory_budget() {
             ws.set_memory_budget(Some(budget));
         }
+        // The registry's hook, as on every other path: it edits the response axum sends.
+        // The stream is hyper's, later: the pending upgrade holds none meanwhile.
+        let mut pending = crate::server::PendingUpgrade {
+            ws,
+            request: self.request,
+            response,
+            stream: Box::new(tokio::io::empty()),
+            leftover: Vec::new(),
+            deflate,
+        };
+        sockets.run_upgrade_hook(&mut pending);
+        let crate::server::PendingUpgrade {
+            ws,
+            request,
+            response,
+            deflate,
+            ..
+        } = pending;
+        let (protocol, deflate) = crate::server::agreed(&response, deflate);
         let sockets = sockets.clone();
-        let request = self.request;
-        let protocol = protocol.map(str::to_string);
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {

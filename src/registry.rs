@@ -41,6 +41,8 @@ struct Inner {
     sockets: RwLock<HashMap<String, WebSocket>>,
     read_timeout: Mutex<Option<Duration>>,
     message_timeout: Mutex<Option<Duration>>,
+    /// How long `serve` waits for a request head (see `set_handshake_timeout`).
+    handshake_timeout: Mutex<Duration>,
     deflate: Mutex<Option<DeflateConfig>>,
     on_upgrade: Mutex<Option<UpgradeHook>>,
     max_connections: Mutex<Option<usize>>,
@@ -191,6 +193,7 @@ impl Inner {
             sockets: RwLock::new(HashMap::new()),
             read_timeout: Mutex::new(Some(Duration::from_secs(300))),
             message_timeout: Mutex::new(Some(DEFAULT_MESSAGE_TIMEOUT)),
+            handshake_timeout: Mutex::new(crate::backend::HANDSHAKE_TIMEOUT),
             deflate: Mutex::new(None),
             on_upgrade: Mutex::new(None),
             max_connections: Mutex::new(None),
@@ -473,6 +476,34 @@ impl WebSockets {
         *lock(&self.0.read_timeout) = timeout;
     }
 
+    /// How long [`WebSockets::serve`] lets a client take to send its whole upgrade request
+    /// before answering 408 and dropping it (default 10 s; a guard against slowloris). It
+    /// applies from the next connection `serve` accepts. `serve` reads the request before
+    /// the handler makes the socket, so a socket's own
+    /// [`WebSocketExt::set_handshake_timeout`] does not apply there (it does in
+    /// [`WebSockets::service`], which reads the request with the socket in hand).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let sockets = unisock::WebSockets::new();
+    /// assert_eq!(sockets.handshake_timeout(), Duration::from_secs(10));
+    /// sockets.set_handshake_timeout(Duration::from_secs(3));
+    /// assert_eq!(sockets.handshake_timeout(), Duration::from_secs(3));
+    /// ```
+    pub fn set_handshake_timeout(&self, timeout: Duration) {
+        *lock(&self.0.handshake_timeout) = timeout;
+    }
+
+    /// The timeout set with [`WebSockets::set_handshake_timeout`].
+    ///
+    /// ```
+    /// let sockets = unisock::WebSockets::new();
+    /// assert_eq!(sockets.handshake_timeout().as_secs(), 10);
+    /// ```
+    pub fn handshake_timeout(&self) -> Duration {
+        *lock(&self.0.handshake_timeout)
+    }
+
     /// permessage-deflate options for the sockets this registry upgrades from now on,
     /// unless a socket has its own ([`WebSocketExt::set_deflate`]). Unset: the server
     /// default (on; see the README, "Compression").
@@ -497,7 +528,10 @@ impl WebSockets {
     }
 
     /// A hook called after a request was validated and before its 101 response is sent:
-    /// negotiate a subprotocol, add headers.
+    /// negotiate a subprotocol, add headers. It runs on every path into the registry:
+    /// [`WebSockets::serve`], [`WebSockets::service`] and [`WebSockets::service_pending`],
+    /// and the axum extractor's `accept` (there it sees the response before axum sends
+    /// it; a protocol the handler passed to `accept_with_protocol` is already set).
     ///
     /// ```
     /// unisock::WebSockets::new().on_upgrade(|pending| {
@@ -507,6 +541,14 @@ impl WebSockets {
     /// ```
     pub fn on_upgrade(&self, hook: impl Fn(&mut PendingUpgrade) + Send + Sync + 'static) {
         *lock(&self.0.on_upgrade) = Some(Arc::new(hook));
+    }
+
+    /// Runs the `on_upgrade` hook, if one is set, on `pending`.
+    pub(crate) fn run_upgrade_hook(&self, pending: &mut PendingUpgrade) {
+        let hook = lock(&self.0.on_upgrade).clone();
+        if let Some(hook) = hook {
+            hook(pending);
+        }
     }
 
     /// Caps the connections [`WebSockets::serve`] takes on: a connection it accepts while
@@ -887,10 +929,7 @@ impl WebSockets {
             ) {
                 pending.set_deflate(config);
             }
-            let hook = lock(&registry.0.on_upgrade).clone();
-            if let Some(hook) = hook {
-                hook(&mut pending);
-            }
+            registry.run_upgrade_hook(&mut pending);
             pending.commit().await
         });
         async move {
@@ -901,9 +940,22 @@ impl WebSockets {
     }
 
     /// Registers an open socket, runs its event loop, and unregisters it when it closes
-    /// (also if this future is dropped).
-    #[cfg(feature = "axum")]
-    pub(crate) async fn run(&self, ws: WebSocket) {
+    /// (also if this future is dropped): for a socket upgraded outside the registry, such
+    /// as one a framework upgraded and [`WebSocketExt::attach_upgraded`] started. Nothing
+    /// of the registry's configuration (read timeout, `on_upgrade`, ...) is applied: the
+    /// socket is already open. Returns at once for a socket never opened.
+    ///
+    /// ```no_run
+    /// # async fn run(sockets: unisock::WebSockets, upgraded: tokio::net::TcpStream, request: http::Request<()>) -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    ///
+    /// // The framework already answered 101 on `upgraded`.
+    /// let ws = WebSocket::new();
+    /// ws.attach_upgraded(upgraded, &request, None)?;
+    /// sockets.run(ws).await; // registered (get, broadcast, shutdown) until it closes
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self, ws: WebSocket) {
         self.run_admitted(ws, None).await;
     }
 

@@ -3,8 +3,10 @@
 //! upgrades whose 101 response the caller can still edit before it is sent.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,17 +340,7 @@ impl PendingUpgrade {
         stream
             .write_all(&crate::protocol::handshake::encode_response(&response))
             .await?;
-        let protocol = response
-            .headers()
-            .get(http::header::SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        // Compression is on only if the response still carries our answer.
-        let answered = response
-            .headers()
-            .get(http::header::SEC_WEBSOCKET_EXTENSIONS)
-            .and_then(|v| v.to_str().ok());
-        let deflate = deflate.filter(|n| answered == Some(n.answer.as_str()));
+        let (protocol, deflate) = agreed(&response, deflate);
         ws.inner.attach(
             stream,
             leftover,
@@ -359,6 +351,24 @@ impl PendingUpgrade {
         );
         Ok(ws)
     }
+}
+
+/// What a 101 `response` agreed: its subprotocol, and compression if the response still
+/// carries the answer `deflate` made (a hook may have removed or changed it).
+pub(crate) fn agreed(
+    response: &http::Response<()>,
+    deflate: Option<Negotiated>,
+) -> (Option<String>, Option<Negotiated>) {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v: &http::HeaderValue| v.to_str().ok())
+    };
+    let protocol = header(http::header::SEC_WEBSOCKET_PROTOCOL).map(str::to_string);
+    let answered = header(http::header::SEC_WEBSOCKET_EXTENSIONS);
+    let deflate = deflate.filter(|n| answered == Some(n.answer.as_str()));
+    (protocol, deflate)
 }
 
 /// The `Sec-WebSocket-Protocol` answer for a subprotocol a server selects: a token the
@@ -410,7 +420,7 @@ where
     // future for its whole life.
     let (request, leftover) = Box::pin(crate::native::read_request_timed(
         &mut stream,
-        crate::native::HANDSHAKE_TIMEOUT,
+        registry.handshake_timeout(),
     ))
     .await?;
     let Some(ws) = handler(&request) else {
@@ -452,14 +462,35 @@ impl WebSockets {
     /// sockets.shutdown().await;
     /// # Ok(()) }
     /// ```
-    pub async fn serve<L, F>(&self, mut listener: L, handler: F) -> Infallible
+    ///
+    /// For a graceful stop, as with axum's `serve(..).with_graceful_shutdown(signal)`:
+    /// [`Serve::with_graceful_shutdown`] stops accepting when `signal` completes, then
+    /// closes the open sockets with [`WebSockets::shutdown`].
+    pub fn serve<L, F>(&self, listener: L, handler: F) -> Serve<L, F>
+    where
+        L: Listener,
+        F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
+    {
+        Serve {
+            registry: self.clone(),
+            listener,
+            handler,
+        }
+    }
+
+    /// The accept loop of `serve`, until `stop` completes.
+    async fn accept_until<L, F>(&self, mut listener: L, handler: F, stop: impl Future<Output = ()>)
     where
         L: Listener,
         F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
+        let mut stop = std::pin::pin!(stop);
         loop {
-            let tcp = accept_from(&mut listener).await;
+            let tcp = tokio::select! {
+                tcp = accept_from(&mut listener) => tcp,
+                () = &mut stop => return,
+            };
             let Some(admission) = self.admit() else {
                 tracing::debug!("connection refused (503): the registry is at its cap");
                 tokio::spawn(crate::server::refuse(tcp));
@@ -473,6 +504,121 @@ impl WebSockets {
                 }
             });
         }
+    }
+}
+
+/// What [`WebSockets::serve`] and [`serve`] return: await it (it never returns), or stop it
+/// gracefully with [`Serve::with_graceful_shutdown`].
+#[must_use = "a Serve does nothing until it is awaited"]
+pub struct Serve<L, F> {
+    registry: WebSockets,
+    listener: L,
+    handler: F,
+}
+
+impl<L, F> std::fmt::Debug for Serve<L, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serve")
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L, F> Serve<L, F>
+where
+    L: Listener,
+    F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
+{
+    /// Serves until `signal` completes, then stops accepting (the listener is dropped),
+    /// closes the registry's sockets with 1001 and waits for them
+    /// ([`WebSockets::shutdown`], at most 5 s), and resolves with how many it closed.
+    ///
+    /// ```no_run
+    /// # async fn run() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+    /// let closed = unisock::serve(listener, |_| Some(unisock::WebSocket::new()))
+    ///     .with_graceful_shutdown(async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     })
+    ///     .await;
+    /// println!("stopped; {closed} sockets closed");
+    /// # Ok(()) }
+    /// ```
+    pub fn with_graceful_shutdown<G>(self, signal: G) -> WithGracefulShutdown<L, F, G>
+    where
+        G: Future<Output = ()> + Send + 'static,
+    {
+        WithGracefulShutdown {
+            serve: self,
+            signal,
+        }
+    }
+}
+
+impl<L, F> std::future::IntoFuture for Serve<L, F>
+where
+    L: Listener,
+    F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
+{
+    type Output = Infallible;
+    type IntoFuture = Pin<Box<dyn Future<Output = Infallible> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Serve {
+            registry,
+            listener,
+            handler,
+        } = self;
+        Box::pin(async move {
+            registry
+                .accept_until(listener, handler, std::future::pending())
+                .await;
+            unreachable_end().await
+        })
+    }
+}
+
+/// The end a never-ending accept loop cannot reach: waits for ever.
+async fn unreachable_end() -> Infallible {
+    std::future::pending().await
+}
+
+/// [`Serve::with_graceful_shutdown`]: await it to serve until the signal, then shut down.
+#[must_use = "a WithGracefulShutdown does nothing until it is awaited"]
+pub struct WithGracefulShutdown<L, F, G> {
+    serve: Serve<L, F>,
+    signal: G,
+}
+
+impl<L, F, G> std::fmt::Debug for WithGracefulShutdown<L, F, G> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithGracefulShutdown")
+            .field("serve", &self.serve)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L, F, G> std::future::IntoFuture for WithGracefulShutdown<L, F, G>
+where
+    L: Listener,
+    F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
+    G: Future<Output = ()> + Send + 'static,
+{
+    /// How many sockets the shutdown closed.
+    type Output = usize;
+    type IntoFuture = Pin<Box<dyn Future<Output = usize> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let Serve {
+            registry,
+            listener,
+            handler,
+        } = self.serve;
+        let signal = self.signal;
+        Box::pin(async move {
+            registry.accept_until(listener, handler, signal).await;
+            registry.shutdown().await
+        })
     }
 }
 
@@ -492,10 +638,10 @@ impl WebSockets {
 /// match serving.await {}
 /// # }
 /// ```
-pub async fn serve<L, F>(listener: L, handler: F) -> Infallible
+pub fn serve<L, F>(listener: L, handler: F) -> Serve<L, F>
 where
     L: Listener,
     F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
 {
-    WebSockets::new().serve(listener, handler).await
+    WebSockets::new().serve(listener, handler)
 }

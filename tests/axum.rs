@@ -102,3 +102,34 @@ async fn selecting_an_unoffered_subprotocol_is_refused_with_500_and_why() {
         "{err}"
     );
 }
+
+async fn plain(upgrade: WebSocketUpgrade, State(sockets): State<WebSockets>) -> Response {
+    upgrade.accept(WebSocket::new(), &sockets)
+}
+
+#[tokio::test]
+async fn the_registry_on_upgrade_hook_runs_under_axum_too() {
+    use unisock::WebSocketExt;
+    let sockets = WebSockets::new();
+    sockets.on_upgrade(|pending| {
+        let _ = pending.set_protocol("chat");
+        pending
+            .response_mut()
+            .headers_mut()
+            .insert("x-hook", "ran".parse().unwrap());
+    });
+    let app = Router::new()
+        .route("/ws", get(plain))
+        .with_state(sockets.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let ws = WebSocket::new();
+    with_timeout(ws.open(&format!("ws://{addr}/ws"), &["chat"]))
+        .await
+        .unwrap();
+    assert_eq!(ws.protocol(), "chat");
+    let headers = ws.response_headers().unwrap();
+    assert_eq!(headers.get("x-hook").unwrap(), "ran");
+}
