@@ -375,7 +375,11 @@ async fn bomb(url: &str, conns: usize, duration: Duration) -> i32 {
     {
         return 1;
     }
-    let frame = std::sync::Arc::new(masked_frame(0x2, true, &compressed));
+    let frame = std::sync::Arc::new(masked_frame(
+        unisock::protocol::Opcode::Binary,
+        true,
+        &compressed,
+    ));
     let outcomes = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::<
         String,
         u64,
@@ -445,22 +449,19 @@ async fn one_bomb(addr: &str, frame: &[u8], deadline: Instant) -> String {
 
 /// A masked client frame with `opcode`; `compressed` sets RSV1, and FIN is left unset (the
 /// message is never finished).
-fn masked_frame(opcode: u8, compressed: bool, payload: &[u8]) -> Vec<u8> {
+fn masked_frame(opcode: unisock::protocol::Opcode, compressed: bool, payload: &[u8]) -> Vec<u8> {
+    use unisock::protocol::{extend_masked, FrameHeader};
     let key = [1u8, 2, 3, 4];
-    let mut out = vec![if compressed { 0x40 } else { 0 } | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    let header = FrameHeader {
+        fin: false,
+        rsv: if compressed { 0b100 } else { 0 },
+        opcode,
+        mask: Some(key),
+        payload_len: payload.len() as u64,
+    };
+    let mut out = Vec::with_capacity(FrameHeader::MAX_LEN + payload.len());
+    header.encode(&mut out);
+    extend_masked(&mut out, payload, key, 0);
     out
 }
 

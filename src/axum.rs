@@ -166,13 +166,11 @@ impl WebSocketUpgrade {
                 Ok(upgraded) => {
                     let io = TokioIo::new(upgraded);
                     if ws.inner.check_unconnected().is_ok() {
-                        ws.inner.attach(
+                        ws.inner.attach_server(
                             Box::new(io),
                             Vec::new(),
-                            crate::protocol::Role::Server,
-                            request.uri().to_string(),
-                            protocol,
-                            deflate,
+                            &request,
+                            (protocol, deflate),
                         );
                         sockets.run(ws).await;
                     }

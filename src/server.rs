@@ -14,7 +14,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::backend::{BoxIo, Negotiated};
-use crate::protocol::Role;
 use crate::registry::Admission;
 use crate::{DeflateConfig, Result, WebSocket, WebSockets};
 
@@ -340,15 +339,8 @@ impl PendingUpgrade {
         stream
             .write_all(&crate::protocol::handshake::encode_response(&response))
             .await?;
-        let (protocol, deflate) = agreed(&response, deflate);
-        ws.inner.attach(
-            stream,
-            leftover,
-            Role::Server,
-            request.uri().to_string(),
-            protocol,
-            deflate,
-        );
+        ws.inner
+            .attach_server(stream, leftover, &request, agreed(&response, deflate));
         Ok(ws)
     }
 }

@@ -418,21 +418,35 @@ async fn deflate_attacker(addr: SocketAddr, inflated: usize) -> tokio::net::TcpS
     tcp
 }
 
+/// A registry served on a free port whose sockets share a memory budget of `limit` bytes:
+/// the registry, the budget, the ws:// URL and the address.
+async fn registry_with_budget(
+    limit: usize,
+) -> (
+    unisock::WebSockets,
+    unisock::MemoryBudget,
+    String,
+    SocketAddr,
+) {
+    let sockets = unisock::WebSockets::new();
+    let budget = unisock::MemoryBudget::new(limit);
+    sockets.set_memory_budget(Some(budget.clone()));
+    let url = common::serve_registry(&sockets).await;
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .unwrap();
+    (sockets, budget, url, addr)
+}
+
 /// Peers that each leave a compressed message unfinished hold the registry's memory
 /// budget: the one that would exceed it is closed with 1013 (try again later) instead of
 /// inflating on, and other clients are still served. Before, each held its inflated
 /// message, up to the 64 MiB message limit, for as long as it liked.
 #[tokio::test]
 async fn unfinished_compressed_messages_over_the_memory_budget_are_closed_with_1013() {
-    let sockets = unisock::WebSockets::new();
-    let budget = unisock::MemoryBudget::new(8 << 20);
-    sockets.set_memory_budget(Some(budget.clone()));
-    let url = common::serve_registry(&sockets).await;
-    let addr: SocketAddr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .parse()
-        .unwrap();
+    let (sockets, budget, url, addr) = registry_with_budget(8 << 20).await;
     // Two fit (3 MiB each), the third does not.
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -513,15 +527,7 @@ async fn a_message_trickled_past_the_message_timeout_is_closed_with_1008() {
 /// N times that.
 #[tokio::test]
 async fn a_broadcast_closes_a_socket_whose_queue_is_over_the_memory_budget() {
-    let sockets = unisock::WebSockets::new();
-    let budget = unisock::MemoryBudget::new(1 << 20);
-    sockets.set_memory_budget(Some(budget.clone()));
-    let url = common::serve_registry(&sockets).await;
-    let addr: SocketAddr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .parse()
-        .unwrap();
+    let (sockets, budget, url, addr) = registry_with_budget(1 << 20).await;
     let _slow = common::raw_client_small_buffer(addr, "/ws").await; // never reads
     let (_fast, mut events) = open_client(&url).await;
     common::until_len(&sockets, 2).await;

@@ -5,7 +5,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{lock, upgrade, Transport};
-use crate::protocol::Role;
 use crate::server::PendingUpgrade;
 use crate::{DeflateConfig, KeepAlive, Limits, Result, WebSocket};
 
@@ -391,13 +390,11 @@ impl WebSocketExt for WebSocket {
         protocol: Option<&str>,
     ) -> Result<()> {
         self.inner.check_unconnected()?;
-        self.inner.attach(
+        self.inner.attach_server(
             Box::new(stream),
             Vec::new(),
-            Role::Server,
-            request.uri().to_string(),
-            protocol.map(str::to_string),
-            None,
+            request,
+            (protocol.map(str::to_string), None),
         );
         Ok(())
     }

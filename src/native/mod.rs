@@ -742,22 +742,23 @@ impl Socket {
         Ok(())
     }
 
-    /// Installs the protocol state, starts the writer task and leaves the event loop for
-    /// the first handle that drives the socket (`on_open` is the loop's first event).
-    pub(crate) fn attach(
+    /// Starts a server socket whose 101 answered `request`: installs the protocol state,
+    /// starts the writer task and leaves the event loop for the first handle that drives
+    /// the socket (`on_open` is the loop's first event).
+    pub(crate) fn attach_server(
         &self,
         stream: BoxIo,
         leftover: Vec<u8>,
-        role: Role,
-        url: String,
-        protocol: Option<String>,
-        deflate: Option<Negotiated>,
+        request: &http::Request<()>,
+        agreed: (Option<String>, Option<Negotiated>),
     ) {
-        let driver = self.install(stream, leftover, role, url, protocol, deflate);
+        let (protocol, deflate) = agreed;
+        let url = request.uri().to_string();
+        let driver = self.install(stream, leftover, Role::Server, url, protocol, deflate);
         self.0.driving.park(driver);
     }
 
-    /// As [`Socket::attach`], returning the event loop instead of leaving it to be driven.
+    /// Installs a connection whose handshake is done and returns its event loop.
     fn install(
         &self,
         stream: BoxIo,
