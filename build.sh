@@ -155,14 +155,31 @@ redis_test() {
     cargo test --all-features --test redis -- --ignored --nocapture
 }
 
+# Fails unless each test binary tests/NAME.rs named in $2... passed at least one test in
+# the `cargo test` output $1: one that lost its configuration or its tests passes silently.
+expect_tests_ran() {
+  local out=$1 t n
+  shift
+  for t in "$@"; do
+    n=$(awk -v t="tests/$t.rs" '/^ +Running / { on = ($2 == t) }
+      on && $1 == "test" && $2 == "result:" && $3 == "ok." { print $4; exit }' "$out")
+    if [ "${n:-0}" -eq 0 ]; then echo "tests/$t.rs ran no tests"; return 1; fi
+    echo "tests/$t.rs: $n passed"
+  done
+}
+
+# The browser tests (tests/web_common/) three times: in a page, a dedicated worker and a
+# shared worker (tests/web.rs, tests/web_dedicated_worker.rs, tests/web_shared_worker.rs).
 test_browser() {
-  log "browser tests (headless Chromium)"
+  log "browser tests (headless Chromium: a page, a dedicated worker, a shared worker)"
   start_echo_server
   echo "echo server: $ECHO_URL"
+  local out=target/browser-tests.log
   # The runner's timeout (default 20 s) is for the whole suite, not per test.
   UNISOCK_TEST_SERVER="$ECHO_URL" UNISOCK_TEST_CLOSED="ws://127.0.0.1:$(free_port)/" \
     CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-120} \
-    cargo test --target "$WASM" --tests
+    cargo test --target "$WASM" --tests 2>&1 | tee "$out"
+  expect_tests_ran "$out" web web_dedicated_worker web_shared_worker
   test_e2e
 }
 
