@@ -3,8 +3,9 @@
 #   ./build.sh setup        install what the other commands need (fresh Debian 12 + rustup)
 #   ./build.sh build        native build, wasm32 build, wasm-bindgen output in www/pkg/
 #   ./build.sh test         setup, fmt, clippy (both targets), native tests, the Redis
-#                           scale-out test, browser tests (wasm_bindgen_test + the chat
-#                           page end to end), conformance
+#                           scale-out test, browser tests (wasm-pack test: a page and
+#                           both kinds of worker; the chat page end to end), wasm-pack
+#                           build, conformance, fuzzing, soak
 #   ./build.sh redis_test   only the Redis scale-out test
 #   ./build.sh demo         build and run the chat demo on http://127.0.0.1:8069/
 #   ./build.sh conformance [full|ci|quick]  the Autobahn testsuite, both roles (default
@@ -42,6 +43,10 @@ setup() {
   if [ "$have" != "$want" ]; then
     # No --locked: the registry here lacks some of the tool's locked dependency versions.
     cargo install wasm-bindgen-cli --version "$want"
+  fi
+  # wasm-pack (pinned) for `wasm-pack test` and `wasm-pack build`, on the tools installed here.
+  if [ "$(wasm-pack --version 2>/dev/null | awk '{print $2}')" != 0.15.1 ]; then
+    cargo install wasm-pack --version 0.15.1 --locked
   fi
   if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
     $SUDO apt-get update
@@ -175,12 +180,27 @@ test_browser() {
   start_echo_server
   echo "echo server: $ECHO_URL"
   local out=target/browser-tests.log
+  # Through `wasm-pack test`, the ecosystem's command: `cargo test --target wasm32-unknown-unknown`
+  # with wasm-bindgen-test-runner, in this environment (the URLs reach the tests' build).
+  # --mode no-install and --chromedriver: the tools setup installed, not downloads.
   # The runner's timeout (default 20 s) is for the whole suite, not per test.
   UNISOCK_TEST_SERVER="$ECHO_URL" UNISOCK_TEST_CLOSED="ws://127.0.0.1:$(free_port)/" \
-    CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-120} \
-    cargo test --target "$WASM" --tests 2>&1 | tee "$out"
+    WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-120} \
+    wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --mode no-install \
+    2>&1 | tee "$out"
   expect_tests_ran "$out" web web_dedicated_worker web_shared_worker
   test_e2e
+}
+
+# The library packed as `wasm-pack build --target web` does for npm users (wasm-opt is off in
+# Cargo.toml: wasm-pack would download binaryen).
+test_wasm_pack_build() {
+  log "wasm-pack build --target web"
+  local pkg=target/wasm-pack/pkg
+  rm -rf "$pkg"
+  wasm-pack build --target web --mode no-install --out-dir "$pkg"
+  [ -s "$pkg/unisock_bg.wasm" ] && [ -s "$pkg/unisock.js" ] && [ -s "$pkg/package.json" ] ||
+    { echo "wasm-pack build left no package in $pkg"; return 1; }
 }
 
 # The chat end to end: two Chromium pages and the native terminal client
@@ -436,6 +456,7 @@ run_tests() {
   redis_test
   bench --quick
   test_browser
+  test_wasm_pack_build
   conformance ci
   fuzz 30
   soak 30 1000

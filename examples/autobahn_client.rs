@@ -3,6 +3,10 @@
 //! then updateReports.
 //!
 //! `cargo run --release --example autobahn_client -- ws://127.0.0.1:9001`
+// Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
+// builds every example, so on wasm32 this one is an empty module, without a `main`.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::sync::{Arc, Mutex};
 

@@ -5,6 +5,10 @@
 //! `all_proxy`, `no_proxy`), unless given `--no-proxy`.
 //!
 //! `cargo run --example chat_client -- --url ws://127.0.0.1:8069/ws [--no-proxy]`
+// Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
+// builds every example, so on wasm32 this one is an empty module, without a `main`.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
 
 #[path = "chat/client.rs"]
 mod client;

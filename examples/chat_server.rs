@@ -17,6 +17,10 @@
 //! `chat_server 127.0.0.1:8069 www --redis redis://127.0.0.1:6379/` and the same on another
 //! port. Backplane failures are printed on stderr as `backplane error: ...`; the local room
 //! keeps working meanwhile.
+// Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
+// builds every example, so on wasm32 this one is an empty module, without a `main`.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

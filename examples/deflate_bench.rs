@@ -5,6 +5,10 @@
 //! `cargo run --release --example deflate_bench -- [SECS] [CONNS]` (defaults 3 s per mode,
 //! 1,000 connections for the memory figure). The server runs in a child process (this
 //! binary with `server MODE`), so its RSS is its own.
+// Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
+// builds every example, so on wasm32 this one is an empty module, without a `main`.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};

@@ -22,6 +22,10 @@
 //! For the open-timeout tests: `/control/mute` starts a listener that upgrades its first
 //! connection and closes it at once with 1012 (so a reconnecting client tries again), then
 //! accepts every later connection and never answers it; it answers that listener's URL.
+// Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
+// builds every example, so on wasm32 this one is an empty module, without a `main`.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

@@ -12,6 +12,10 @@
 //! delivers to its half. The clients (native unisock sockets over 127.0.0.1) run in the
 //! same process too. Broadcasts are sent in windows of 1,000 ahead of the slowest receiver,
 //! so queues stay bounded. Needs `ulimit -n` above twice the socket count.
+// Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
+// builds every example, so on wasm32 this one is an empty module, without a `main`.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

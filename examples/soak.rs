@@ -14,6 +14,10 @@
 //!   inflates to 60 MiB, then hold it; each must be held or closed with 1013 (the server's
 //!   memory budget) or 1009; exits 1 on any other answer. Its cost shows in `/stats`.
 //! - `soak stats URL`: prints the server's `/stats` line.
+// Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
+// builds every example, so on wasm32 this one is an empty module, without a `main`.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
