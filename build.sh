@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # unisock's one entry point. Every subcommand is idempotent and safe to run twice.
-#   ./build.sh setup        install what the other commands need (fresh Debian 12 + rustup)
+#   ./build.sh setup        install what `test` needs (fresh Debian 12 + rustup; says how
+#                           to get pyenv's Python 2.7, which it cannot install)
 #   ./build.sh build        native build, wasm32 build, wasm-bindgen output in www/pkg/
 #   ./build.sh test         setup, fmt, clippy (both targets), native tests, the Redis
 #                           scale-out test, browser tests (wasm-pack test: a page and
@@ -32,8 +33,9 @@ wasm_bindgen_version() {
   awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock
 }
 
-setup() {
-  log "setup"
+# All `build` and `demo` need besides rustup: the wasm32 target and wasm-bindgen-cli.
+setup_wasm() {
+  log "setup: the wasm32 target and wasm-bindgen-cli"
   if ! rustup target list --installed | grep -qx "$WASM"; then
     rustup target add "$WASM"
   fi
@@ -44,6 +46,13 @@ setup() {
     # No --locked: the registry here lacks some of the tool's locked dependency versions.
     cargo install wasm-bindgen-cli --version "$want"
   fi
+}
+
+# What `test` needs besides: it installs what it can, and fails at once, saying what to do,
+# for what it cannot (Python 2.7), rather than in the conformance step half an hour later.
+setup() {
+  setup_wasm
+  log "setup: wasm-pack, Chromium, node, Redis, proxies, the fuzzing and conformance tools"
   # wasm-pack (pinned) for `wasm-pack test` and `wasm-pack build`, on the tools installed here.
   if [ "$(wasm-pack --version 2>/dev/null | awk '{print $2}')" != 0.15.1 ]; then
     cargo install wasm-pack --version 0.15.1 --locked
@@ -62,6 +71,8 @@ setup() {
   fi
   redis_setup
   proxy_setup
+  fuzz_setup
+  autobahn_python >/dev/null
 }
 
 # Debian's tinyproxy (HTTP CONNECT) and microsocks (SOCKS5), for tests/proxy.rs and
@@ -226,11 +237,24 @@ lint() {
 
 # The Autobahn testsuite (wstest, Python 2.7) in its own virtualenv under target/.
 AB=target/autobahn
+# Prints the Python 2.7 that wstest runs on (it runs on no Python 3), or says how to get one
+# and fails: Debian 12 has no Python 2 package, so setup cannot install it.
+autobahn_python() {
+  local py2
+  py2=$(pyenv root 2>/dev/null || true)/versions/2.7.18/bin/python
+  if [ ! -x "$py2" ]; then
+    echo "The conformance tests (the Autobahn testsuite) need Python 2.7.18 from pyenv, not found." >&2
+    echo "Install pyenv (https://github.com/pyenv/pyenv#installation), run" >&2
+    echo "'pyenv install 2.7.18', then run this again." >&2
+    return 1
+  fi
+  echo "$py2"
+}
+
 autobahn_setup() {
   if [ -x "$AB/venv/bin/wstest" ]; then return 0; fi
   local py2
-  py2=$(pyenv root 2>/dev/null)/versions/2.7.18/bin/python
-  [ -x "$py2" ] || { echo "Python 2.7.18 (pyenv) is needed for the Autobahn testsuite"; return 1; }
+  py2=$(autobahn_python) || return 1
   "$py2" -m virtualenv --version >/dev/null 2>&1 || "$py2" -m pip install -q --user virtualenv==20.15.1
   mkdir -p "$AB"
   "$py2" -m virtualenv -q "$AB/venv"
@@ -298,10 +322,18 @@ JSON
 # earlier runs here found (target/fuzz-corpus/<target>/: libFuzzer writes new inputs into
 # the first directory it is given only, so the committed one never grows).
 FUZZ_TARGETS="frame_decode connection handshake_server handshake_client inflate deflate_offer deflate_answer backplane_wire"
+# A nightly toolchain (libFuzzer's sanitizer flags are nightly-only) and cargo-fuzz, pinned.
+fuzz_setup() {
+  if ! rustup toolchain list | grep -q '^nightly'; then
+    rustup toolchain install nightly --profile minimal ||
+      { echo "fuzzing needs a nightly toolchain, and 'rustup toolchain install nightly' failed"; return 1; }
+  fi
+  [ "$(cargo-fuzz --version 2>/dev/null | awk '{print $2}')" = 0.13.2 ] || cargo install cargo-fuzz --version 0.13.2
+}
+
 fuzz() {
   local secs=${1:-60} t out corpus args
-  rustup toolchain list | grep -q '^nightly' || { echo "fuzzing needs the nightly toolchain"; return 1; }
-  [ "$(cargo-fuzz --version 2>/dev/null | awk '{print $2}')" = 0.13.2 ] || cargo install cargo-fuzz --version 0.13.2
+  fuzz_setup
   mkdir -p target
   for t in $FUZZ_TARGETS; do
     log "fuzz $t for ${secs}s"
@@ -464,7 +496,7 @@ run_tests() {
 }
 
 demo() {
-  setup
+  setup_wasm
   build_chat_page
   cargo build --release --example chat_server --example chat_client
   log "chat demo: open http://127.0.0.1:8069/ in two tabs (Ctrl-C stops it)"
@@ -474,7 +506,7 @@ demo() {
 
 case "${1:-}" in
   setup) setup ;;
-  build) setup; build ;;
+  build) setup_wasm; build ;;
   test) run_tests ;;
   redis_test) redis_test ;;
   demo) demo ;;
