@@ -8,49 +8,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::with_timeout;
+use common::{with_timeout, Process};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Kills the child process when dropped (also when the test fails).
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The chat server binary: CHAT_SERVER, or the example built here.
 fn chat_server_bin() -> String {
-    if let Ok(bin) = std::env::var("CHAT_SERVER") {
-        return bin;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "build",
-            "--example",
-            "chat_server",
-            "--message-format",
-            "json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "building chat_server failed");
-    let json = String::from_utf8(out.stdout).unwrap();
-    let line = json
-        .lines()
-        .find(|l| l.contains("\"executable\"") && l.contains("chat_server"))
-        .expect("cargo reported no chat_server executable");
-    let start = line.find("\"executable\":\"").unwrap() + "\"executable\":\"".len();
-    line[start..].split('"').next().unwrap().to_string()
+    common::example_bin("chat_server", &[], "CHAT_SERVER")
 }
 
 /// Starts the chat server on a free port of 127.0.0.1; returns it and its `IP:PORT`.

@@ -15,30 +15,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{free_port, Process};
 use tokio::sync::mpsc;
 use unisock::{MsgEvent, WebSocket};
-
-/// Kills the child process when dropped (also when the test fails).
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Polls `ready` until it holds, failing the test after `secs` seconds.
 async fn until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
@@ -70,25 +53,7 @@ async fn start_redis(port: u16) -> Process {
 
 /// The chat server binary: CHAT_SERVER, or the example built here with the redis feature.
 fn chat_server_bin() -> String {
-    if let Ok(bin) = std::env::var("CHAT_SERVER") {
-        return bin;
-    }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--example", "chat_server", "--features", "redis"])
-        .args(["--message-format", "json"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "building chat_server failed");
-    let json = String::from_utf8(out.stdout).unwrap();
-    let line = json
-        .lines()
-        .find(|l| l.contains("\"executable\"") && l.contains("chat_server"))
-        .expect("cargo reported no chat_server executable");
-    let start = line.find("\"executable\":\"").unwrap() + "\"executable\":\"".len();
-    line[start..].split('"').next().unwrap().to_string()
+    common::example_bin("chat_server", &["redis"], "CHAT_SERVER")
 }
 
 /// A chat server process on a free port sharing the room over `redis_url`.

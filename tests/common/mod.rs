@@ -219,3 +219,50 @@ pub async fn until_len(sockets: &unisock::WebSockets, n: usize) {
     })
     .await;
 }
+
+/// Kills the child process when dropped (also when the test fails).
+pub struct Process(pub std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; a server started on it right after gets it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The example `name` built here with `features`: the executable's path, or the one the
+/// environment variable `var` names.
+pub fn example_bin(name: &str, features: &[&str], var: &str) -> String {
+    use std::process::{Command, Stdio};
+    if let Ok(bin) = std::env::var(var) {
+        return bin;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "--example", name, "--message-format", "json"]);
+    if !features.is_empty() {
+        build.args(["--features", &features.join(",")]);
+    }
+    let out = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "building {name} failed");
+    let json = String::from_utf8(out.stdout).unwrap();
+    let line = json
+        .lines()
+        .find(|l| l.contains("\"executable\"") && l.contains(name))
+        .unwrap_or_else(|| panic!("cargo reported no {name} executable"));
+    let start = line.find("\"executable\":\"").unwrap() + "\"executable\":\"".len();
+    line[start..].split('"').next().unwrap().to_string()
+}

@@ -8,7 +8,7 @@
     reason = "each test file uses a different subset"
 )]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,21 +18,13 @@ use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use unisock::{MsgEvent, WebSocket};
 
-use crate::common::{record, with_timeout};
+use crate::common::{free_port, record, with_timeout};
 
 /// Where the proxies' outgoing connections come from (tinyproxy's `Bind`, microsocks'
 /// `-b`): a server that sees this address was reached through a proxy.
 pub const PROXY_SOURCE: &str = "127.0.0.2";
 
-/// Kills the child process when dropped (also when the test fails).
-pub struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use crate::common::Process;
 
 /// The proxy program `name` (`$var` if set, else on PATH). Missing, it fails the test
 /// under CI (`CI=true`), where `./build.sh setup` installs it, and skips it elsewhere.
@@ -51,14 +43,6 @@ pub fn program(name: &str, var: &str) -> Option<String> {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
     eprintln!("skipped: {why}");
     None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Waits until `port` accepts connections, failing the test after 10 seconds.
