@@ -252,15 +252,8 @@ async fn a_refused_connection_names_the_address() {
     let err = with_timeout(WebSocket::new().open(&format!("ws://{addr}/"), &[]))
         .await
         .unwrap_err();
-    let Error::Io(io) = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
-    assert!(
-        err.to_string()
-            .starts_with(&format!("I/O error: could not connect to {addr}: ")),
-        "{err}"
-    );
+    common::assert_connection_refused(&err, &format!("I/O error: could not connect to {addr}: "));
+    assert!(err.to_string().starts_with("I/O error: "), "{err}");
 }
 
 // --- 5. TLS to a plain server -----------------------------------------------------------

@@ -180,15 +180,7 @@ async fn an_unreachable_proxy_is_named() {
         )
         .await
         .unwrap_err();
-        let Error::Io(io) = &err else {
-            panic!("{err:?}")
-        };
-        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
-        assert!(
-            err.to_string()
-                .contains(&format!("could not connect to the proxy {addr}")),
-            "{err}"
-        );
+        common::assert_connection_refused(&err, &format!("could not connect to the proxy {addr}"));
     }
 }
 

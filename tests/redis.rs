@@ -71,7 +71,7 @@ fn start_node(bin: &str, redis_url: &str) -> Node {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let stdout = child.stdout.take().unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let process = Process(child);
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -84,14 +84,7 @@ fn start_node(bin: &str, redis_url: &str) -> Node {
         }
     });
     // `listening on http://ADDR` comes once the backplane is subscribed and the port bound.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                let _ = tx.send(addr.to_string());
-            }
-        }
-    });
+    let rx = common::announced_address(stdout);
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .unwrap_or_else(|_| panic!("chat server did not start: {:?}", lines.lock().unwrap()));

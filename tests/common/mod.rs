@@ -266,3 +266,30 @@ pub fn example_bin(name: &str, features: &[&str], var: &str) -> String {
     let start = line.find("\"executable\":\"").unwrap() + "\"executable\":\"".len();
     line[start..].split('"').next().unwrap().to_string()
 }
+
+/// The address a server process announces on its stdout with a `listening on http://ADDR`
+/// line, as it comes (read on a thread of its own).
+pub fn announced_address(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(addr) = line.strip_prefix("listening on http://") {
+                let _ = tx.send(addr.to_string());
+            }
+        }
+    });
+    rx
+}
+
+/// `err` is a refused connection (`Error::Io` of that kind) whose message says `says`.
+pub fn assert_connection_refused(err: &unisock::Error, says: &str) {
+    let unisock::Error::Io(io) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+    assert!(err.to_string().contains(says), "{err}");
+}
