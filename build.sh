@@ -52,7 +52,7 @@ setup_wasm() {
 # for what it cannot (Python 2.7), rather than in the conformance step half an hour later.
 setup() {
   setup_wasm
-  log "setup: wasm-pack, Chromium, node, Redis, proxies, the fuzzing and conformance tools"
+  log "setup: wasm-pack, Chromium, node, Redis, proxies, Python websockets, the fuzzing and conformance tools"
   # wasm-pack (pinned) for `wasm-pack test` and `wasm-pack build`, on the tools installed here.
   if [ "$(wasm-pack --version 2>/dev/null | awk '{print $2}')" != 0.15.1 ]; then
     cargo install wasm-pack --version 0.15.1 --locked
@@ -71,6 +71,7 @@ setup() {
   fi
   redis_setup
   proxy_setup
+  pyws_setup
   fuzz_setup
   autobahn_python >/dev/null
 }
@@ -82,6 +83,23 @@ proxy_setup() {
     $SUDO apt-get update
     $SUDO apt-get install -y --no-install-recommends tinyproxy microsocks
   fi
+}
+
+# Python websockets (pinned) in a venv under target/, for the interoperability test over
+# wss:// in tests/tls_server.rs, which test_native points at it with PYWS_PYTHON.
+PYWS=target/pyws
+PYWS_VERSION=15.0.1
+pyws_setup() {
+  if "$PYWS/bin/python" -c "import sys, websockets.version as v; sys.exit(v.version != '$PYWS_VERSION')" 2>/dev/null; then
+    return 0
+  fi
+  # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
+  if ! python3 -m venv --clear "$PYWS" >/dev/null 2>&1; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends python3-venv
+    python3 -m venv --clear "$PYWS"
+  fi
+  "$PYWS/bin/pip" install -q "websockets==$PYWS_VERSION"
 }
 
 # Debian's redis-server, for the scale-out test (tests/redis.rs starts its own instances).
@@ -156,7 +174,12 @@ start_echo_server() {
 
 test_native() {
   log "native tests"
-  cargo test --all-targets --all-features
+  local out=target/native-tests.log
+  mkdir -p target
+  # PYWS_PYTHON: setup made it, so the Python client test fails rather than skips without it.
+  PYWS_PYTHON="$ROOT/$PYWS/bin/python" cargo test --all-targets --all-features 2>&1 | tee "$out"
+  # A test file driven by a tool must not lose its tests unseen.
+  expect_tests_ran "$out" tls_server
   cargo test --doc --all-features
 }
 

@@ -1,6 +1,6 @@
 //! The server side (native), in one place: the accept loop that survives running out of
-//! descriptors, `serve` (read a request, route it, upgrade it into a registry), and
-//! upgrades whose 101 response the caller can still edit before it is sent.
+//! descriptors, `serve` (over TLS or not: read a request, route it, upgrade it into a
+//! registry), and upgrades whose 101 response the caller can still edit before it is sent.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 use crate::backend::{BoxIo, Negotiated};
 use crate::registry::Admission;
-use crate::{DeflateConfig, Result, WebSocket, WebSockets};
+use crate::{DeflateConfig, Error, Result, WebSocket, WebSockets};
 
 /// How long [`accept`] waits after an error that is not one connection's own (hyper and
 /// axum wait the same): long enough for connections to close and free descriptors.
@@ -172,14 +174,44 @@ pub(crate) async fn refuse<S: crate::Transport>(mut tcp: S) {
     );
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
         tcp.write_all(head.as_bytes()).await?;
+        linger(tcp).await;
+        std::io::Result::Ok(())
+    })
+    .await;
+}
+
+/// Ends a connection whose last words (a 503, a TLS alert) were written: shuts our side
+/// down, then reads (and drops) what the client sends until it closes, at most
+/// [`REFUSAL_LINGER`]. Closing with unread data would send a reset, which can destroy
+/// those last words before the client reads them.
+async fn linger<S: crate::Transport>(mut tcp: S) {
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
         tcp.shutdown().await?;
-        // Read (and drop) the request until the client closes: closing with unread data
-        // would send a reset, which can destroy the 503 before the client reads it.
         let mut sink = [0u8; 1024];
         while tcp.read(&mut sink).await? > 0 {}
         std::io::Result::Ok(())
     })
     .await;
+}
+
+/// The server's side of the TLS handshake on `io`, finished by `deadline` (the registry's
+/// handshake timeout, which the request head shares). A client that fails it is sent the
+/// alert that says why, and given time to read it.
+async fn accept_tls<S: crate::Transport>(
+    acceptor: &TlsAcceptor,
+    io: S,
+    deadline: Instant,
+) -> Result<BoxIo> {
+    match tokio::time::timeout_at(deadline, acceptor.accept(io).into_fallible()).await {
+        Ok(Ok(tls)) => Ok(Box::new(tls)),
+        Ok(Err((e, io))) => {
+            linger(io).await;
+            Err(Error::Tls(format!("handshake with a client failed: {e}")))
+        }
+        Err(_) => Err(Error::Timeout(
+            "the client did not finish its TLS handshake in time",
+        )),
+    }
 }
 
 /// A validated upgrade request whose `101 Switching Protocols` response has not been sent
@@ -395,24 +427,24 @@ pub(crate) fn offered_protocols(request: &http::Request<()>) -> Vec<String> {
         .collect()
 }
 
-/// Reads one request from `tcp`, asks `handler` for a socket, and services it; the
-/// connection counts towards the registry's cap (`admission`) until its socket is
-/// registered or it fails.
-pub(crate) async fn route<F, S: crate::Transport>(
+/// Reads one request from `stream` by `deadline`, asks `handler` for a socket, and
+/// services it; the connection counts towards the registry's cap (`admission`) until its
+/// socket is registered or it fails.
+async fn route<F>(
     registry: &crate::WebSockets,
-    tcp: S,
+    mut stream: BoxIo,
     handler: &F,
     admission: Admission,
+    deadline: Instant,
 ) -> Result<()>
 where
     F: Fn(&http::Request<()>) -> Option<WebSocket>,
 {
-    let mut stream: BoxIo = Box::new(tcp);
     // The handshake steps are boxed: the connection's task keeps the size of its largest
     // future for its whole life.
     let (request, leftover) = Box::pin(crate::native::read_request_timed(
         &mut stream,
-        registry.handshake_timeout(),
+        deadline.saturating_duration_since(Instant::now()),
     ))
     .await?;
     let Some(ws) = handler(&request) else {
@@ -457,7 +489,8 @@ impl WebSockets {
     ///
     /// For a graceful stop, as with axum's `serve(..).with_graceful_shutdown(signal)`:
     /// [`Serve::with_graceful_shutdown`] stops accepting when `signal` completes, then
-    /// closes the open sockets with [`WebSockets::shutdown`].
+    /// closes the open sockets with [`WebSockets::shutdown`]. For `wss://`, add
+    /// [`Serve::tls`].
     pub fn serve<L, F>(&self, listener: L, handler: F) -> Serve<L, F>
     where
         L: Listener,
@@ -467,31 +500,52 @@ impl WebSockets {
             registry: self.clone(),
             listener,
             handler,
+            tls: None,
         }
     }
 
     /// The accept loop of `serve`, until `stop` completes.
-    async fn accept_until<L, F>(&self, mut listener: L, handler: F, stop: impl Future<Output = ()>)
-    where
+    async fn accept_until<L, F>(
+        &self,
+        mut listener: L,
+        handler: F,
+        tls: Option<TlsAcceptor>,
+        stop: impl Future<Output = ()>,
+    ) where
         L: Listener,
         F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
     {
         let handler = Arc::new(handler);
         let mut stop = std::pin::pin!(stop);
         loop {
-            let tcp = tokio::select! {
-                tcp = accept_from(&mut listener) => tcp,
+            let io = tokio::select! {
+                io = accept_from(&mut listener) => io,
                 () = &mut stop => return,
             };
-            let Some(admission) = self.admit() else {
+            let admission = self.admit();
+            if admission.is_none() {
                 tracing::debug!("connection refused (503): the registry is at its cap");
-                tokio::spawn(crate::server::refuse(tcp));
-                continue;
-            };
-            let registry = self.clone();
-            let handler = handler.clone();
+            }
+            let (registry, handler, tls) = (self.clone(), handler.clone(), tls.clone());
+            // Everything that waits for the client runs in the connection's own task, the
+            // TLS handshake included: a slow client holds up no other.
             tokio::spawn(async move {
-                if let Err(e) = crate::server::route(&registry, tcp, &*handler, admission).await {
+                let deadline = Instant::now() + registry.handshake_timeout();
+                let stream: BoxIo = match &tls {
+                    None => Box::new(io),
+                    Some(acceptor) => match Box::pin(accept_tls(acceptor, io, deadline)).await {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            tracing::debug!("connection not upgraded: {e}");
+                            return;
+                        }
+                    },
+                };
+                // Over the cap, a TLS client still gets its 503, readable once over TLS.
+                let Some(admission) = admission else {
+                    return refuse(stream).await;
+                };
+                if let Err(e) = route(&registry, stream, &*handler, admission, deadline).await {
                     tracing::debug!("connection not upgraded: {e}");
                 }
             });
@@ -506,12 +560,14 @@ pub struct Serve<L, F> {
     registry: WebSockets,
     listener: L,
     handler: F,
+    tls: Option<TlsAcceptor>,
 }
 
 impl<L, F> std::fmt::Debug for Serve<L, F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Serve")
             .field("registry", &self.registry)
+            .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -521,6 +577,51 @@ where
     L: Listener,
     F: Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
 {
+    /// Serves `wss://`: runs TLS with `config` on every connection before reading its
+    /// request. The TLS handshake runs in the connection's own task, and it and the request
+    /// head share the registry's [`WebSockets::set_handshake_timeout`] (10 s by default): a
+    /// client that stalls either is dropped then, and holds up no other. A client that
+    /// fails the handshake (an untrusted certificate, no client certificate where `config`
+    /// requires one) is sent TLS's alert and dropped. Over
+    /// [`WebSockets::set_max_connections`], the 503 is sent after the TLS handshake.
+    ///
+    /// `config` is rustls' own (re-exported as [`crate::rustls`]): a certificate chain and
+    /// key (`with_single_cert`), and `with_client_cert_verifier` with a
+    /// `WebPkiClientVerifier` instead of `with_no_client_auth` to require client
+    /// certificates (mTLS).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use unisock::rustls::pki_types::pem::PemObject;
+    /// use unisock::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    /// use unisock::rustls::ServerConfig;
+    ///
+    /// let chain = CertificateDer::pem_file_iter("cert.pem")?.collect::<Result<Vec<_>, _>>()?;
+    /// let key = PrivateKeyDer::from_pem_file("key.pem")?;
+    /// let config = ServerConfig::builder_with_provider(Arc::new(
+    ///     unisock::rustls::crypto::ring::default_provider(),
+    /// ))
+    /// .with_safe_default_protocol_versions()?
+    /// .with_no_client_auth()
+    /// .with_single_cert(chain, key)?;
+    ///
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+    /// let sockets = unisock::WebSockets::new();
+    /// sockets
+    ///     .serve(listener, |_| Some(unisock::WebSocket::new()))
+    ///     .tls(Arc::new(config))
+    ///     .with_graceful_shutdown(async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     })
+    ///     .await;
+    /// # Ok(()) }
+    /// ```
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(TlsAcceptor::from(config));
+        self
+    }
+
     /// Serves until `signal` completes, then stops accepting (the listener is dropped),
     /// closes the registry's sockets with 1001 and waits for them
     /// ([`WebSockets::shutdown`], at most 5 s), and resolves with how many it closed.
@@ -560,10 +661,11 @@ where
             registry,
             listener,
             handler,
+            tls,
         } = self;
         Box::pin(async move {
             registry
-                .accept_until(listener, handler, std::future::pending())
+                .accept_until(listener, handler, tls, std::future::pending())
                 .await;
             unreachable_end().await
         })
@@ -605,10 +707,11 @@ where
             registry,
             listener,
             handler,
+            tls,
         } = self.serve;
         let signal = self.signal;
         Box::pin(async move {
-            registry.accept_until(listener, handler, signal).await;
+            registry.accept_until(listener, handler, tls, signal).await;
             registry.shutdown().await
         })
     }
@@ -619,7 +722,8 @@ where
 ///
 /// To set a cap ([`WebSockets::set_max_connections`]) or another registry option, or to
 /// reach the sockets later, make the registry yourself and call its
-/// [`serve`](WebSockets::serve).
+/// [`serve`](WebSockets::serve). For `wss://`: `unisock::serve(listener, handler).tls(config)`
+/// ([`Serve::tls`]).
 ///
 /// ```no_run
 /// # async fn run() -> std::io::Result<()> {
