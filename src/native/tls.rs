@@ -1,5 +1,6 @@
-//! `wss://` for clients: rustls with the webpki roots, or a caller's own `ClientConfig`
-//! (for self-signed test certificates or a private CA).
+//! `wss://` for clients: rustls with the webpki roots (and the OS trust store with the
+//! `native-roots` feature), or a caller's own `ClientConfig` (for self-signed test
+//! certificates or a private CA).
 
 use std::sync::{Arc, OnceLock};
 
@@ -10,14 +11,16 @@ use tokio_rustls::TlsConnector;
 use super::BoxIo;
 use crate::{Error, Result};
 
-/// The default client configuration: Mozilla's roots (webpki-roots), built once.
+/// The default client configuration: Mozilla's roots (webpki-roots), and with the
+/// `native-roots` feature the OS store's too, built once (reading the OS store is slow).
 fn default_config() -> Arc<ClientConfig> {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = RootCertStore {
+            let mut roots = RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
+            add_native_roots(&mut roots);
             Arc::new(
                 ClientConfig::builder_with_provider(Arc::new(
                     tokio_rustls::rustls::crypto::ring::default_provider(),
@@ -34,6 +37,22 @@ fn default_config() -> Arc<ClientConfig> {
         })
         .clone()
 }
+
+/// Adds the OS trust store's certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` instead when
+/// set, as OpenSSL reads them). A store that cannot be read is logged, not fatal: the
+/// bundled roots still work.
+#[cfg(feature = "native-roots")]
+fn add_native_roots(roots: &mut RootCertStore) {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!("the OS trust store: {e}");
+    }
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!("the OS trust store: {added} roots added, {ignored} unparsable ignored");
+}
+
+#[cfg(not(feature = "native-roots"))]
+fn add_native_roots(_roots: &mut RootCertStore) {}
 
 /// Wraps a connected stream (TCP, or a proxy's tunnel) in TLS for `host`; `addr`
 /// (`host:port`) names the server in errors.
