@@ -2,7 +2,9 @@
 //! `serve(..).tls(config).with_graceful_shutdown(..)`, with certificates a private CA made
 //! in the test. A unisock client and a Python `websockets` client echo over it; a client
 //! that stays silent is dropped at the handshake timeout without holding up others; over
-//! the cap a TLS client is answered 503.
+//! the cap a TLS client is answered 503; and a server that requires client certificates
+//! (mTLS) takes the one its CA signed and refuses, with a clear `Error::Tls`, none or
+//! another CA's.
 //!
 //! The Python test needs a Python with `websockets` 15.0.1 (`./build.sh setup` makes
 //! target/pyws; or PYWS_PYTHON): missing, it fails under CI or when PYWS_PYTHON names it
@@ -161,6 +163,44 @@ async fn over_the_cap_a_tls_client_is_answered_503() {
         other => panic!("expected a 503 over TLS, got {other:?}"),
     }
     assert_eq!(sockets.len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_requiring_client_certificates_takes_its_own_and_refuses_others() {
+    let server_ca = TestCa::new("unisock test server CA");
+    let client_ca = TestCa::new("unisock test client CA");
+    let stranger_ca = TestCa::new("another CA");
+    let sockets = WebSockets::new();
+    let url = serve_wss(&sockets, server_ca.server_config_requiring(&client_ca)).await;
+    let ours = client_ca.leaf("client-1", true);
+    let theirs = stranger_ca.leaf("client-1", true);
+
+    // TLS 1.3 checks the client's certificate after the client's side of the handshake,
+    // TLS 1.2 during it: the refusal reaches the client at a different step.
+    for version in [&TLS13, &TLS12] {
+        let ws = WebSocket::new();
+        ws.set_tls_config(server_ca.client_config(&[version], Some(ours.clone())));
+        assert_echoes(ws, &url).await;
+
+        let ws = WebSocket::new();
+        ws.set_tls_config(server_ca.client_config(&[version], None));
+        let err = with_timeout(ws.open(&url, &[])).await.unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{version:?}: {err:?}");
+        assert!(
+            err.to_string().contains("requires a client certificate"),
+            "{version:?}: {err}"
+        );
+
+        let ws = WebSocket::new();
+        ws.set_tls_config(server_ca.client_config(&[version], Some(theirs.clone())));
+        let err = with_timeout(ws.open(&url, &[])).await.unwrap_err();
+        assert!(matches!(err, Error::Tls(_)), "{version:?}: {err:?}");
+        assert!(
+            err.to_string().contains("refused our client certificate"),
+            "{version:?}: {err}"
+        );
+    }
+    until_len(&sockets, 0).await;
 }
 
 /// The Python with `websockets` to run: PYWS_PYTHON, else the venv `./build.sh setup`

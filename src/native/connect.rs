@@ -227,9 +227,16 @@ async fn handshake_over(
         extra.push((name.as_str(), value.to_str().unwrap_or_default()));
     }
     let request = handshake::client_request(url, &key, protocols, None, &extra)?;
-    stream.write_all(&request).await?;
+    // A TLS server's refusal of our client certificate comes only now (see `alerted`).
+    let alerted = |e: Error| super::tls::alerted(e, &authority(url));
+    stream
+        .write_all(&request)
+        .await
+        .map_err(|e| alerted(e.into()))?;
     let (response, leftover) =
-        super::head::read_head(&mut stream, handshake::parse_response, "server").await??;
+        super::head::read_head(&mut stream, handshake::parse_response, "server")
+            .await
+            .map_err(alerted)??;
     if follow && matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
         if let Some(location) = response.headers().get(http::header::LOCATION) {
             let location = String::from_utf8_lossy(location.as_bytes()).into_owned();

@@ -169,7 +169,42 @@ pub trait WebSocketExt {
     fn set_proxy(&self, proxy: crate::Proxy) -> Result<()>;
 
     /// The TLS configuration `open` uses for `wss://` URLs, e.g. with a private root
-    /// store for self-signed certificates. By default: Mozilla's roots (webpki-roots).
+    /// store for self-signed certificates, or with a client certificate (mTLS). By default:
+    /// Mozilla's roots (webpki-roots), and with the `native-roots` feature the operating
+    /// system's trust store too (a company's CA; `SSL_CERT_FILE` / `SSL_CERT_DIR` replace
+    /// the store when set, as in OpenSSL).
+    ///
+    /// A server that requires a client certificate and gets none fails `open` with
+    /// [`crate::Error::Tls`] saying so.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use unisock::rustls::pki_types::pem::PemObject;
+    /// use unisock::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    /// use unisock::rustls::{ClientConfig, RootCertStore};
+    /// use unisock::{WebSocket, WebSocketExt};
+    ///
+    /// // Trust a private CA ...
+    /// let mut roots = RootCertStore::empty();
+    /// for cert in CertificateDer::pem_file_iter("ca.pem")? {
+    ///     roots.add(cert?)?;
+    /// }
+    /// // ... and present a client certificate, for a server that requires one.
+    /// let chain = CertificateDer::pem_file_iter("client.pem")?.collect::<Result<Vec<_>, _>>()?;
+    /// let key = PrivateKeyDer::from_pem_file("client.key")?;
+    /// let config = ClientConfig::builder_with_provider(Arc::new(
+    ///     unisock::rustls::crypto::ring::default_provider(),
+    /// ))
+    /// .with_safe_default_protocol_versions()?
+    /// .with_root_certificates(roots)
+    /// .with_client_auth_cert(chain, key)?; // or .with_no_client_auth()
+    ///
+    /// let ws = WebSocket::new();
+    /// ws.set_tls_config(Arc::new(config));
+    /// ws.open("wss://internal.example:8443/ws", &[]).await?;
+    /// # Ok(()) }
+    /// ```
     fn set_tls_config(&self, config: std::sync::Arc<rustls::ClientConfig>);
 
     /// Client side: the headers of the server's `101 Switching Protocols` response for the

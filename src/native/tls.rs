@@ -1,6 +1,6 @@
 //! `wss://` for clients: rustls with the webpki roots (and the OS trust store with the
 //! `native-roots` feature), or a caller's own `ClientConfig` (for self-signed test
-//! certificates or a private CA).
+//! certificates, a private CA, or a client certificate).
 
 use std::sync::{Arc, OnceLock};
 
@@ -86,11 +86,46 @@ fn explain(e: &std::io::Error) -> String {
         (_, Some(rustls::Error::InvalidMessage(InvalidContentType | UnknownProtocolVersion))) => {
             "the server does not speak TLS (did you mean ws://?)".into()
         }
+        (_, Some(rustls::Error::AlertReceived(alert))) => explain_alert(*alert),
         (ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset, _) => {
             "the server closed the connection mid-handshake \
              (does it speak TLS? did you mean ws://?)"
                 .into()
         }
         _ => e.to_string(),
+    }
+}
+
+/// `Error::Tls` for an alert the server sent after our side of the handshake was done, as
+/// `addr`'s refusal: in TLS 1.3 a server checks the client's certificate only then, so
+/// its verdict arrives as the first read (or write) of the WebSocket handshake fails.
+/// Other errors are returned as they are.
+pub(super) fn alerted(e: Error, addr: &str) -> Error {
+    let Error::Io(io) = &e else { return e };
+    match io
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(rustls::Error::AlertReceived(alert)) => Error::Tls(format!(
+            "handshake with {addr} failed: {}",
+            explain_alert(*alert)
+        )),
+        _ => e,
+    }
+}
+
+/// A server's TLS alert in words: above all the ones that refuse a client certificate.
+fn explain_alert(alert: rustls::AlertDescription) -> String {
+    use rustls::AlertDescription::{BadCertificate, CertificateRequired, UnknownCA};
+    use rustls::AlertDescription::{CertificateExpired, CertificateRevoked, CertificateUnknown};
+    match alert {
+        CertificateRequired => "the server requires a client certificate \
+             (give one with set_tls_config: ClientConfig's with_client_auth_cert)"
+            .into(),
+        BadCertificate | UnknownCA | CertificateUnknown | CertificateExpired
+        | CertificateRevoked => {
+            format!("the server refused our client certificate ({alert:?})")
+        }
+        _ => format!("the server sent the alert {alert:?}"),
     }
 }
