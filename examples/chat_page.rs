@@ -79,8 +79,11 @@ pub fn start() {
             .as_ref()
             .and_then(|l| l.host().ok())
             .unwrap_or_else(|| "127.0.0.1:8069".into());
-        let secure = location.and_then(|l| l.protocol().ok()).as_deref() == Some("https:");
-        let url = format!("{}://{host}/ws", if secure { "wss" } else { "ws" });
+        let secure = location.as_ref().and_then(|l| l.protocol().ok()).as_deref() == Some("https:");
+        // The page's query goes along: a page cannot set handshake headers, so a server
+        // that wants a token (`chat_server --token`) takes it as `?token=`.
+        let query = location.and_then(|l| l.search().ok()).unwrap_or_default();
+        let url = format!("{}://{host}/ws{query}", if secure { "wss" } else { "ws" });
         if let Ok(chat) = Chat::connect(unisock::WebSocket::new(), &url, render).await {
             chat.run().await; // returns at once in the browser; the page's events drive it
             wire_form(chat);

@@ -13,6 +13,12 @@
 //! sending no `Origin` (the terminal client) joins: browsers always send one, so it is
 //! no page of another site.
 //!
+//! `--token T` admits to the chat only requests that carry the token: an
+//! `Authorization: Bearer T` header (`chat_client --header 'Authorization: Bearer T'`), or,
+//! as a page in a browser cannot set that header, `?token=T` in the URL
+//! (`ws://HOST:PORT/ws?token=T`; the page passes its own query on, so open it as
+//! `http://HOST:PORT/?token=T`). Others are answered 401. The page itself is served to all.
+//!
 //! Several servers share one room over Redis (built with `--features redis`):
 //! `chat_server 127.0.0.1:8069 www --redis redis://127.0.0.1:6379/` and the same on another
 //! port. Backplane failures are printed on stderr as `backplane error: ...`; the local room
@@ -35,16 +41,21 @@ use unisock::{MsgEvent, WebSocket, WebSocketExt, WebSockets};
 #[allow(dead_code)] // only WELCOME is shared with the server
 mod client;
 
-const USAGE: &str = "usage: chat_server [ADDR] [WWW_DIR] [--redis redis://HOST:PORT/]";
+const USAGE: &str =
+    "usage: chat_server [ADDR] [WWW_DIR] [--token T] [--redis redis://HOST:PORT/]\n  \
+                     --token T: the chat needs `Authorization: Bearer T`, or `?token=T` in the \
+                     URL (for browsers, which cannot set headers)";
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let mut positional = Vec::new();
     let mut redis_url = None;
+    let mut token = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--redis" => redis_url = Some(args.next().ok_or_else(|| usage_error(USAGE))?),
+            "--token" => token = Some(args.next().ok_or_else(|| usage_error(USAGE))?),
             _ if arg.starts_with("--") => return Err(usage_error(USAGE)),
             _ => positional.push(arg),
         }
@@ -59,13 +70,15 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
     let origins: Arc<[String]> = own_origins(local).into();
+    let token: Option<Arc<str>> = token.map(Into::into);
     println!("listening on http://{local}");
     loop {
         let (tcp, _) = unisock::server::accept(&listener).await;
         let _ = tcp.set_nodelay(true);
         let (room, root, origins) = (room.clone(), root.clone(), origins.clone());
+        let token = token.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(tcp, &room, &root, &origins).await {
+            if let Err(e) = handle(tcp, &room, &root, &origins, token.as_deref()).await {
                 eprintln!("connection error: {e}");
             }
         });
@@ -112,17 +125,23 @@ fn own_origins(local: SocketAddr) -> Vec<String> {
     origins
 }
 
-/// Reads one request head: `/ws` is upgraded into the room, anything else is a file.
+/// Reads one request head: `/ws` is upgraded into the room (if it carries `token`, when
+/// one is required), anything else is a file.
 async fn handle(
     mut tcp: TcpStream,
     room: &WebSockets,
     root: &Path,
     origins: &[String],
+    token: Option<&str>,
 ) -> unisock::Result<()> {
     let Some(request) = read_request(&mut tcp).await? else {
         return Ok(());
     };
     if request.uri().path() == "/ws" {
+        if token.is_some_and(|token| !carries(&request, token)) {
+            unauthorized(tcp).await?;
+            return Ok(());
+        }
         let ws = chat_socket(room);
         // A browser always sends `Origin`: only our own page may join as its user. A
         // request without one is from no browser, so no other site's page is behind it.
@@ -134,6 +153,36 @@ async fn handle(
     }
     serve_file(tcp, root, request.uri().path()).await?;
     Ok(())
+}
+
+/// Whether `request` carries `token`: as `Authorization: Bearer <token>`, or as
+/// `token=<token>` in its query.
+fn carries(request: &http::Request<()>, token: &str) -> bool {
+    let bearer = request
+        .headers()
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .filter_map(|value| value.split_once(' '))
+        .any(|(scheme, given)| scheme.eq_ignore_ascii_case("bearer") && given.trim() == token);
+    let query = request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|pair| pair.strip_prefix("token=") == Some(token));
+    bearer || query
+}
+
+/// Answers 401: the request lacked the token.
+async fn unauthorized(mut tcp: TcpStream) -> std::io::Result<()> {
+    let body = "a token is needed: Authorization: Bearer <token>, or ?token=<token>";
+    let head = format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.shutdown().await
 }
 
 /// A socket that joins the room: it is registered in `room` while it is open.

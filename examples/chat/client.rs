@@ -45,6 +45,29 @@ impl Chat {
     where
         F: Fn(ChatEvent) + Clone + WasmNotSendSync + 'static,
     {
+        let target = url.to_string();
+        Self::connect_with(
+            ws,
+            url,
+            show,
+            |ws| async move { ws.open(&target, &[]).await },
+        )
+        .await
+    }
+
+    /// As [`Chat::connect`], with `open` opening the socket instead of `WebSocket::open`:
+    /// natively, e.g. over a Unix socket (`open_over`), which does not reconnect.
+    pub(crate) async fn connect_with<F, O, Opened>(
+        ws: WebSocket,
+        url: &str,
+        show: F,
+        open: O,
+    ) -> unisock::Result<Chat>
+    where
+        F: Fn(ChatEvent) + Clone + WasmNotSendSync + 'static,
+        O: FnOnce(WebSocket) -> Opened,
+        Opened: std::future::Future<Output = unisock::Result<()>>,
+    {
         ws.on_message({
             let show = show.clone();
             move |msg| match msg {
@@ -80,7 +103,7 @@ impl Chat {
             move |e| show(ChatEvent::Status(format!("error: {e}")))
         });
         show(ChatEvent::Status(format!("connecting to {url}…")));
-        if let Err(e) = ws.open(url, &[]).await {
+        if let Err(e) = open(ws.clone()).await {
             show(ChatEvent::Status(format!(
                 "could not connect to {url}: {e}"
             )));

@@ -267,6 +267,26 @@ pub fn example_bin(name: &str, features: &[&str], var: &str) -> String {
     line[start..].split('"').next().unwrap().to_string()
 }
 
+/// Starts examples/chat_server (CHAT_SERVER, or the example built here) on a free port of
+/// 127.0.0.1, serving www/, with `args` after those; returns it and its `IP:PORT`.
+pub fn start_chat_server(args: &[&str]) -> (Process, String) {
+    use std::process::{Command, Stdio};
+    let www = concat!(env!("CARGO_MANIFEST_DIR"), "/www");
+    let mut child = Command::new(example_bin("chat_server", &[], "CHAT_SERVER"))
+        .args(["127.0.0.1:0", www])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let process = Process(child);
+    let addr = announced_address(stdout)
+        .recv_timeout(Duration::from_secs(20))
+        .expect("chat server did not start");
+    (process, addr)
+}
+
 /// The address a server process announces on its stdout with a `listening on http://ADDR`
 /// line, as it comes (read on a thread of its own).
 pub fn announced_address(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
