@@ -81,9 +81,17 @@ impl Settings {
         Ok(Self {
             quick,
             pin: args.iter().any(|a| a == "--pin"),
-            reps: if quick { 1 } else { 5 },
+            reps: match value("--reps") {
+                Some(n) => n.parse().map_err(io::Error::other)?,
+                None if quick => 1,
+                None => 5,
+            },
             warmup: Duration::from_millis(if quick { 20 } else { 300 }),
-            measure: Duration::from_millis(if quick { 60 } else { 1000 }),
+            measure: Duration::from_millis(match value("--measure") {
+                Some(ms) => ms.parse().map_err(io::Error::other)?,
+                None if quick => 60,
+                None => 1000,
+            }),
             many: if quick { 50 } else { 1000 },
             idle: match value("--idle") {
                 Some(n) => n.parse().map_err(io::Error::other)?,
