@@ -3,7 +3,7 @@
 //! drains the protocol core's output to the socket.
 //!
 //! Files by role: `read_loop` (the event loop and the end of a connection), `writer` (the
-//! writer task and the read task's `write_through`), `read_buffer` (its sizes).
+//! writer task and the read task's `write_through`), `scratch` (the per-thread read buffer), `read_size` (how much a read takes).
 //!
 //! # The hand-off between the read task and the writer task
 //! Bytes leave the protocol core's output in order because whoever writes holds the write
@@ -20,8 +20,9 @@
 //! | `wake_reader` | writer on a failure, `close` | read loop, reconnect waits | look at the state again |
 //! | `written` | writer task, `write_through` | `flush` | `buffered_amount` went down |
 
-mod read_buffer;
 mod read_loop;
+mod read_size;
+mod scratch;
 mod writer;
 
 pub(super) use read_loop::{

@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::time::{Instant, Sleep};
 
-use super::read_buffer::ReadBuffer;
+use super::read_size::ReadSize;
+use super::scratch::{self, Scratch};
 use crate::native::{instant, lock, now, Reader, Reading, SharedWriter, Socket};
 use crate::protocol::{CloseCode, Connection, ConnectionState, DirectRead, Event, Role};
 use crate::session::{abnormal, Action, Probe};
@@ -38,6 +39,7 @@ enum Next {
 pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
     let shared = &sock.0;
     let mut ended = EndState::default();
+    let mut size = ReadSize::default();
     // `on_open`, first of all.
     let mut next = run_actions(sock, &mut ended);
 
@@ -45,7 +47,6 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
     if !leftover.is_empty() && next == Next::Continue {
         next = process(sock, &reader.wr, &leftover, &mut ended, true);
     }
-    let mut buf = ReadBuffer::default();
     // The session's next timeout. Reads only move its clocks (reported when the timer goes
     // off), so it is asked again only then, when woken, and when the closing starts.
     let mut due = session_due(sock);
@@ -114,27 +115,30 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
             lock(&shared.session).closing(now());
             due = session_due(sock);
         }
-        // What a read into the buffer may take: one that takes less drained the socket.
-        let capacity = buf.as_mut().len();
         tokio::select! {
-            read = read_some(&mut reader.rd, &mut buf, &mut direct), if !paused => match read {
-                Ok(0) => {
+            read = read_some(&mut reader.rd, size.len(), &mut direct), if !paused => match read {
+                Ok(Input::Buffer(read)) if read.bytes().is_empty() => {
                     ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
                 }
-                Ok(n) => {
+                Ok(Input::Direct(0)) => {
+                    ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
+                    next = Next::Stop;
+                }
+                Ok(Input::Buffer(read)) => {
                     last_received = now();
+                    // A read that took less than it could drained the socket.
+                    let n = read.bytes().len();
+                    next = process(sock, &reader.wr, read.bytes(), &mut ended, n < size.len());
+                    size.adapt(n);
+                }
+                Ok(Input::Direct(_)) => {
+                    last_received = now();
+                    // Answered at once, however much is waiting (see `process_with`).
+                    size.read_direct();
                     next = match direct.take() {
-                        // Answered at once, however much is waiting (see `process_with`).
-                        Some(read) => {
-                            buf.read_direct();
-                            process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended, true)
-                        }
-                        None => {
-                            let next = process(sock, &reader.wr, buf.as_mut().get(..n).unwrap_or_default(), &mut ended, n < capacity);
-                            buf.adapt(n);
-                            next
-                        }
+                        Some(read) => process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended, true),
+                        None => Next::Continue,
                     };
                 }
                 Err(e) => {
@@ -166,19 +170,29 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
     ended
 }
 
-/// Reads into the read buffer, or straight onto the message when a direct read is lent
-/// (at most `DIRECT_READ_MAX` bytes, so the unmasking that follows finds them in cache).
+/// What a read brought.
+enum Input {
+    /// Bytes in the thread's read buffer.
+    Buffer(Scratch),
+    /// This many bytes straight onto the message.
+    Direct(usize),
+}
+
+/// Reads at most `max` bytes into the thread's read buffer, or straight onto the message
+/// when a direct read is lent (at most `DIRECT_READ_MAX` bytes, so the unmasking that follows finds them in cache).
 async fn read_some(
     rd: &mut Reading,
-    buf: &mut ReadBuffer,
+    max: usize,
     direct: &mut Option<DirectRead>,
-) -> std::io::Result<usize> {
+) -> std::io::Result<Input> {
     match direct {
         Some(read) => {
             let want = read.want().min(DIRECT_READ_MAX) as u64;
-            rd.take(want).read_buf(read.buf()).await
+            rd.take(want).read_buf(read.buf()).await.map(Input::Direct)
         }
-        None => rd.read(buf.as_mut()).await,
+        None => std::future::poll_fn(|cx| scratch::poll_read(rd, cx, max))
+            .await
+            .map(Input::Buffer),
     }
 }
 
@@ -284,6 +298,8 @@ pub(in crate::native) struct EndState {
     routes: Routes,
     /// Dispatching stopped with events left in the protocol core: the stream was full.
     held: bool,
+    /// A message as big as a direct read's was delivered by the events being dispatched.
+    big_message: bool,
 }
 
 /// The read loop's copies of where messages go (the stream sender, else the message
@@ -419,8 +435,9 @@ fn process(
 /// likely sent nothing more yet. After a read that filled it, more input is probably
 /// waiting: the answers are left to the writer task, which runs once the read task has
 /// read what is there, and writes all the answers together. A direct read (the rest of a
-/// big frame, read onto its message) is always followed by a write-through: one big answer
-/// is worth a write of its own, and held back it would wait for the next message's reads.
+/// big frame, read onto its message), or input that completed a message as big, is always
+/// followed by a write-through: one big answer is worth a write of its own, and held back
+/// it would wait for the next message's reads.
 fn process_with(
     sock: &Socket,
     wr: &SharedWriter,
@@ -431,7 +448,7 @@ fn process_with(
     sock.0.handoff.dispatching.store(true, Ordering::Release);
     let next = dispatch(sock, feed, ended);
     sock.0.handoff.dispatching.store(false, Ordering::Release);
-    if drained {
+    if drained || std::mem::take(&mut ended.big_message) {
         super::writer::write_through(sock, wr);
     } else {
         sock.0.handoff.wake_writer.notify_one();
@@ -484,6 +501,7 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
                 for untaken in ended.routes.update(shared) {
                     ended.deliver(sock, untaken);
                 }
+                ended.big_message |= msg.len() >= DIRECT_READ_MIN;
                 ended.deliver(sock, msg);
             }
             Event::Ping(_) | Event::Pong(_) => {}
