@@ -53,21 +53,26 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
             (queued, ended, failed)
         };
         let idle = out.is_empty() && more.is_empty();
+        // The writes are boxed: the writer task's state, which every connection keeps for
+        // life, then holds no timer and no write in progress while it waits.
         let result = if idle {
             if shared.handoff.unflushed.swap(false, Ordering::AcqRel) {
-                flush(&mut half, write_timeout).await
+                Box::pin(flush(&mut half, write_timeout)).await
             } else {
                 Ok(())
             }
         } else if more.is_empty() {
-            write_all(&mut half, &mut [IoSlice::new(&out)], write_timeout).await
+            Box::pin(write_all(
+                &mut half,
+                &mut [IoSlice::new(&out)],
+                write_timeout,
+            ))
+            .await
         } else {
             let mut bufs: Vec<IoSlice<'_>> = std::iter::once(&out)
                 .chain(&more)
                 .map(|b| IoSlice::new(b))
                 .collect();
-            // Boxed: only big handed-over messages take this path, and the writer task's
-            // state (kept by every idle connection) stays as small as without it.
             Box::pin(write_all(&mut half, &mut bufs, write_timeout)).await
         };
         more.clear();
