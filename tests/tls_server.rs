@@ -52,11 +52,12 @@ async fn a_unisock_client_echoes_over_serve_tls() {
     tokio::spawn(serving.into_future());
     assert_echoes(trusting(&ca), &format!("wss://localhost:{port}/any")).await;
 
-    // A plain ws:// client gets a TLS alert, which is no HTTP answer.
+    // A plain ws:// client gets a TLS alert, which is no HTTP answer: it says so.
     let err = with_timeout(WebSocket::new().open(&format!("ws://127.0.0.1:{port}/"), &[]))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Handshake(_)), "{err:?}");
+    assert!(err.to_string().contains("did you mean wss://?"), "{err}");
     // A client that does not trust the CA refuses the server's certificate.
     let err = with_timeout(WebSocket::new().open(&format!("wss://localhost:{port}/"), &[]))
         .await

@@ -385,6 +385,17 @@ fn label_matches(pattern: &str, label: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A TLS record where an HTTP answer was due (a `ws://` URL for a TLS-only server) is
+    /// named as such; other garbage is reported as the HTTP parser sees it.
+    #[test]
+    fn a_tls_answer_to_a_plain_request_suggests_wss() {
+        let alert = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46];
+        let err = parse_response(&alert).unwrap_err();
+        assert!(err.to_string().contains("did you mean wss://?"), "{err}");
+        let err = parse_response(b"\x01\x02 not http\r\n\r\n").unwrap_err();
+        assert!(!err.to_string().contains("wss://"), "{err}");
+    }
+
     const KEY: &str = "L3vSWlgMnhQWv2FldG/QTQ==";
 
     fn request(lines: &[&str]) -> http::Request<()> {

@@ -198,6 +198,11 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<(http::Response<()>, usize)>,
             Ok(Some((response, len)))
         }
         Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::HeadTooLarge),
+        // A TLS record (an alert or a handshake: content type 21 or 22, version 3.x) where
+        // HTTP was due: a `ws://` URL for a server that speaks only TLS.
+        Err(_) if matches!(buf, [0x15 | 0x16, 0x03, ..]) => Err(HandshakeError::Malformed(
+            "the server answered in TLS, not HTTP (did you mean wss://?)".into(),
+        )),
         Err(e) => Err(HandshakeError::Malformed(e.to_string())),
     }
 }
