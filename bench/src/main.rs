@@ -3,7 +3,12 @@
 //! ```text
 //! unisock-bench run [--quick] [--pin] [--only CRATE,SERVER] [--idle N] [--rate R] [--rows ID] [--note TEXT] [--out FILE.md] [--json FILE]
 //! unisock-bench server SERVER ADDR    one echo server (the harness starts these)
+//! unisock-bench codec WORKLOAD LEN ROUNDS   exactly ROUNDS rounds of a codec workload
 //! ```
+//!
+//! `codec` is for profiling: a fixed amount of work (`parse`, `parsetext`, `encode` or
+//! `memcpy` of 16 payloads of LEN bytes a round), so `valgrind --tool=callgrind` counts
+//! compare two builds on a noisy machine. `run --rows codec` measures the codec rows alone.
 //!
 //! A server is a crate's example-style echo (`yawc`) or a peer's batched one (`yawc+batched`);
 //! `--only` takes either (a crate: both of its servers). `--idle N`: the connections of the
@@ -26,11 +31,14 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("server") if args.len() == 3 => servers::run(&args[1], &args[2]),
         Some("run") => report::run(&args[1..]),
+        Some("codec") if args.len() == 4 => codec_rounds(&args[1], &args[2], &args[3]),
         _ => {
             eprintln!(
                 "usage: unisock-bench run [--quick] [--pin] [--only CRATES|SERVERS] [--idle N] [--rate R] [--rows ID] [--note TEXT] [--out FILE] [--json FILE]\n\
-                 \x20      unisock-bench server SERVER ADDR   (SERVER: {})",
-                servers::SERVERS.join(", ")
+                 \x20      unisock-bench server SERVER ADDR   (SERVER: {})\n\
+                 \x20      unisock-bench codec WORKLOAD LEN ROUNDS   (WORKLOAD: {})",
+                servers::SERVERS.join(", "),
+                codec::WORKLOADS.join(", ")
             );
             return ExitCode::from(2);
         }
@@ -42,4 +50,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `unisock-bench codec WORKLOAD LEN ROUNDS`.
+fn codec_rounds(what: &str, len: &str, rounds: &str) -> std::io::Result<()> {
+    let len = len.parse().map_err(std::io::Error::other)?;
+    let rounds = rounds.parse().map_err(std::io::Error::other)?;
+    codec::run_rounds(what, len, rounds)
+        .ok_or_else(|| std::io::Error::other(format!("unknown codec workload {what}")))
 }

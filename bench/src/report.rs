@@ -487,15 +487,21 @@ async fn run_server(s: &Settings, name: &str, results: &mut Results) {
 fn codec_rows(s: &Settings, results: &mut Results) -> Vec<Row> {
     let mut rows = Vec::new();
     for (len, name) in [(64 << 10, "64 KiB"), (1 << 10, "1 KiB")] {
-        for (what, f) in [
+        for (tag, what, f) in [
             (
+                "parse",
                 "parse + unmask",
                 codec::parse_unmask as fn(usize, Duration) -> f64,
             ),
-            ("encode + mask", codec::encode_mask),
-            ("memcpy", codec::memcpy),
+            (
+                "parsetext",
+                "parse + unmask + validate, text",
+                codec::parse_unmask_text,
+            ),
+            ("encode", "encode + mask", codec::encode_mask),
+            ("memcpy", "memcpy", codec::memcpy),
         ] {
-            let id = format!("codec_{}_{len}", what.split(' ').next().unwrap_or(what));
+            let id = format!("codec_{tag}_{len}");
             if !s.wants(&id) {
                 continue;
             }
