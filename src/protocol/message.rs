@@ -6,7 +6,7 @@ use std::mem;
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, Opcode};
 use super::mask::{apply_mask, extend_masked};
-use super::utf8::Utf8Validator;
+use super::utf8::{self, Utf8Validator};
 use crate::budget::{Grant, MemoryBudget};
 use crate::{Limits, MsgEvent};
 
@@ -95,6 +95,35 @@ impl MessageBuffer {
         }
         self.text = Some(text);
         Ok(())
+    }
+
+    /// Takes a whole message that arrived as one frame (final, uncompressed, no message in
+    /// progress, within the limits): what [`MessageBuffer::begin_frame`],
+    /// [`MessageBuffer::append`] and [`MessageBuffer::finish`] would do, in one step with
+    /// one allocation of exactly the payload's size.
+    ///
+    /// # Errors
+    /// [`ProtocolError::MemoryBudgetExhausted`] or [`ProtocolError::InvalidUtf8`].
+    pub(crate) fn whole(
+        &mut self,
+        text: bool,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+    ) -> Result<MsgEvent, ProtocolError> {
+        self.grant
+            .cover(self.data.capacity().saturating_add(payload.len()))?;
+        let mut data = Vec::with_capacity(payload.len());
+        match mask {
+            Some(key) => extend_masked(&mut data, payload, key, 0),
+            None => data.extend_from_slice(payload),
+        }
+        // Still covered until the event loop takes it (`events_taken`).
+        self.grant.hand_over(data.capacity());
+        if text {
+            utf8::into_string(data).map(MsgEvent::Text)
+        } else {
+            Ok(MsgEvent::Binary(data))
+        }
     }
 
     /// Whether a message has begun and is not complete yet.
@@ -229,9 +258,7 @@ impl MessageBuffer {
         // Still covered until the event loop takes it (`events_taken`).
         self.grant.hand_over(data.capacity());
         match text {
-            Some(true) => String::from_utf8(data)
-                .map(MsgEvent::Text)
-                .map_err(|_| ProtocolError::InvalidUtf8),
+            Some(true) => utf8::into_string(data).map(MsgEvent::Text),
             _ => Ok(MsgEvent::Binary(data)),
         }
     }
