@@ -177,6 +177,15 @@ pub enum Error {
     /// other nodes, or the subscription was lost. Local delivery is not affected.
     #[error("backplane: {0}")]
     Backplane(Box<dyn std::error::Error + Send + Sync>),
+    /// A room name that resumable delivery (`unisock::resume`) cannot carry: it must be 1
+    /// to 200 bytes of UTF-8 with no whitespace or control characters.
+    ///
+    /// ```
+    /// let e = unisock::Error::InvalidRoom("two words".into());
+    /// assert!(e.to_string().starts_with("invalid room name \"two words\""));
+    /// ```
+    #[error("invalid room name {0:?}: 1 to 200 bytes, no whitespace or control characters")]
+    InvalidRoom(Box<str>),
     /// The operation does not exist on this target (e.g. `upgrade` in the browser).
     #[error("unsupported: {0}")]
     Unsupported(&'static str),

@@ -103,6 +103,7 @@ mod event;
 mod handlers;
 pub mod protocol;
 mod reconnect;
+pub mod resume;
 mod send_sync;
 mod session;
 mod socket;

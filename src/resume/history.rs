@@ -1,0 +1,438 @@
+//! One process's room history: a ring per room, bounded by count, bytes and age, under one
+//! byte cap for all rooms; and the replay a resuming client is owed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::MsgEvent;
+
+use super::{GapReason, Position};
+
+/// How much history a [`History`] keeps. A message goes when any bound is passed, oldest
+/// first; a client resuming from before it gets a [`GapReason::Trimmed`] or
+/// [`GapReason::Expired`] gap instead.
+///
+/// ```
+/// use std::time::Duration;
+/// use unisock::resume::HistoryLimits;
+///
+/// let limits = HistoryLimits { max_age: Duration::from_secs(30), ..HistoryLimits::default() };
+/// assert_eq!(limits.max_messages, 1_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// Messages kept per room (default 1,000).
+    pub max_messages: usize,
+    /// Payload bytes kept per room (default 1 MiB).
+    pub max_bytes: usize,
+    /// How long a message is kept (default 2 minutes, as Socket.IO's recovery).
+    pub max_age: Duration,
+    /// Payload bytes kept over all rooms (default 64 MiB); the oldest message of any room
+    /// goes first.
+    pub max_total_bytes: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            max_messages: 1_000,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(120),
+            max_total_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What a client resuming after a position is owed: a gap if some of what it missed is
+/// gone, then the messages after that, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// Where the client continues, and why, when messages it missed are gone.
+    pub gap: Option<(GapReason, Position)>,
+    /// The kept messages after the client's position (or after the gap), in order.
+    pub messages: Vec<(Position, Arc<MsgEvent>)>,
+    /// The room's head: the position of its last message.
+    pub head: Position,
+}
+
+#[derive(Debug)]
+struct Entry {
+    offset: u64,
+    at: Duration,
+    payload: Arc<MsgEvent>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    /// The offset of the room's last message (0 before the first).
+    head: u64,
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    /// Why the message just before the first kept one went.
+    evicted: Option<GapReason>,
+}
+
+impl Log {
+    fn pop_front(&mut self, reason: GapReason) -> usize {
+        let Some(entry) = self.entries.pop_front() else {
+            return 0;
+        };
+        self.bytes -= entry.payload.len();
+        self.evicted = Some(reason);
+        entry.payload.len()
+    }
+}
+
+/// The history of every room in one process, with no I/O and no clock: times are
+/// durations since an origin the caller picks.
+///
+/// Offsets are dense per room and start at 1; the epoch names this history's life, so a
+/// client holding a position from another life (a restarted process) is told so.
+///
+/// ```
+/// use std::time::Duration;
+/// use unisock::resume::{History, HistoryLimits, Position};
+/// use unisock::MsgEvent;
+///
+/// let mut history = History::new(7, HistoryLimits::default());
+/// let now = Duration::ZERO;
+/// assert_eq!(history.append("lobby", MsgEvent::Text("a".into()), now), Position { epoch: 7, offset: 1 });
+/// history.append("lobby", MsgEvent::Text("b".into()), now);
+/// let replay = history.replay("lobby", Some(Position { epoch: 7, offset: 1 }), now);
+/// assert_eq!(replay.gap, None);
+/// assert_eq!(*replay.messages[0].1, MsgEvent::Text("b".into()));
+/// ```
+#[derive(Debug)]
+pub struct History {
+    epoch: u64,
+    limits: HistoryLimits,
+    rooms: HashMap<Arc<str>, Log>,
+    /// Every kept message in append order, for the global cap and expiry.
+    order: VecDeque<(Arc<str>, u64)>,
+    total_bytes: usize,
+}
+
+impl History {
+    /// An empty history for epoch `epoch`.
+    ///
+    /// ```
+    /// let history = unisock::resume::History::new(1, Default::default());
+    /// assert_eq!(history.bytes(), 0);
+    /// ```
+    #[must_use]
+    pub fn new(epoch: u64, limits: HistoryLimits) -> Self {
+        History {
+            epoch,
+            limits,
+            rooms: HashMap::new(),
+            order: VecDeque::new(),
+            total_bytes: 0,
+        }
+    }
+
+    /// This history's epoch.
+    ///
+    /// ```
+    /// assert_eq!(unisock::resume::History::new(9, Default::default()).epoch(), 9);
+    /// ```
+    #[must_use]
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Payload bytes kept over all rooms.
+    ///
+    /// ```
+    /// let mut history = unisock::resume::History::new(1, Default::default());
+    /// history.append("r", unisock::MsgEvent::Binary(vec![0; 10]), Default::default());
+    /// assert_eq!(history.bytes(), 10);
+    /// ```
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.total_bytes
+    }
+
+    /// The position of `room`'s last message (offset 0 if it has none).
+    ///
+    /// ```
+    /// let history = unisock::resume::History::new(1, Default::default());
+    /// assert_eq!(history.head("r").offset, 0);
+    /// ```
+    #[must_use]
+    pub fn head(&self, room: &str) -> Position {
+        Position {
+            epoch: self.epoch,
+            offset: self.rooms.get(room).map_or(0, |log| log.head),
+        }
+    }
+
+    /// Appends `payload` to `room` at time `now` and returns its position, dropping what
+    /// the limits no longer allow.
+    ///
+    /// ```
+    /// let mut history = unisock::resume::History::new(1, Default::default());
+    /// let at = history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
+    /// assert_eq!(at.offset, 1);
+    /// ```
+    pub fn append(
+        &mut self,
+        room: &str,
+        payload: impl Into<Arc<MsgEvent>>,
+        now: Duration,
+    ) -> Position {
+        let payload = payload.into();
+        self.expire(now);
+        let name = match self.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name: Arc<str> = room.into();
+                self.rooms.insert(name.clone(), Log::default());
+                name
+            }
+        };
+        let Some(log) = self.rooms.get_mut(room) else {
+            return self.head(room); // just inserted: not reached
+        };
+        log.head += 1;
+        let offset = log.head;
+        let len = payload.len();
+        log.bytes += len;
+        log.entries.push_back(Entry {
+            offset,
+            at: now,
+            payload,
+        });
+        let mut freed = 0;
+        while log.entries.len() > self.limits.max_messages
+            || (log.bytes > self.limits.max_bytes && !log.entries.is_empty())
+        {
+            freed += log.pop_front(GapReason::Trimmed);
+        }
+        self.total_bytes = self.total_bytes + len - freed;
+        self.order.push_back((name, offset));
+        while self.total_bytes > self.limits.max_total_bytes && self.pop_oldest(GapReason::Trimmed)
+        {
+        }
+        Position {
+            epoch: self.epoch,
+            offset,
+        }
+    }
+
+    /// What a client joining `room` and holding `since` is owed at time `now`: nothing but
+    /// the head for a fresh join (`since: None`); otherwise the messages after `since`,
+    /// preceded by a gap if some are gone or `since` is from another epoch.
+    ///
+    /// ```
+    /// use unisock::resume::{GapReason, History, Position};
+    /// let mut history = History::new(2, Default::default());
+    /// history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
+    /// let replay = history.replay("r", Some(Position { epoch: 1, offset: 5 }), Default::default());
+    /// assert_eq!(replay.gap, Some((GapReason::NewEpoch, Position { epoch: 2, offset: 0 })));
+    /// assert_eq!(replay.messages.len(), 1);
+    /// ```
+    pub fn replay(&mut self, room: &str, since: Option<Position>, now: Duration) -> Replay {
+        self.expire(now);
+        let head = self.head(room);
+        let Some(since) = since else {
+            return Replay {
+                gap: None,
+                messages: Vec::new(),
+                head,
+            };
+        };
+        // A position from another life, or one this life never reached, cannot be trusted.
+        let (mut gap, after) = if since.epoch != self.epoch || since.offset > head.offset {
+            (Some((GapReason::NewEpoch, self.at(0))), 0)
+        } else {
+            (None, since.offset)
+        };
+        let Some(log) = self.rooms.get(room) else {
+            return Replay {
+                gap,
+                messages: Vec::new(),
+                head,
+            };
+        };
+        let first_kept = log.entries.front().map_or(log.head + 1, |e| e.offset);
+        if after + 1 < first_kept {
+            let reason = log.evicted.unwrap_or(GapReason::Trimmed);
+            // A new epoch with its start gone is one gap: the client continues after it.
+            let reason = gap.map_or(reason, |(r, _)| r);
+            gap = Some((reason, self.at(first_kept - 1)));
+        }
+        let skip = log.entries.iter().take_while(|e| e.offset <= after).count();
+        let messages = log
+            .entries
+            .iter()
+            .skip(skip)
+            .map(|e| (self.at(e.offset), e.payload.clone()))
+            .collect();
+        Replay {
+            gap,
+            messages,
+            head,
+        }
+    }
+
+    fn at(&self, offset: u64) -> Position {
+        Position {
+            epoch: self.epoch,
+            offset,
+        }
+    }
+
+    /// Drops every message older than the age limit.
+    fn expire(&mut self, now: Duration) {
+        while let Some((room, offset)) = self.order.front() {
+            let expired = self
+                .rooms
+                .get(room)
+                .and_then(|log| log.entries.front())
+                .is_none_or(|e| {
+                    e.offset != *offset || now.saturating_sub(e.at) > self.limits.max_age
+                });
+            if !expired || !self.pop_oldest(GapReason::Expired) {
+                break;
+            }
+        }
+    }
+
+    /// Drops the oldest kept message of any room; false when none is left.
+    fn pop_oldest(&mut self, reason: GapReason) -> bool {
+        let Some((room, offset)) = self.order.pop_front() else {
+            return false;
+        };
+        if let Some(log) = self.rooms.get_mut(&room) {
+            // Already gone if its room's own bounds dropped it.
+            if log.entries.front().is_some_and(|e| e.offset == offset) {
+                self.total_bytes -= log.pop_front(reason);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> MsgEvent {
+        MsgEvent::Text(s.into())
+    }
+
+    fn offsets(replay: &Replay) -> Vec<u64> {
+        replay.messages.iter().map(|(p, _)| p.offset).collect()
+    }
+
+    const T0: Duration = Duration::ZERO;
+
+    #[test]
+    fn resume_gets_exactly_what_it_missed() {
+        let mut h = History::new(1, HistoryLimits::default());
+        for i in 0..5 {
+            h.append("r", text(&i.to_string()), T0);
+        }
+        let replay = h.replay("r", Some(h.at(2)), T0);
+        assert_eq!(replay.gap, None);
+        assert_eq!(offsets(&replay), [3, 4, 5]);
+        assert_eq!(replay.head, h.at(5));
+        assert!(h.replay("r", Some(h.at(5)), T0).messages.is_empty());
+        let fresh = h.replay("r", None, T0);
+        assert!(fresh.messages.is_empty() && fresh.gap.is_none());
+        assert_eq!(fresh.head, h.at(5));
+    }
+
+    #[test]
+    fn trimmed_by_count_gives_the_exact_gap() {
+        let limits = HistoryLimits {
+            max_messages: 3,
+            ..HistoryLimits::default()
+        };
+        let mut h = History::new(1, limits);
+        for i in 0..10 {
+            h.append("r", text(&i.to_string()), T0);
+        }
+        let replay = h.replay("r", Some(h.at(2)), T0);
+        assert_eq!(replay.gap, Some((GapReason::Trimmed, h.at(7))));
+        assert_eq!(offsets(&replay), [8, 9, 10]);
+        assert_eq!(h.replay("r", Some(h.at(7)), T0).gap, None);
+    }
+
+    #[test]
+    fn bytes_are_bounded_per_room_and_overall() {
+        let limits = HistoryLimits {
+            max_bytes: 100,
+            max_total_bytes: 150,
+            ..HistoryLimits::default()
+        };
+        let mut h = History::new(1, limits);
+        for _ in 0..20 {
+            h.append("a", MsgEvent::Binary(vec![0; 30]), T0);
+            assert!(h.rooms["a"].bytes <= 100);
+        }
+        for _ in 0..3 {
+            h.append("b", MsgEvent::Binary(vec![0; 30]), T0);
+            assert!(h.bytes() <= 150);
+        }
+        assert_eq!(h.bytes(), 150);
+        // The oldest went first: room a lost two more, room b kept all three.
+        assert_eq!(h.rooms["a"].entries.len(), 2);
+        assert_eq!(h.replay("b", Some(h.at(0)), T0).gap, None);
+        // A message bigger than the room's bound is not kept at all.
+        h.append("c", MsgEvent::Binary(vec![0; 101]), T0);
+        assert_eq!(
+            h.replay("c", Some(h.at(0)), T0).gap,
+            Some((GapReason::Trimmed, h.at(1)))
+        );
+    }
+
+    #[test]
+    fn old_messages_expire() {
+        let limits = HistoryLimits {
+            max_age: Duration::from_secs(10),
+            ..HistoryLimits::default()
+        };
+        let mut h = History::new(1, limits);
+        h.append("r", text("old"), T0);
+        h.append("r", text("new"), Duration::from_secs(5));
+        let later = Duration::from_secs(12);
+        let replay = h.replay("r", Some(h.at(0)), later);
+        assert_eq!(replay.gap, Some((GapReason::Expired, h.at(1))));
+        assert_eq!(offsets(&replay), [2]);
+        assert_eq!(h.bytes(), 3);
+        let replay = h.replay("r", Some(h.at(0)), Duration::from_secs(20));
+        assert_eq!(replay.gap, Some((GapReason::Expired, h.at(2))));
+        assert_eq!(h.bytes(), 0);
+    }
+
+    #[test]
+    fn another_epoch_or_an_unknown_offset_is_a_new_epoch_gap() {
+        let mut h = History::new(2, HistoryLimits::default());
+        h.append("r", text("a"), T0);
+        let stale = h.replay(
+            "r",
+            Some(Position {
+                epoch: 1,
+                offset: 40,
+            }),
+            T0,
+        );
+        assert_eq!(stale.gap, Some((GapReason::NewEpoch, h.at(0))));
+        assert_eq!(offsets(&stale), [1]);
+        let ahead = h.replay("r", Some(h.at(9)), T0);
+        assert_eq!(ahead.gap, Some((GapReason::NewEpoch, h.at(0))));
+        // A room this life has never seen: nothing to replay, but the client is told.
+        let unknown = h.replay(
+            "q",
+            Some(Position {
+                epoch: 1,
+                offset: 3,
+            }),
+            T0,
+        );
+        assert_eq!(unknown.gap, Some((GapReason::NewEpoch, h.at(0))));
+        assert!(unknown.messages.is_empty());
+    }
+}
