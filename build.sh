@@ -344,7 +344,7 @@ JSON
 # Each run starts from the committed seeds (fuzz/corpus/<target>/, only read) and what
 # earlier runs here found (target/fuzz-corpus/<target>/: libFuzzer writes new inputs into
 # the first directory it is given only, so the committed one never grows).
-FUZZ_TARGETS="frame_decode connection handshake_server handshake_client inflate deflate_offer deflate_answer backplane_wire"
+FUZZ_TARGETS="frame_decode connection handshake_server handshake_client inflate deflate_offer deflate_answer backplane_wire resume_frames"
 # A nightly toolchain (libFuzzer's sanitizer flags are nightly-only) and cargo-fuzz, pinned.
 fuzz_setup() {
   if ! rustup toolchain list | grep -q '^nightly'; then

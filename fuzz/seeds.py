@@ -228,6 +228,24 @@ def seeds():
             "foreign": b"PUBLISH from someone else",
             "truncated-origin": b"us1node",
         },
+        # First byte: even for text, odd for binary; 0xfe splits a run of messages.
+        "resume_frames": {
+            "message": b"\x00m lobby 7 3\nhello",
+            "binary-message": b"\x01m lobby 7 3\n\x00\xff\n",
+            "joined": b"\x00p lobby 7 0\n",
+            "gap": b"\x00g lobby trimmed 7 9\n",
+            "new-epoch": b"\x00g lobby epoch 8 0\n",
+            "join": b"\x00j lobby 7 3\n",
+            "leave": b"\x00l lobby\n",
+            "send": b"\x01s\n\x01\x02",
+            "run-with-hole": b"\xfe".join([
+                b"\x00p r 1 0\n", b"\x00m r 1 1\na", b"\x00m r 1 3\nc",
+                b"\x00m r 1 2\nb", b"\x00m r 1 3\nc", b"\x00g r expired 1 9\n",
+                b"\x00m r 1 10\nj", b"\x00g r epoch 2 4\n", b"\x00m r 2 5\nx",
+            ]),
+            "sign": b"\x00m r +1 2\n",
+            "huge-offset": b"\x00m r 1 18446744073709551616\n",
+        },
     }
 
 

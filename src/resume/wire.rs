@@ -11,8 +11,9 @@
 //! | client | `s` | an application message to the server; the payload follows |
 //!
 //! A payload keeps its message's kind: a binary message carries binary data after its
-//! header line, a text message text. Numbers are decimal `u64`; a room is 1 to
-//! [`MAX_ROOM_LEN`] bytes of UTF-8 without whitespace or control characters.
+//! header line, a text message text, and a frame without a payload is a text message.
+//! Numbers are decimal `u64` without leading zeros; a room is 1 to [`MAX_ROOM_LEN`] bytes
+//! of UTF-8 without whitespace or control characters.
 
 use std::fmt::Write as _;
 
@@ -190,6 +191,10 @@ impl Frame {
         if !has_payload && newline + 1 != bytes.len() {
             return Err(FrameError("a payload after a frame that has none"));
         }
+        // One encoding per frame: only a payload may make it binary.
+        if !has_payload && matches!(msg, MsgEvent::Binary(_)) {
+            return Err(FrameError("a frame without a payload in a binary message"));
+        }
         let frame = match (kind, words.as_slice()) {
             ("m", [room, epoch, offset]) => Frame::Message {
                 room: room_name(room)?,
@@ -273,8 +278,14 @@ fn position(epoch: &str, offset: &str) -> Result<Position, FrameError> {
 }
 
 fn number(word: &str) -> Result<u64, FrameError> {
-    // Plain digits only: `u64::from_str` would also take a leading `+`.
-    if word.is_empty() || word.len() > 20 || !word.bytes().all(|b| b.is_ascii_digit()) {
+    // Plain digits, no leading zero (one encoding per number): `u64::from_str` would also
+    // take a leading `+` or `0`.
+    let leading_zero = word.len() > 1 && word.starts_with('0');
+    if word.is_empty()
+        || word.len() > 20
+        || leading_zero
+        || !word.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(FrameError("bad number"));
     }
     word.parse().map_err(|_| FrameError("number out of range"))
@@ -359,6 +370,7 @@ mod tests {
             );
         }
         assert!(Frame::decode(MsgEvent::Binary(vec![b'm', 0xff, b'\n'])).is_err());
+        assert!(Frame::decode(MsgEvent::Binary(b"l lobby\n".to_vec())).is_err());
         let long = format!("l {}\n", "r".repeat(MAX_ROOM_LEN + 1));
         assert!(Frame::decode(MsgEvent::Text(long)).is_err());
     }
