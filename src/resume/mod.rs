@@ -18,6 +18,7 @@
 
 mod client;
 mod history;
+mod merge;
 mod tracker;
 pub mod wire;
 
@@ -26,6 +27,7 @@ mod rooms;
 
 pub use client::RoomClient;
 pub use history::{History, HistoryLimits, Replay};
+pub use merge::{Handover, HistoryRead, Merged};
 #[cfg(not(target_arch = "wasm32"))]
 pub use rooms::Rooms;
 pub use tracker::{Delivery, Tracker};
