@@ -19,6 +19,11 @@
 //! closed; `/control/up?port=PORT` listens on the same port again, answering `up`. Each
 //! control connection then closes with 1000.
 //!
+//! For the resumable-delivery tests: on `/rooms` the socket is served by one set of rooms
+//! shared by every listener of the process. A message `ROOM TEXT` (from a `unisock.v1`
+//! client, or sent plain) is published to ROOM; a plain sender is answered
+//! `published EPOCH:OFFSET`.
+//!
 //! For the open-timeout tests: `/control/mute` starts a listener that upgrades its first
 //! connection and closes it at once with 1012 (so a reconnecting client tries again), then
 //! accepts every later connection and never answers it; it answers that listener's URL.
@@ -28,18 +33,22 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use unisock::protocol::handshake;
+use unisock::resume::{HistoryLimits, Rooms, SUBPROTOCOL};
 use unisock::{WebSocket, WebSocketExt};
 
 /// The close events seen on `/record?key=K`, by key, and a wake-up for `/report`.
 static CLOSES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 static RECORDED: Notify = Notify::const_new();
+
+/// The rooms of `/rooms`, shared by every listener.
+static ROOMS: LazyLock<Rooms> = LazyLock::new(|| Rooms::new(HistoryLimits::default()));
 
 /// The listeners started by `/control/spawn`, by port.
 static SPAWNED: Mutex<Option<HashMap<u16, Spawned>>> = Mutex::new(None);
@@ -148,6 +157,15 @@ async fn echo(tcp: TcpStream, spawned_on: Option<u16>) {
                 let _ = report.close(1000, "");
             });
         }
+        "/rooms" => ROOMS.attach(&ws, |ws, msg| {
+            let Some((room, text)) = msg.txt().and_then(|t| t.split_once(' ')) else {
+                return;
+            };
+            let at = ROOMS.publish(room, unisock::MsgEvent::Text(text.into()));
+            if ws.protocol() != SUBPROTOCOL {
+                let _ = ws.send_text(&format!("published {at}"));
+            }
+        }),
         "/close1000" => {
             let _ = ws.close(1000, "bye");
         }

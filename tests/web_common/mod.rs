@@ -752,3 +752,82 @@ async fn a_sink_sends_a_stream_past_the_browser_buffer_in_order_and_closes() {
     let late = ws.send_async(MsgEvent::Text("late".into())).await;
     assert!(matches!(late, Err(unisock::Error::Closed)), "{late:?}");
 }
+
+/// What a room client saw: messages as `(offset, text)`, gaps, opens.
+#[derive(Debug, PartialEq)]
+enum RoomSeen {
+    Message(u64, String),
+    Gap(unisock::resume::Gap),
+}
+
+#[wasm_bindgen_test]
+async fn a_room_client_gets_what_it_missed_while_away_once_and_in_order() {
+    use unisock::resume::{RoomClient, SUBPROTOCOL};
+
+    let (url, port) = own_server().await;
+    // Each of the three binaries (page, workers) has a room of its own on the shared server.
+    let room = format!("web-{}", (js_sys::Math::random() * 1e9) as u64);
+    let ws = WebSocket::new();
+    ws.set_reconnect(Some(quick()));
+    let client = RoomClient::new(&ws);
+    let (seen, opens) = (Log::new(), Log::new());
+    let log = seen.clone();
+    client.on_message(move |_room, at, msg| {
+        log.push(RoomSeen::Message(at.offset, msg.txt().unwrap().into()))
+    });
+    let log = seen.clone();
+    client.on_gap(move |gap| log.push(RoomSeen::Gap(gap)));
+    let log = opens.clone();
+    client.on_open(move || log.push(()));
+    client.join(&room).unwrap();
+    ws.open(&format!("{url}rooms"), &[SUBPROTOCOL])
+        .await
+        .unwrap();
+    opens.next("open").await;
+    // Sent after the join on the same connection, so published after it.
+    for text in ["m1", "m2"] {
+        client
+            .send(MsgEvent::Text(format!("{room} {text}")))
+            .unwrap();
+    }
+    for offset in 1..=2 {
+        assert_eq!(
+            seen.next("a room message").await,
+            RoomSeen::Message(offset, format!("m{offset}"))
+        );
+    }
+
+    assert_eq!(control(&format!("/control/down?port={port}")).await, "down");
+    // Published through the main server while this client is away.
+    let publisher = WebSocket::new();
+    let answers = Log::new();
+    let log = answers.clone();
+    publisher.on_message(move |m| log.push(m));
+    publisher.open(&server_path("/rooms"), &[]).await.unwrap();
+    for offset in 3..=4 {
+        publisher.send_text(&format!("{room} m{offset}")).unwrap();
+        let answer = answers.next("a publish answer").await;
+        assert!(
+            answer.txt().unwrap().ends_with(&format!(":{offset}")),
+            "{answer:?}"
+        );
+    }
+    publisher.close(1000, "").unwrap();
+    assert!(seen.try_next().is_none());
+
+    assert_eq!(control(&format!("/control/up?port={port}")).await, "up");
+    opens.next("the second open").await;
+    for offset in 3..=4 {
+        assert_eq!(
+            seen.next("a missed message").await,
+            RoomSeen::Message(offset, format!("m{offset}"))
+        );
+    }
+    client.send(MsgEvent::Text(format!("{room} m5"))).unwrap();
+    assert_eq!(
+        seen.next("a live message").await,
+        RoomSeen::Message(5, "m5".into())
+    );
+    assert!(seen.try_next().is_none(), "nothing twice, no gap");
+    ws.close(1000, "done").unwrap();
+}
