@@ -185,13 +185,18 @@ test_native() {
 
 # Two chat_server processes sharing a room over a redis-server the test starts on a free
 # port, kills and restarts (tests/redis.rs); prints how many messages the outage lost.
+# And resumable rooms across nodes (tests/resume_redis.rs).
 # Reuses test_native's debug build (same features), so it adds seconds, not a build.
 redis_test() {
   log "scale-out over Redis (two chat servers, redis-server killed and restarted)"
   redis_setup
   cargo build --all-features --example chat_server
+  local out=target/redis-tests.log
+  mkdir -p target
   REDIS_SERVER_BIN=$(command -v redis-server) CHAT_SERVER=target/debug/examples/chat_server \
-    cargo test --all-features --test redis -- --ignored --nocapture
+    cargo test --all-features --test redis --test resume_redis -- --ignored --nocapture 2>&1 |
+    tee "$out"
+  expect_tests_ran "$out" redis resume_redis
 }
 
 # Fails unless each test binary tests/NAME.rs named in $2... passed at least one test in

@@ -19,37 +19,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Process};
+use common::{free_port, start_redis, until, Process};
 use tokio::sync::mpsc;
 use unisock::{MsgEvent, WebSocket};
-
-/// Polls `ready` until it holds, failing the test after `secs` seconds.
-async fn until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Starts redis-server on `port` (no persistence) and waits until it accepts connections.
-async fn start_redis(port: u16) -> Process {
-    let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
-    let child = Command::new(&bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {bin} ({e}): install redis-server or set REDIS_SERVER_BIN")
-        });
-    let redis = Process(child);
-    until(10, "redis-server to accept connections", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })
-    .await;
-    redis
-}
 
 /// The chat server binary: CHAT_SERVER, or the example built here with the redis feature.
 fn chat_server_bin() -> String {

@@ -63,8 +63,10 @@ struct Entry {
     payload: Arc<MsgEvent>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Log {
+    /// The room's epoch: the history's own, or the store's for positions it assigned.
+    epoch: u64,
     /// The offset of the room's last message (0 before the first).
     head: u64,
     entries: VecDeque<Entry>,
@@ -74,6 +76,16 @@ struct Log {
 }
 
 impl Log {
+    fn new(epoch: u64) -> Self {
+        Log {
+            epoch,
+            head: 0,
+            entries: VecDeque::new(),
+            bytes: 0,
+            evicted: None,
+        }
+    }
+
     fn pop_front(&mut self, reason: GapReason) -> usize {
         let Some(entry) = self.entries.pop_front() else {
             return 0;
@@ -161,9 +173,15 @@ impl History {
     /// ```
     #[must_use]
     pub fn head(&self, room: &str) -> Position {
-        Position {
-            epoch: self.epoch,
-            offset: self.rooms.get(room).map_or(0, |log| log.head),
+        match self.rooms.get(room) {
+            Some(log) => Position {
+                epoch: log.epoch,
+                offset: log.head,
+            },
+            None => Position {
+                epoch: self.epoch,
+                offset: 0,
+            },
         }
     }
 
@@ -183,23 +201,134 @@ impl History {
     ) -> Position {
         let payload = payload.into();
         self.expire(now);
-        let name = match self.rooms.get_key_value(room) {
+        let name = self.room(room);
+        let at = self.head(room);
+        let at = Position {
+            epoch: at.epoch,
+            offset: at.offset + 1,
+        };
+        self.push(name, at, payload, now);
+        at
+    }
+
+    /// Keeps a message whose position a shared store assigned (a node's copy of a room's
+    /// recent history). The next offset of the room's epoch is appended; a message from
+    /// another epoch, or one past a hole, starts the room's copy again from it (what lay
+    /// before is then not here: a replay from there reports a gap). Returns false for a
+    /// position already kept or passed.
+    ///
+    /// ```
+    /// use unisock::resume::{History, Position};
+    /// let mut copy = History::new(0, Default::default());
+    /// let at = Position { epoch: 5, offset: 40 };
+    /// assert!(copy.insert("r", at, unisock::MsgEvent::Text("x".into()), Default::default()));
+    /// assert_eq!(copy.head("r"), at);
+    /// assert!(!copy.insert("r", at, unisock::MsgEvent::Text("x".into()), Default::default()));
+    /// ```
+    pub fn insert(
+        &mut self,
+        room: &str,
+        at: Position,
+        payload: impl Into<Arc<MsgEvent>>,
+        now: Duration,
+    ) -> bool {
+        self.expire(now);
+        let name = self.room(room);
+        let Some(log) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        if log.epoch == at.epoch && at.offset <= log.head {
+            return false;
+        }
+        if log.epoch != at.epoch || at.offset != log.head + 1 {
+            // What lay before is not known here: a replay from there reports a gap, for the
+            // caller to fill from the store.
+            self.start(
+                room,
+                Position {
+                    epoch: at.epoch,
+                    offset: at.offset.saturating_sub(1),
+                },
+            );
+        }
+        self.push(name, at, payload.into(), now);
+        true
+    }
+
+    /// Starts `room` again, empty, at `head` (where a store says it stands), unless that
+    /// is already its head.
+    ///
+    /// ```
+    /// use unisock::resume::{History, Position};
+    /// let mut copy = History::new(0, Default::default());
+    /// copy.start("r", Position { epoch: 4, offset: 9 });
+    /// assert_eq!(copy.head("r"), Position { epoch: 4, offset: 9 });
+    /// ```
+    pub fn start(&mut self, room: &str, head: Position) {
+        if self.head(room) == head && self.rooms.contains_key(room) {
+            return;
+        }
+        self.room(room);
+        if let Some(log) = self.rooms.get_mut(room) {
+            self.total_bytes -= log.bytes;
+            *log = Log::new(head.epoch);
+            log.head = head.offset;
+            log.evicted = Some(GapReason::Trimmed);
+        }
+    }
+
+    /// The message kept at `at`, if it is.
+    ///
+    /// ```
+    /// let mut history = unisock::resume::History::new(1, Default::default());
+    /// let at = history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
+    /// assert!(history.get("r", at).is_some());
+    /// ```
+    #[must_use]
+    pub fn get(&self, room: &str, at: Position) -> Option<Arc<MsgEvent>> {
+        let log = self.rooms.get(room).filter(|log| log.epoch == at.epoch)?;
+        let first = log.entries.front()?.offset;
+        let index = usize::try_from(at.offset.checked_sub(first)?).ok()?;
+        log.entries.get(index).map(|e| e.payload.clone())
+    }
+
+    /// Forgets `room` (its copy here can no longer be trusted to be complete).
+    ///
+    /// ```
+    /// let mut history = unisock::resume::History::new(1, Default::default());
+    /// history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
+    /// history.forget("r");
+    /// assert_eq!(history.bytes(), 0);
+    /// ```
+    pub fn forget(&mut self, room: &str) {
+        if let Some(log) = self.rooms.remove(room) {
+            self.total_bytes -= log.bytes;
+        }
+    }
+
+    /// The room's shared name, made on first use.
+    fn room(&mut self, room: &str) -> Arc<str> {
+        match self.rooms.get_key_value(room) {
             Some((name, _)) => name.clone(),
             None => {
                 let name: Arc<str> = room.into();
-                self.rooms.insert(name.clone(), Log::default());
+                self.rooms.insert(name.clone(), Log::new(self.epoch));
                 name
             }
+        }
+    }
+
+    /// Appends the message at `at` (the room's next offset) and drops what the limits no
+    /// longer allow.
+    fn push(&mut self, name: Arc<str>, at: Position, payload: Arc<MsgEvent>, now: Duration) {
+        let Some(log) = self.rooms.get_mut(&name) else {
+            return;
         };
-        let Some(log) = self.rooms.get_mut(room) else {
-            return self.head(room); // just inserted: not reached
-        };
-        log.head += 1;
-        let offset = log.head;
+        log.head = at.offset;
         let len = payload.len();
         log.bytes += len;
         log.entries.push_back(Entry {
-            offset,
+            offset: at.offset,
             at: now,
             payload,
         });
@@ -210,13 +339,9 @@ impl History {
             freed += log.pop_front(GapReason::Trimmed);
         }
         self.total_bytes = self.total_bytes + len - freed;
-        self.order.push_back((name, offset));
+        self.order.push_back((name, at.offset));
         while self.total_bytes > self.limits.max_total_bytes && self.pop_oldest(GapReason::Trimmed)
         {
-        }
-        Position {
-            epoch: self.epoch,
-            offset,
         }
     }
 
@@ -242,9 +367,13 @@ impl History {
                 head,
             };
         };
+        let at = |offset| Position {
+            epoch: head.epoch,
+            offset,
+        };
         // A position from another life, or one this life never reached, cannot be trusted.
-        let (mut gap, after) = if since.epoch != self.epoch || since.offset > head.offset {
-            (Some((GapReason::NewEpoch, self.at(0))), 0)
+        let (mut gap, after) = if since.epoch != head.epoch || since.offset > head.offset {
+            (Some((GapReason::NewEpoch, at(0))), 0)
         } else {
             (None, since.offset)
         };
@@ -260,26 +389,19 @@ impl History {
             let reason = log.evicted.unwrap_or(GapReason::Trimmed);
             // A new epoch with its start gone is one gap: the client continues after it.
             let reason = gap.map_or(reason, |(r, _)| r);
-            gap = Some((reason, self.at(first_kept - 1)));
+            gap = Some((reason, at(first_kept - 1)));
         }
         let skip = log.entries.iter().take_while(|e| e.offset <= after).count();
         let messages = log
             .entries
             .iter()
             .skip(skip)
-            .map(|e| (self.at(e.offset), e.payload.clone()))
+            .map(|e| (at(e.offset), e.payload.clone()))
             .collect();
         Replay {
             gap,
             messages,
             head,
-        }
-    }
-
-    fn at(&self, offset: u64) -> Position {
-        Position {
-            epoch: self.epoch,
-            offset,
         }
     }
 
@@ -317,6 +439,15 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl History {
+        fn at(&self, offset: u64) -> Position {
+            Position {
+                epoch: self.epoch,
+                offset,
+            }
+        }
+    }
 
     fn text(s: &str) -> MsgEvent {
         MsgEvent::Text(s.into())
@@ -405,6 +536,32 @@ mod tests {
         let replay = h.replay("r", Some(h.at(0)), Duration::from_secs(20));
         assert_eq!(replay.gap, Some((GapReason::Expired, h.at(2))));
         assert_eq!(h.bytes(), 0);
+    }
+
+    #[test]
+    fn a_copy_of_store_positions_keeps_runs_and_restarts_after_holes() {
+        let mut copy = History::new(0, HistoryLimits::default());
+        let at = |epoch, offset| Position { epoch, offset };
+        for offset in 10..=12 {
+            assert!(copy.insert("r", at(3, offset), text("x"), T0));
+        }
+        assert!(!copy.insert("r", at(3, 11), text("x"), T0), "already kept");
+        let replay = copy.replay("r", Some(at(3, 10)), T0);
+        assert_eq!((replay.gap, offsets(&replay)), (None, vec![11, 12]));
+        // Before the copy began: not here, so a gap the caller fills from the store.
+        assert!(copy.replay("r", Some(at(3, 5)), T0).gap.is_some());
+        // A hole restarts the copy at the new message.
+        assert!(copy.insert("r", at(3, 20), text("x"), T0));
+        assert_eq!(copy.bytes(), 1);
+        assert!(copy.replay("r", Some(at(3, 12)), T0).gap.is_some());
+        assert_eq!(offsets(&copy.replay("r", Some(at(3, 19)), T0)), [20]);
+        // So does another epoch.
+        assert!(copy.insert("r", at(4, 1), text("x"), T0));
+        assert_eq!(copy.head("r"), at(4, 1));
+        let stale = copy.replay("r", Some(at(3, 20)), T0);
+        assert_eq!(stale.gap, Some((GapReason::NewEpoch, at(4, 0))));
+        copy.forget("r");
+        assert_eq!((copy.bytes(), copy.head("r").offset), (0, 0));
     }
 
     #[test]

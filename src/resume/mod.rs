@@ -22,12 +22,16 @@ mod merge;
 mod tracker;
 pub mod wire;
 
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+mod redis;
 #[cfg(not(target_arch = "wasm32"))]
 mod rooms;
 
 pub use client::RoomClient;
 pub use history::{History, HistoryLimits, Replay};
 pub use merge::{Handover, HistoryRead, Merged};
+#[cfg(all(feature = "redis", not(target_arch = "wasm32")))]
+pub use redis::RedisRooms;
 #[cfg(not(target_arch = "wasm32"))]
 pub use rooms::Rooms;
 pub use tracker::{Delivery, Tracker};

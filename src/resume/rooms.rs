@@ -13,7 +13,7 @@ use crate::{Error, MsgEvent, WebSocket};
 
 use super::history::{History, HistoryLimits};
 use super::wire::Frame;
-use super::{Position, SUBPROTOCOL};
+use super::{GapReason, Position, SUBPROTOCOL};
 
 /// The close code for a socket that cannot keep up (its send queue is full): it reconnects
 /// and resumes from its position, so nothing is lost.
@@ -21,10 +21,7 @@ const TOO_SLOW: u16 = 1013;
 
 struct State {
     history: History,
-    /// The sockets in each room, by id.
-    members: HashMap<Arc<str>, HashMap<String, WebSocket>>,
-    /// The rooms of each socket, by id.
-    joined: HashMap<String, HashSet<Arc<str>>>,
+    members: Members,
 }
 
 struct Inner {
@@ -102,8 +99,7 @@ impl Rooms {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
                     history: History::new(epoch, limits),
-                    members: HashMap::new(),
-                    joined: HashMap::new(),
+                    members: Members::default(),
                 }),
                 origin: Instant::now(),
             }),
@@ -155,20 +151,13 @@ impl Rooms {
         ws: &WebSocket,
         on_message: impl Fn(&WebSocket, MsgEvent) + Send + Sync + 'static,
     ) {
-        let (rooms, socket) = (self.clone(), ws.clone());
-        ws.on_message(move |msg| {
-            if socket.protocol() != SUBPROTOCOL {
-                return on_message(&socket, msg);
-            }
-            match Frame::decode(msg) {
-                Ok(Frame::Send { payload }) => on_message(&socket, payload),
-                Ok(Frame::Join { room, since }) => rooms.join(&socket, &room, since),
-                Ok(Frame::Leave { room }) => rooms.leave(&socket, &room),
-                Ok(_) | Err(_) => {
-                    let _ = socket.close(1008, "not a unisock.v1 client frame");
-                }
-            }
-        });
+        let (join, leave) = (self.clone(), self.clone());
+        attach(
+            ws,
+            move |ws, room, since| join.join(ws, room, since),
+            move |ws, room| leave.state().members.remove(ws.id(), room),
+            on_message,
+        );
     }
 
     /// Removes `ws` from every room (call it when the socket has closed; sockets found
@@ -179,12 +168,7 @@ impl Rooms {
     /// rooms.detach(&unisock::WebSocket::new());
     /// ```
     pub fn detach(&self, ws: &WebSocket) {
-        let mut state = self.state();
-        if let Some(rooms) = state.joined.remove(ws.id()) {
-            for room in rooms {
-                remove_member(&mut state.members, &room, ws.id());
-            }
-        }
+        self.state().members.detach(ws.id());
     }
 
     /// Gives `msg` the next position in `room`, keeps it in the history and sends it to
@@ -202,20 +186,7 @@ impl Rooms {
         let mut state = self.state();
         let at = state.history.append(room, payload.clone(), now);
         let frame = Frame::message(room, at, &payload);
-        let mut gone = Vec::new();
-        if let Some(members) = state.members.get(room) {
-            for (id, ws) in members {
-                if !send(ws, &frame) {
-                    gone.push(id.clone());
-                }
-            }
-        }
-        for id in gone {
-            remove_member(&mut state.members, room, &id);
-            if let Some(rooms) = state.joined.get_mut(&id) {
-                rooms.remove(room);
-            }
-        }
+        state.members.send_all(room, std::slice::from_ref(&frame));
         at
     }
 
@@ -226,7 +197,7 @@ impl Rooms {
     /// ```
     #[must_use]
     pub fn members(&self, room: &str) -> usize {
-        self.state().members.get(room).map_or(0, HashMap::len)
+        self.state().members.count(room)
     }
 
     /// Payload bytes the history keeps, over all rooms.
@@ -244,46 +215,16 @@ impl Rooms {
         let mut state = self.state();
         let replay = state.history.replay(room, since, now);
         let mut frames = Vec::with_capacity(replay.messages.len() + 1);
-        match (since, replay.gap) {
-            (None, _) => frames.push(Frame::Joined {
-                room: room.to_string(),
-                at: replay.head,
-            }),
-            (Some(_), Some((reason, at))) => frames.push(Frame::Gap {
-                room: room.to_string(),
-                reason,
-                at,
-            }),
-            (Some(_), None) => {}
-        }
-        let mut ok = frames.iter().all(|frame| send(ws, &frame.encode()));
-        for (at, payload) in &replay.messages {
-            ok = ok && send(ws, &Frame::message(room, *at, payload));
-        }
-        if !ok {
-            return; // closed, or closed for being too slow: it resumes on reconnecting
-        }
-        let room: Arc<str> = match state.members.get_key_value(room) {
-            Some((name, _)) => name.clone(),
-            None => room.into(),
-        };
-        state
-            .members
-            .entry(room.clone())
-            .or_default()
-            .insert(ws.id().to_string(), ws.clone());
-        state
-            .joined
-            .entry(ws.id().to_string())
-            .or_default()
-            .insert(room);
-    }
-
-    fn leave(&self, ws: &WebSocket, room: &str) {
-        let mut state = self.state();
-        remove_member(&mut state.members, room, ws.id());
-        if let Some(rooms) = state.joined.get_mut(ws.id()) {
-            rooms.remove(room);
+        frames.extend(opening(room, since, replay.head, replay.gap));
+        frames.extend(
+            replay
+                .messages
+                .iter()
+                .map(|(at, payload)| Frame::message(room, *at, payload)),
+        );
+        // A socket that is gone, or was closed for being too slow, resumes on reconnecting.
+        if frames.iter().all(|frame| send(ws, frame)) {
+            state.members.add(ws, room);
         }
     }
 
@@ -297,7 +238,7 @@ impl Rooms {
 }
 
 /// Queues `frame` on `ws`; false if the socket is gone or was closed for being too slow.
-fn send(ws: &WebSocket, frame: &MsgEvent) -> bool {
+pub(super) fn send(ws: &WebSocket, frame: &MsgEvent) -> bool {
     let sent = match frame {
         MsgEvent::Text(t) => ws.send_text(t),
         MsgEvent::Binary(b) => ws.send_binary(b),
@@ -312,15 +253,122 @@ fn send(ws: &WebSocket, frame: &MsgEvent) -> bool {
     }
 }
 
-fn remove_member(
-    members: &mut HashMap<Arc<str>, HashMap<String, WebSocket>>,
-    room: &str,
-    id: &str,
-) {
-    if let Some(sockets) = members.get_mut(room) {
-        sockets.remove(id);
-        if sockets.is_empty() {
-            members.remove(room);
+/// The sockets in each room, and the rooms of each socket.
+#[derive(Default)]
+pub(super) struct Members {
+    /// The sockets in each room, by id.
+    by_room: HashMap<Arc<str>, HashMap<String, WebSocket>>,
+    /// The rooms of each socket, by id.
+    by_socket: HashMap<String, HashSet<Arc<str>>>,
+}
+
+impl Members {
+    pub(super) fn add(&mut self, ws: &WebSocket, room: &str) {
+        let room: Arc<str> = match self.by_room.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => room.into(),
+        };
+        self.by_room
+            .entry(room.clone())
+            .or_default()
+            .insert(ws.id().to_string(), ws.clone());
+        self.by_socket
+            .entry(ws.id().to_string())
+            .or_default()
+            .insert(room);
+    }
+
+    pub(super) fn remove(&mut self, id: &str, room: &str) {
+        if let Some(sockets) = self.by_room.get_mut(room) {
+            sockets.remove(id);
+            if sockets.is_empty() {
+                self.by_room.remove(room);
+            }
+        }
+        if let Some(rooms) = self.by_socket.get_mut(id) {
+            rooms.remove(room);
+            if rooms.is_empty() {
+                self.by_socket.remove(id);
+            }
         }
     }
+
+    pub(super) fn detach(&mut self, id: &str) {
+        let rooms = self.by_socket.remove(id).unwrap_or_default();
+        for room in rooms {
+            if let Some(sockets) = self.by_room.get_mut(&room) {
+                sockets.remove(id);
+                if sockets.is_empty() {
+                    self.by_room.remove(&room);
+                }
+            }
+        }
+    }
+
+    pub(super) fn count(&self, room: &str) -> usize {
+        self.by_room.get(room).map_or(0, HashMap::len)
+    }
+
+    /// Sends `frames` to every socket in `room`, in order; removes those that are gone.
+    pub(super) fn send_all(&mut self, room: &str, frames: &[MsgEvent]) {
+        let mut gone = Vec::new();
+        if let Some(sockets) = self.by_room.get(room) {
+            for (id, ws) in sockets {
+                if !frames.iter().all(|frame| send(ws, frame)) {
+                    gone.push(id.clone());
+                }
+            }
+        }
+        for id in gone {
+            self.remove(&id, room);
+        }
+    }
+}
+
+/// What a join is answered with before the messages: where a fresh join starts, or the
+/// gap a resume must be told of.
+pub(super) fn opening(
+    room: &str,
+    since: Option<Position>,
+    head: Position,
+    gap: Option<(GapReason, Position)>,
+) -> Option<MsgEvent> {
+    let frame = match (since, gap) {
+        (None, _) => Frame::Joined {
+            room: room.to_string(),
+            at: head,
+        },
+        (Some(_), Some((reason, at))) => Frame::Gap {
+            room: room.to_string(),
+            reason,
+            at,
+        },
+        (Some(_), None) => return None,
+    };
+    Some(frame.encode())
+}
+
+/// Serves the rooms' frames on `ws`: joins and leaves go to `join` and `leave`,
+/// application messages to `on_message`; a plain peer's messages go to `on_message` as
+/// they came.
+pub(super) fn attach(
+    ws: &WebSocket,
+    join: impl Fn(&WebSocket, &str, Option<Position>) + Send + Sync + 'static,
+    leave: impl Fn(&WebSocket, &str) + Send + Sync + 'static,
+    on_message: impl Fn(&WebSocket, MsgEvent) + Send + Sync + 'static,
+) {
+    let socket = ws.clone();
+    ws.on_message(move |msg| {
+        if socket.protocol() != SUBPROTOCOL {
+            return on_message(&socket, msg);
+        }
+        match Frame::decode(msg) {
+            Ok(Frame::Send { payload }) => on_message(&socket, payload),
+            Ok(Frame::Join { room, since }) => join(&socket, &room, since),
+            Ok(Frame::Leave { room }) => leave(&socket, &room),
+            Ok(_) | Err(_) => {
+                let _ = socket.close(1008, "not a unisock.v1 client frame");
+            }
+        }
+    });
 }

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -312,4 +312,32 @@ pub fn assert_connection_refused(err: &unisock::Error, says: &str) {
     };
     assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
     assert!(err.to_string().contains(says), "{err}");
+}
+
+/// Polls `ready` until it holds, failing the test after `secs` seconds.
+pub async fn until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Starts redis-server on `port` (no persistence) and waits until it accepts connections.
+pub async fn start_redis(port: u16) -> Process {
+    let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
+    let child = std::process::Command::new(&bin)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {bin} ({e}): install redis-server or set REDIS_SERVER_BIN")
+        });
+    let redis = Process(child);
+    until(10, "redis-server to accept connections", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+    redis
 }

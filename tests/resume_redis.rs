@@ -1,0 +1,276 @@
+//! Resumable rooms across nodes over a real redis-server (on a free port): a client
+//! resumes on another node with nothing lost or doubled, a restarted node loses nothing,
+//! a flushed Redis is a new epoch reported as a gap, and many clients resuming on a node
+//! cost one history read per room, not one per client.
+//!
+//! Needs redis-server (REDIS_SERVER_BIN, or on PATH). `./build.sh test` runs it (its
+//! `redis_test` step); by hand:
+//! `cargo test --features redis --test resume_redis -- --ignored`.
+#![cfg(feature = "redis")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{free_port, start_redis, until, with_timeout};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use unisock::resume::{
+    Gap, GapReason, HistoryLimits, Position, RedisRooms, RoomClient, Rooms, SUBPROTOCOL,
+};
+use unisock::{MsgEvent, Reconnect, WebSocket, WebSockets};
+
+/// One server process's worth: rooms over Redis, served on `addr`.
+struct Node {
+    rooms: RedisRooms,
+    sockets: WebSockets,
+    accept: tokio::task::JoinHandle<std::convert::Infallible>,
+}
+
+impl Node {
+    async fn start(addr: SocketAddr, redis: &str, prefix: &str) -> Node {
+        let rooms = RedisRooms::connect(redis, prefix, HistoryLimits::default())
+            .await
+            .unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let sockets = WebSockets::new();
+        sockets.on_upgrade(|pending| {
+            Rooms::select(pending);
+        });
+        let (registry, serving) = (sockets.clone(), rooms.clone());
+        let accept = tokio::spawn(async move {
+            registry
+                .serve(listener, move |_| {
+                    let ws = WebSocket::new();
+                    serving.attach(&ws, |_, _| {});
+                    Some(ws)
+                })
+                .await
+        });
+        Node {
+            rooms,
+            sockets,
+            accept,
+        }
+    }
+
+    /// Closes its sockets with 1001 (clients reconnect) and stops listening.
+    async fn stop(self) {
+        self.sockets.shutdown().await;
+        self.accept.abort();
+        let _ = self.accept.await;
+    }
+
+    /// Publishes `m{offset}` for each offset (in order: one node's queue keeps it).
+    fn publish(&self, room: &str, offsets: std::ops::RangeInclusive<u64>) {
+        for offset in offsets {
+            self.rooms
+                .publish(room, MsgEvent::Text(format!("m{offset}")))
+                .unwrap();
+        }
+    }
+
+    async fn until_members(&self, room: &str, n: usize) {
+        until(10, "members to join", || self.rooms.members(room) == n).await;
+    }
+}
+
+async fn free_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port()).parse().unwrap()
+}
+
+#[derive(Debug, PartialEq)]
+enum Seen {
+    Message(u64, String),
+    Gap(Gap),
+}
+
+/// A reconnecting room client in `room` on `url`, from `since` if given.
+async fn client(
+    url: &str,
+    room: &str,
+    since: Option<Position>,
+) -> (RoomClient, mpsc::UnboundedReceiver<Seen>) {
+    let (_, client, rx) = client_and_socket(url, room, since).await;
+    (client, rx)
+}
+
+/// As [`client`], with its socket.
+async fn client_and_socket(
+    url: &str,
+    room: &str,
+    since: Option<Position>,
+) -> (WebSocket, RoomClient, mpsc::UnboundedReceiver<Seen>) {
+    let ws = WebSocket::new();
+    ws.set_reconnect(Some(
+        Reconnect::default().delays(Duration::from_millis(10), Duration::from_millis(50)),
+    ));
+    let client = RoomClient::new(&ws);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let gaps = tx.clone();
+    client.on_message(move |_, at, msg| {
+        let _ = tx.send(Seen::Message(at.offset, msg.txt().unwrap().to_string()));
+    });
+    client.on_gap(move |gap| {
+        let _ = gaps.send(Seen::Gap(gap));
+    });
+    match since {
+        Some(at) => client.join_at(room, at).unwrap(),
+        None => client.join(room).unwrap(),
+    }
+    ws.open(url, &[SUBPROTOCOL]).await.unwrap();
+    let reader = ws.clone();
+    tokio::spawn(async move { reader.read().await });
+    (ws, client, rx)
+}
+
+async fn expect(rx: &mut mpsc::UnboundedReceiver<Seen>, offsets: std::ops::RangeInclusive<u64>) {
+    for offset in offsets {
+        let seen = with_timeout(rx.recv()).await.unwrap();
+        assert_eq!(seen, Seen::Message(offset, format!("m{offset}")));
+    }
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/")
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn a_client_resumes_on_another_node_with_nothing_lost_or_doubled() {
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let (a_addr, b_addr) = (free_addr().await, free_addr().await);
+    let a = Node::start(a_addr, &redis, "t1").await;
+    let b = Node::start(b_addr, &redis, "t1").await;
+
+    let (page, first, mut seen) = client_and_socket(&url(a_addr), "lobby", None).await;
+    a.until_members("lobby", 1).await;
+    b.publish("lobby", 1..=3); // through the other node
+    expect(&mut seen, 1..=3).await;
+    let held = first.position("lobby").unwrap();
+    assert_eq!(held.offset, 3);
+
+    // The page goes away; meanwhile both nodes publish, and node B keeps a copy.
+    page.close(1000, "reload").unwrap();
+    a.publish("lobby", 4..=5);
+    until(10, "five messages in node B's copy", || {
+        b.rooms.history_bytes() == 5 * 2
+    })
+    .await;
+    b.publish("lobby", 6..=6);
+    until(10, "six messages in node B's copy", || {
+        b.rooms.history_bytes() == 6 * 2
+    })
+    .await;
+
+    // It comes back on the other node with the position it kept.
+    let (_second, mut seen) = client(&url(b_addr), "lobby", Some(held)).await;
+    expect(&mut seen, 4..=6).await;
+    b.until_members("lobby", 1).await;
+    a.publish("lobby", 7..=7);
+    expect(&mut seen, 7..=7).await;
+    assert!(seen.try_recv().is_err(), "nothing twice, no gap");
+    assert_eq!(b.rooms.history_reads(), 0, "answered from node B's copy");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn a_restarted_node_loses_nothing() {
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let (a_addr, b_addr) = (free_addr().await, free_addr().await);
+    let a = Node::start(a_addr, &redis, "t2").await;
+    let b = Node::start(b_addr, &redis, "t2").await;
+    let (_client, mut seen) = client(&url(a_addr), "news", None).await;
+    a.until_members("news", 1).await;
+    b.publish("news", 1..=2);
+    expect(&mut seen, 1..=2).await;
+
+    a.stop().await; // the process dies: its copy of the history with it
+    b.publish("news", 3..=5);
+    let a = Node::start(a_addr, &redis, "t2").await; // a new process, nothing followed yet
+    expect(&mut seen, 3..=5).await;
+    a.until_members("news", 1).await;
+    assert!(a.rooms.history_reads() >= 1, "answered from Redis");
+    b.publish("news", 6..=6);
+    expect(&mut seen, 6..=6).await;
+    assert!(seen.try_recv().is_err(), "nothing twice, no gap");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn a_flushed_redis_is_a_new_epoch_and_the_client_is_told() {
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let a_addr = free_addr().await;
+    let a = Node::start(a_addr, &redis, "t3").await;
+    let (held, mut seen) = client(&url(a_addr), "r", None).await;
+    a.until_members("r", 1).await;
+    a.publish("r", 1..=2);
+    expect(&mut seen, 1..=2).await;
+    let old = held.position("r").unwrap();
+
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("FLUSHALL").exec_async(&mut conn).await.unwrap();
+    a.publish("r", 1..=1); // the first of a new epoch
+    let gap = Gap {
+        room: "r".into(),
+        reason: GapReason::NewEpoch,
+        epoch: old.epoch,
+        from: 3,
+        to: None,
+    };
+    assert_eq!(with_timeout(seen.recv()).await.unwrap(), Seen::Gap(gap));
+    expect(&mut seen, 1..=1).await;
+    assert_ne!(held.position("r").unwrap().epoch, old.epoch);
+    a.stop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn many_clients_resuming_on_a_node_cost_one_read_per_room() {
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let (a_addr, b_addr) = (free_addr().await, free_addr().await);
+    let a = Node::start(a_addr, &redis, "t4").await;
+    let (first, mut seen) = client(&url(a_addr), "busy", None).await;
+    a.until_members("busy", 1).await;
+    a.publish("busy", 1..=10);
+    expect(&mut seen, 1..=10).await;
+    let from = Position {
+        epoch: first.position("busy").unwrap().epoch,
+        offset: 4,
+    };
+
+    // A node that never followed the room; 20 clients resume there from offset 4.
+    let b = Node::start(b_addr, &redis, "t4").await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(client(&url(b_addr), "busy", Some(from)).await);
+    }
+    for (_, seen) in &mut clients {
+        expect(seen, 5..=10).await;
+    }
+    b.until_members("busy", 20).await;
+    assert_eq!(
+        b.rooms.history_reads(),
+        1,
+        "one read for the room, then its copy"
+    );
+    a.stop().await;
+    b.stop().await;
+}
