@@ -500,7 +500,7 @@ bench() {
       printf 'From `examples/deflate_bench` (3 s per mode; memory with 1,000 connections).\n\n```\n'
       target/release/examples/deflate_bench 3 1000
       printf '```\n\n## Broadcast fan-out to 1,000 sockets: one process, and two nodes over Redis\n\n'
-      printf 'From `examples/fanout_bench` (5,000 broadcasts; broadcasts per second, each to every socket).\n\n```\n'
+      printf 'From `examples/fanout_bench` (5,000 broadcasts; broadcasts per second, each to every socket). `resume_*`: the same with resumable delivery (`Rooms`, `RedisRooms`; `resume_vs_plain` is its rate over plain broadcast'"'"'s).\n\n```\n'
       target/release/examples/fanout_bench
       printf '```\n'
     } >>BENCHMARKS.md

@@ -1,6 +1,8 @@
 //! Broadcast fan-out throughput: how many broadcasts per second reach every one of 1,000
-//! sockets, in one registry (in process) and across 2 registries sharing a Redis backplane.
-//! Prints one JSON line.
+//! sockets, in one registry (in process), across 2 registries sharing a Redis backplane,
+//! and the same two with resumable delivery on (`unisock::resume::Rooms` in one process,
+//! `RedisRooms` on two nodes: every message gets a position and is kept in the room's
+//! history; the clients are `RoomClient`s). Prints one JSON line.
 //!
 //! `cargo run --release --features redis --example fanout_bench -- [--sockets 1000]
 //! [--messages 5000] [--redis redis://127.0.0.1:6379/]`
@@ -23,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use unisock::backplane::RedisBackplane;
-use unisock::{WebSocket, WebSockets};
+use unisock::resume::{HistoryLimits, RedisRooms, RoomClient, Rooms, SUBPROTOCOL};
+use unisock::{MsgEvent, WebSocket, WebSockets};
 
 /// How many broadcasts may be in flight ahead of the receivers.
 const WINDOW: u64 = 1000;
@@ -106,6 +109,57 @@ async fn serve(room: &WebSockets) -> Result<String, String> {
     Ok(format!("ws://{addr}/ws"))
 }
 
+/// Serves rooms on a free port to clients that offer the subprotocol (`attach` hands each
+/// socket to them); returns the URL and the registry holding the sockets.
+async fn serve_rooms(
+    attach: impl Fn(&WebSocket) + Send + Sync + 'static,
+) -> Result<(String, WebSockets), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let registry = WebSockets::new();
+    registry.on_upgrade(|pending| {
+        Rooms::select(pending);
+    });
+    let serving = registry.clone();
+    tokio::spawn(async move {
+        serving
+            .serve(listener, move |_| {
+                let ws = WebSocket::new();
+                attach(&ws);
+                Some(ws)
+            })
+            .await
+    });
+    Ok((format!("ws://{addr}/ws"), registry))
+}
+
+/// Opens `n` room clients in "lobby" to `url`, all counting into `received`.
+async fn room_clients(
+    url: &str,
+    n: usize,
+    received: &Arc<Received>,
+) -> Result<Vec<RoomClient>, String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ws = WebSocket::new();
+        let client = RoomClient::new(&ws);
+        let received = received.clone();
+        client.on_message(move |_, _, _| {
+            received.total.fetch_add(1, Ordering::Relaxed);
+            received.changed.notify_one();
+        });
+        client.join("lobby").map_err(|e| e.to_string())?;
+        ws.open(url, &[SUBPROTOCOL])
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move { ws.read().await });
+        out.push(client);
+    }
+    Ok(out)
+}
+
 /// Counts every message every client receives.
 #[derive(Default)]
 struct Received {
@@ -142,6 +196,14 @@ async fn until_len(room: &WebSockets, n: usize) {
 /// Broadcasts `messages` texts from `from` and returns broadcasts per second, counted until
 /// all `sockets` receivers have every message.
 async fn run(from: &WebSockets, sockets: usize, messages: u64, received: &Received) -> f64 {
+    let send = |text: &str| {
+        from.broadcast_text(text, None);
+    };
+    run_with(send, sockets, messages, received).await
+}
+
+/// As [`run`], with `send` sending each message to every receiver.
+async fn run_with(send: impl Fn(&str), sockets: usize, messages: u64, received: &Received) -> f64 {
     let sockets = sockets as u64;
     received.total.store(0, Ordering::Relaxed);
     let payload = "x".repeat(48);
@@ -153,7 +215,7 @@ async fn run(from: &WebSockets, sockets: usize, messages: u64, received: &Receiv
                 received.changed.notified().await;
             }
         }
-        from.broadcast_text(&format!("{i:08} {payload}"), None);
+        send(&format!("{i:08} {payload}"));
     }
     while received.total.load(Ordering::Relaxed) < messages * sockets {
         // Checked again after a timeout: notify_one may coalesce wake-ups.
@@ -172,6 +234,22 @@ async fn bench(args: Args) -> Result<String, String> {
     until_len(&room, n).await;
     let in_process = run(&room, n, m, &received).await;
     room.shutdown().await;
+
+    // In process with resumable delivery: the same fan-out through rooms.
+    let received = Arc::new(Received::default());
+    let rooms = Rooms::new(HistoryLimits::default());
+    let serving = rooms.clone();
+    let (url, registry) = serve_rooms(move |ws| serving.attach(ws, |_, _| {})).await?;
+    let _room_clients = room_clients(&url, n, &received).await?;
+    while rooms.members("lobby") < n {
+        tokio::task::yield_now().await;
+    }
+    let publish = |text: &str| {
+        rooms.publish("lobby", MsgEvent::Text(text.into()));
+    };
+    let resumable = run_with(publish, n, m, &received).await;
+    let history_bytes = rooms.history_bytes();
+    registry.shutdown().await;
 
     // Two registries over Redis, half the sockets on each.
     let (_redis, url) = match args.redis {
@@ -199,12 +277,46 @@ async fn bench(args: Args) -> Result<String, String> {
     node_a.shutdown().await;
     node_b.shutdown().await;
 
+    // Two nodes with resumable rooms over Redis Streams, half the sockets on each.
+    let received = Arc::new(Received::default());
+    let limits = HistoryLimits::default();
+    let rooms_prefix = format!("{prefix}-rooms");
+    let connect_rooms = || async {
+        RedisRooms::connect(&url, &rooms_prefix, limits)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let (rooms_a, rooms_b) = (connect_rooms().await?, connect_rooms().await?);
+    let mut registries = Vec::new();
+    for (rooms, count) in [(&rooms_a, n / 2), (&rooms_b, n - n / 2)] {
+        let serving = rooms.clone();
+        let (url, registry) = serve_rooms(move |ws| serving.attach(ws, |_, _| {})).await?;
+        room_clients(&url, count, &received).await?;
+        while rooms.members("lobby") < count {
+            tokio::task::yield_now().await;
+        }
+        registries.push(registry);
+    }
+    let publish = |text: &str| {
+        // The queue holds 16 Ki messages, far more than the bench's window.
+        let _ = rooms_a.publish("lobby", MsgEvent::Text(text.into()));
+    };
+    let resumable_redis = run_with(publish, n, m, &received).await;
+    let rooms_errors = rooms_a.errors() + rooms_b.errors();
+    for registry in registries {
+        registry.shutdown().await;
+    }
+
     Ok(format!(
         concat!(
             "{{\"bench\":\"fanout\",\"sockets\":{},\"messages\":{},",
             "\"in_process_msgs_per_s\":{:.0},\"in_process_deliveries_per_s\":{:.0},",
             "\"redis_2_nodes_msgs_per_s\":{:.0},\"redis_2_nodes_deliveries_per_s\":{:.0},",
-            "\"backplane_errors\":{}}}"
+            "\"backplane_errors\":{},",
+            "\"resume_msgs_per_s\":{:.0},\"resume_deliveries_per_s\":{:.0},",
+            "\"resume_vs_plain\":{:.2},\"resume_history_bytes\":{},",
+            "\"resume_redis_2_nodes_msgs_per_s\":{:.0},\"resume_redis_2_nodes_deliveries_per_s\":{:.0},",
+            "\"resume_redis_vs_plain_redis\":{:.2},\"resume_redis_errors\":{}}}"
         ),
         n,
         m,
@@ -212,7 +324,15 @@ async fn bench(args: Args) -> Result<String, String> {
         in_process * n as f64,
         cross_node,
         cross_node * n as f64,
-        errors
+        errors,
+        resumable,
+        resumable * n as f64,
+        resumable / in_process,
+        history_bytes,
+        resumable_redis,
+        resumable_redis * n as f64,
+        resumable_redis / cross_node,
+        rooms_errors
     ))
 }
 
