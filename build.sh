@@ -13,7 +13,8 @@
 #                           full; `test` runs ci)
 #   ./build.sh fuzz [SECS]  each cargo-fuzz target for SECS seconds (default 60)
 #   ./build.sh soak [SECS] [CONNS] [BOMBS]  the soak test (default 60 s, 10,000 connections,
-#                           1,000 deflate bombs)
+#                           1,000 deflate bombs), then resumable delivery under faults at
+#                           full size (1,000 clients, 10,000 messages per room)
 #   ./build.sh bench [--quick]  unisock vs tokio-tungstenite, fastwebsockets, tokio-websockets,
 #                           yawc, and the browser build's size vs gloo-net, ws_stream_wasm,
 #                           ewebsock: writes BENCHMARKS.md + target/bench/results.json (~20 min);
@@ -185,18 +186,35 @@ test_native() {
 
 # Two chat_server processes sharing a room over a redis-server the test starts on a free
 # port, kills and restarts (tests/redis.rs); prints how many messages the outage lost.
-# And resumable rooms across nodes (tests/resume_redis.rs).
+# And resumable rooms across nodes (tests/resume_redis.rs), and under faults, short
+# (tests/resume_faults.rs: 12 clients for 12 s).
 # Reuses test_native's debug build (same features), so it adds seconds, not a build.
 redis_test() {
   log "scale-out over Redis (two chat servers, redis-server killed and restarted)"
   redis_setup
-  cargo build --all-features --example chat_server
+  cargo build --all-features --example chat_server --example rooms_node
   local out=target/redis-tests.log
   mkdir -p target
   REDIS_SERVER_BIN=$(command -v redis-server) CHAT_SERVER=target/debug/examples/chat_server \
-    cargo test --all-features --test redis --test resume_redis -- --ignored --nocapture 2>&1 |
+    ROOMS_NODE=target/debug/examples/rooms_node \
+    cargo test --all-features --test redis --test resume_redis --test resume_faults \
+    -- --ignored --nocapture 2>&1 | tee "$out"
+  expect_tests_ran "$out" redis resume_redis resume_faults
+}
+
+# Resumable delivery under faults at full size (tests/resume_faults.rs): 1,000 clients,
+# 10,000 messages per room (10 rooms at 200 a second), 3 nodes, Redis restarted twice.
+resume_soak() {
+  log "resumable delivery under faults: $1 clients, $2 s"
+  redis_setup
+  cargo build --release --all-features --example rooms_node
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  local out=target/resume-soak.log
+  RESUME_FAULTS_CLIENTS=$1 RESUME_FAULTS_SECS=$2 RESUME_FAULTS_RATE=200 \
+    REDIS_SERVER_BIN=$(command -v redis-server) ROOMS_NODE=target/release/examples/rooms_node \
+    cargo test --release --all-features --test resume_faults -- --ignored --nocapture 2>&1 |
     tee "$out"
-  expect_tests_ran "$out" redis resume_redis
+  expect_tests_ran "$out" resume_faults
 }
 
 # Fails unless each test binary tests/NAME.rs named in $2... passed at least one test in
@@ -540,7 +558,7 @@ case "${1:-}" in
   demo) demo ;;
   conformance) conformance "${2:-full}" ;;
   fuzz) fuzz "${2:-60}" ;;
-  soak) soak "${2:-60}" "${3:-10000}" "${4:-1000}" ;;
+  soak) soak "${2:-60}" "${3:-10000}" "${4:-1000}" && resume_soak 1000 500 ;;
   bench) bench "${2:-}" ;;
   *) echo "usage: $0 setup|build|test|demo|conformance [full|ci|quick]|fuzz [SECS]|soak [SECS] [CONNS] [BOMBS]|bench [--quick]"; exit 2 ;;
 esac

@@ -297,7 +297,10 @@ pub fn announced_address(stdout: std::process::ChildStdout) -> std::sync::mpsc::
             .lines()
             .map_while(Result::ok)
         {
-            if let Some(addr) = line.strip_prefix("listening on http://") {
+            let addr = line
+                .strip_prefix("listening on http://")
+                .or_else(|| line.strip_prefix("listening on ws://"));
+            if let Some(addr) = addr {
                 let _ = tx.send(addr.to_string());
             }
         }
@@ -325,10 +328,15 @@ pub async fn until(secs: u64, what: &str, mut ready: impl FnMut() -> bool) {
 
 /// Starts redis-server on `port` (no persistence) and waits until it accepts connections.
 pub async fn start_redis(port: u16) -> Process {
+    start_redis_with(port, &["--save", "", "--appendonly", "no"]).await
+}
+
+/// Starts redis-server on `port` with `args` and waits until it accepts connections.
+pub async fn start_redis_with(port: u16, args: &[&str]) -> Process {
     let bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
     let child = std::process::Command::new(&bin)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
+        .args(args)
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
