@@ -79,7 +79,7 @@ async fn client(url: &str) -> (RoomClient, mpsc::UnboundedReceiver<Seen>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let (on_msg, on_gap) = (tx.clone(), tx.clone());
     rooms.on_message(move |room, at, msg| {
-        assert_eq!(room, "lobby");
+        assert!(room == "lobby" || room.starts_with('@'), "{room}");
         let _ = on_msg.send(Seen::Message(at, msg.txt().unwrap().to_string()));
     });
     rooms.on_gap(move |gap| {
@@ -314,4 +314,47 @@ async fn a_hole_on_the_live_feed_is_resumed_at_once() {
     assert_eq!(with_timeout(asked.recv()).await.unwrap(), "j lobby\n");
     assert_eq!(with_timeout(asked.recv()).await.unwrap(), "j lobby 4 1\n");
     assert!(seen.try_recv().is_err(), "nothing twice");
+}
+
+#[tokio::test]
+async fn an_inbox_is_one_client_s_room_across_reconnects() {
+    let addr = free_addr().await;
+    let rooms = Rooms::with_epoch(3, HistoryLimits::default());
+    let (app, _) = mpsc::unbounded_channel();
+    let server = Server::start(addr, &rooms, app.clone()).await;
+    let (client, mut seen) = client(&format!("ws://{addr}/")).await;
+    assert_eq!(next(&mut seen).await, Seen::Open);
+    client.join_inbox().unwrap();
+    let inbox = with_timeout(async {
+        loop {
+            if let Some(name) = client.inbox() {
+                return name;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(inbox.starts_with('@') && inbox.len() == 33, "{inbox}");
+    let socket = server.sockets.ids();
+    let ws = server.sockets.get(&socket[0]).unwrap();
+    assert_eq!(rooms.inbox_of(&ws).as_deref(), Some(inbox.as_str()));
+    let at = rooms.send_to(&ws, MsgEvent::Text("m1".into())).unwrap();
+    assert_eq!(
+        at,
+        Position {
+            epoch: 3,
+            offset: 1
+        }
+    );
+    // Delivered with the inbox as its room (the client helper reports it as any message).
+    assert_eq!(next(&mut seen).await, Seen::Message(at, "m1".into()));
+
+    // Away: what is sent to the inbox waits in its history.
+    server.stop().await;
+    rooms.publish(&inbox, MsgEvent::Text("m2".into()));
+    let server = Server::start(addr, &rooms, app).await;
+    assert_eq!(next(&mut seen).await, Seen::Open);
+    expect_messages(&mut seen, 3, 2..=2).await;
+    assert_eq!(client.inbox().as_deref(), Some(inbox.as_str()));
+    server.stop().await;
 }

@@ -274,3 +274,30 @@ async fn many_clients_resuming_on_a_node_cost_one_read_per_room() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn an_inbox_is_reached_from_any_node_and_resumed() {
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let (a_addr, b_addr) = (free_addr().await, free_addr().await);
+    let a = Node::start(a_addr, &redis, "t5").await;
+    let b = Node::start(b_addr, &redis, "t5").await;
+    let (client, mut seen) = client(&url(a_addr), "lobby", None).await;
+    client.join_inbox().unwrap();
+    until(10, "the inbox", || client.inbox().is_some()).await;
+    let inbox = client.inbox().unwrap();
+    let ws = a.sockets.get(&a.sockets.ids()[0]).unwrap();
+    assert_eq!(a.rooms.inbox_of(&ws).as_deref(), Some(inbox.as_str()));
+    assert!(a.rooms.send_to(&ws, MsgEvent::Text("m1".into())).unwrap());
+    expect(&mut seen, 1..=1).await;
+    // Another node reaches it by name, also while its client is away.
+    a.stop().await;
+    b.publish(&inbox, 2..=3);
+    let a = Node::start(a_addr, &redis, "t5").await;
+    expect(&mut seen, 2..=3).await;
+    assert!(seen.try_recv().is_err(), "nothing twice, no gap");
+    a.stop().await;
+    b.stop().await;
+}

@@ -109,12 +109,14 @@ impl RoomClient {
     ///
     /// # Errors
     /// [`Error::InvalidRoom`](crate::Error::InvalidRoom) for a name that is empty, longer
-    /// than 200 bytes, or holds whitespace or control characters; the socket's send error.
+    /// than 200 bytes, holds whitespace or control characters, or is `@` alone (which asks
+    /// for an inbox: [`join_inbox`](RoomClient::join_inbox)); the socket's send error.
     ///
     /// ```
     /// let rooms = unisock::resume::RoomClient::new(&unisock::WebSocket::new());
     /// rooms.join("lobby")?;
     /// assert!(rooms.join("not a room").is_err());
+    /// assert!(rooms.join("@").is_err()); // that is `join_inbox`
     /// # Ok::<(), unisock::Error>(())
     /// ```
     pub fn join(&self, room: &str) -> Result<()> {
@@ -140,6 +142,38 @@ impl RoomClient {
         check_room(room)?;
         let frame = self.state().tracker.join_at(room, at);
         self.send_if_open(&frame)
+    }
+
+    /// Asks the server for an inbox: a room of this client's own, which the server names
+    /// and sends to (natively `Rooms::send_to`), delivered once and in order across
+    /// reconnects like any room, to [`on_message`](RoomClient::on_message) with the
+    /// inbox's name as the room.
+    ///
+    /// # Errors
+    /// The socket's send error.
+    ///
+    /// ```
+    /// let rooms = unisock::resume::RoomClient::new(&unisock::WebSocket::new());
+    /// rooms.join_inbox()?;
+    /// assert_eq!(rooms.inbox(), None); // named by the server once connected
+    /// # Ok::<(), unisock::Error>(())
+    /// ```
+    pub fn join_inbox(&self) -> Result<()> {
+        let frame = self.state().tracker.join_inbox();
+        match frame {
+            Some(frame) => self.send_if_open(&frame),
+            None => Ok(()),
+        }
+    }
+
+    /// The inbox's name, once the server gave it.
+    ///
+    /// ```
+    /// assert_eq!(unisock::resume::RoomClient::new(&unisock::WebSocket::new()).inbox(), None);
+    /// ```
+    #[must_use]
+    pub fn inbox(&self) -> Option<String> {
+        self.state().tracker.inbox().map(str::to_string)
     }
 
     /// Leaves `room`.
@@ -272,7 +306,8 @@ impl RoomClient {
 }
 
 fn check_room(room: &str) -> Result<()> {
-    if valid_room(room) {
+    // `@` alone asks the server for an inbox: `join_inbox` says so.
+    if valid_room(room) && room != "@" {
         Ok(())
     } else {
         Err(crate::Error::InvalidRoom(room.into()))

@@ -38,7 +38,8 @@ use crate::{Error, MsgEvent, Result, WebSocket};
 
 use super::history::{History, HistoryLimits};
 use super::merge::{Handover, HistoryRead};
-use super::rooms::{attach, opening, send, Members};
+use super::rooms::{attach, new_inbox_name, opening, send, Members};
+use super::tracker::NEW_INBOX;
 use super::wire::Frame;
 use super::{GapReason, Position};
 
@@ -348,6 +349,39 @@ impl RedisRooms {
             .map_err(|_| Error::Backplane("the publish queue is full".into()))
     }
 
+    /// Queues `msg` for `ws`'s inbox, as [`Rooms::send_to`](super::Rooms::send_to) does:
+    /// `Ok(false)` when the socket has no inbox.
+    ///
+    /// # Errors
+    /// As [`publish`](RedisRooms::publish).
+    ///
+    /// ```no_run
+    /// # fn run(rooms: unisock::resume::RedisRooms, ws: unisock::WebSocket) -> unisock::Result<()> {
+    /// rooms.send_to(&ws, unisock::MsgEvent::Text("psst".into()))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send_to(&self, ws: &WebSocket, msg: MsgEvent) -> Result<bool> {
+        match self.inbox_of(ws) {
+            Some(inbox) => self.publish(&inbox, msg).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// The name of `ws`'s inbox on this node, if its client asked for one.
+    ///
+    /// ```no_run
+    /// # fn run(rooms: unisock::resume::RedisRooms, ws: unisock::WebSocket) {
+    /// println!("{:?}", rooms.inbox_of(&ws));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn inbox_of(&self, ws: &WebSocket) -> Option<String> {
+        self.state()
+            .members
+            .inbox(ws.id())
+            .map(|name| name.to_string())
+    }
+
     /// How many sockets on this node are in `room`.
     ///
     /// ```no_run
@@ -377,6 +411,9 @@ impl RedisRooms {
     }
 
     fn join(&self, ws: &WebSocket, room: &str, since: Option<Position>) {
+        if room == NEW_INBOX {
+            return self.join(ws, &new_inbox_name(), None);
+        }
         let now = self.inner.origin.elapsed();
         let mut state = self.state();
         let followed = state

@@ -12,6 +12,7 @@ use crate::server::PendingUpgrade;
 use crate::{Error, MsgEvent, WebSocket};
 
 use super::history::{History, HistoryLimits};
+use super::tracker::NEW_INBOX;
 use super::wire::Frame;
 use super::{GapReason, Position, SUBPROTOCOL};
 
@@ -190,6 +191,35 @@ impl Rooms {
         at
     }
 
+    /// Publishes `msg` to `ws`'s inbox (a room of its client's own, asked for with
+    /// [`RoomClient::join_inbox`](super::RoomClient::join_inbox)): delivered once and in
+    /// order across reconnects like any room message, or reported missing. `None` when the
+    /// socket has no inbox.
+    ///
+    /// ```
+    /// let rooms = unisock::resume::Rooms::new(Default::default());
+    /// let ws = unisock::WebSocket::new();
+    /// assert_eq!(rooms.send_to(&ws, unisock::MsgEvent::Text("psst".into())), None);
+    /// ```
+    pub fn send_to(&self, ws: &WebSocket, msg: MsgEvent) -> Option<Position> {
+        let inbox = self.inbox_of(ws)?;
+        Some(self.publish(&inbox, msg))
+    }
+
+    /// The name of `ws`'s inbox, if its client asked for one.
+    ///
+    /// ```
+    /// let rooms = unisock::resume::Rooms::new(Default::default());
+    /// assert_eq!(rooms.inbox_of(&unisock::WebSocket::new()), None);
+    /// ```
+    #[must_use]
+    pub fn inbox_of(&self, ws: &WebSocket) -> Option<String> {
+        self.state()
+            .members
+            .inbox(ws.id())
+            .map(|name| name.to_string())
+    }
+
     /// How many sockets are in `room`.
     ///
     /// ```
@@ -211,6 +241,9 @@ impl Rooms {
     }
 
     fn join(&self, ws: &WebSocket, room: &str, since: Option<Position>) {
+        if room == NEW_INBOX {
+            return self.join(ws, &new_inbox_name(), None);
+        }
         let now = self.inner.origin.elapsed();
         let mut state = self.state();
         let replay = state.history.replay(room, since, now);
@@ -260,9 +293,16 @@ pub(super) struct Members {
     by_room: HashMap<Arc<str>, HashMap<String, WebSocket>>,
     /// The rooms of each socket, by id.
     by_socket: HashMap<String, HashSet<Arc<str>>>,
+    /// Each socket's inbox, by id.
+    inboxes: HashMap<String, Arc<str>>,
 }
 
 impl Members {
+    /// The name of `ws`'s inbox, if it joined one.
+    pub(super) fn inbox(&self, id: &str) -> Option<Arc<str>> {
+        self.inboxes.get(id).cloned()
+    }
+
     pub(super) fn add(&mut self, ws: &WebSocket, room: &str) {
         let room: Arc<str> = match self.by_room.get_key_value(room) {
             Some((name, _)) => name.clone(),
@@ -272,6 +312,9 @@ impl Members {
             .entry(room.clone())
             .or_default()
             .insert(ws.id().to_string(), ws.clone());
+        if room.starts_with('@') {
+            self.inboxes.insert(ws.id().to_string(), room.clone());
+        }
         self.by_socket
             .entry(ws.id().to_string())
             .or_default()
@@ -294,6 +337,7 @@ impl Members {
     }
 
     pub(super) fn detach(&mut self, id: &str) {
+        self.inboxes.remove(id);
         let rooms = self.by_socket.remove(id).unwrap_or_default();
         for room in rooms {
             if let Some(sockets) = self.by_room.get_mut(&room) {
@@ -323,6 +367,13 @@ impl Members {
             self.remove(&id, room);
         }
     }
+}
+
+/// A new inbox's name: `@` and 128 random bits in hex, so only its client can name it.
+pub(super) fn new_inbox_name() -> String {
+    let mut key = [0u8; 16];
+    crate::native::rng::fill(&mut key);
+    format!("@{:032x}", u128::from_be_bytes(key))
 }
 
 /// What a join is answered with before the messages: where a fresh join starts, or the

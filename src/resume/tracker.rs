@@ -58,7 +58,22 @@ struct RoomState {
 #[derive(Debug, Clone, Default)]
 pub struct Tracker {
     rooms: BTreeMap<String, RoomState>,
+    inbox: Inbox,
 }
+
+/// The client's own room, which only the server names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Inbox {
+    #[default]
+    None,
+    /// Asked for, not named yet.
+    Asked,
+    Named(String),
+}
+
+/// The room name that asks the server for an inbox: the answer names it (`@` and 32 hex
+/// digits).
+pub(super) const NEW_INBOX: &str = "@";
 
 impl Tracker {
     /// Joins `room` (keeping a position already held) and returns the frame to send.
@@ -96,6 +111,45 @@ impl Tracker {
         self.join(room)
     }
 
+    /// Asks the server for an inbox: a room of this client's own, which the server names
+    /// and sends to ([`Rooms::send_to`](super::Rooms::send_to)), kept across reconnects
+    /// like any room. Returns the frame to send; nothing if it has one already.
+    ///
+    /// ```
+    /// use unisock::resume::{wire::Frame, Position, Tracker};
+    /// let mut tracker = Tracker::default();
+    /// assert_eq!(tracker.join_inbox(), Some(Frame::Join { room: "@".into(), since: None }));
+    /// let name = format!("@{}", "0".repeat(32));
+    /// tracker.receive(Frame::Joined { room: name.clone(), at: Position { epoch: 1, offset: 0 } });
+    /// assert_eq!(tracker.inbox(), Some(name.as_str()));
+    /// assert_eq!(tracker.join_inbox(), None);
+    /// ```
+    pub fn join_inbox(&mut self) -> Option<Frame> {
+        match self.inbox {
+            Inbox::Named(_) => None,
+            Inbox::None | Inbox::Asked => {
+                self.inbox = Inbox::Asked;
+                Some(Frame::Join {
+                    room: NEW_INBOX.to_string(),
+                    since: None,
+                })
+            }
+        }
+    }
+
+    /// The inbox's name, once the server gave it.
+    ///
+    /// ```
+    /// assert_eq!(unisock::resume::Tracker::default().inbox(), None);
+    /// ```
+    #[must_use]
+    pub fn inbox(&self) -> Option<&str> {
+        match &self.inbox {
+            Inbox::Named(name) => Some(name),
+            _ => None,
+        }
+    }
+
     /// Leaves `room`, forgetting its position; the frame to send if it was joined.
     ///
     /// ```
@@ -103,6 +157,9 @@ impl Tracker {
     /// assert!(tracker.leave("r").is_none());
     /// ```
     pub fn leave(&mut self, room: &str) -> Option<Frame> {
+        if self.inbox() == Some(room) {
+            self.inbox = Inbox::None;
+        }
         self.rooms.remove(room).map(|_| Frame::Leave {
             room: room.to_string(),
         })
@@ -137,7 +194,11 @@ impl Tracker {
     /// ```
     pub fn rejoin(&mut self) -> Vec<Frame> {
         let rooms = self.rooms();
-        rooms.iter().map(|room| self.join(room)).collect()
+        let mut frames: Vec<Frame> = rooms.iter().map(|room| self.join(room)).collect();
+        if self.inbox == Inbox::Asked {
+            frames.extend(self.join_inbox()); // the answer was lost with the connection
+        }
+        frames
     }
 
     /// Takes a frame from the server: what to deliver, in order, and a frame to send back
@@ -155,6 +216,15 @@ impl Tracker {
             Frame::Joined { room, at } => {
                 if let Some(state) = self.rooms.get_mut(&room) {
                     state.at.get_or_insert(at);
+                } else if self.inbox == Inbox::Asked && room.starts_with('@') {
+                    self.rooms.insert(
+                        room.clone(),
+                        RoomState {
+                            at: Some(at),
+                            resuming: false,
+                        },
+                    );
+                    self.inbox = Inbox::Named(room);
                 }
                 (Vec::new(), None)
             }
@@ -373,6 +443,57 @@ mod tests {
             .collect();
         assert_eq!(gaps, [(1, 10, None), (2, 1, Some(3))]);
         assert_eq!(tracker.receive(msg(2, 4)).0.len(), 1);
+    }
+
+    #[test]
+    fn the_inbox_is_named_by_the_server_and_rejoined_like_a_room() {
+        let mut tracker = Tracker::default();
+        tracker.join_inbox();
+        // A Joined for a room nobody asked for is not an inbox.
+        let stray = Frame::Joined {
+            room: "lobby".into(),
+            at: Position {
+                epoch: 1,
+                offset: 0,
+            },
+        };
+        tracker.receive(stray);
+        assert_eq!(tracker.inbox(), None);
+        // Lost with the connection: asked again on the next.
+        assert_eq!(
+            tracker.rejoin(),
+            [Frame::Join {
+                room: NEW_INBOX.into(),
+                since: None
+            }]
+        );
+        tracker.receive(Frame::Joined {
+            room: "@ab".into(),
+            at: Position {
+                epoch: 1,
+                offset: 0,
+            },
+        });
+        assert_eq!(tracker.inbox(), Some("@ab"));
+        let m = Frame::Message {
+            room: "@ab".into(),
+            at: Position {
+                epoch: 1,
+                offset: 1,
+            },
+            payload: MsgEvent::Text("psst".into()),
+        };
+        assert_eq!(tracker.receive(m).0.len(), 1);
+        assert_eq!(
+            tracker.rejoin(),
+            [Frame::Join {
+                room: "@ab".into(),
+                since: Some(Position {
+                    epoch: 1,
+                    offset: 1
+                })
+            }]
+        );
     }
 
     #[test]
