@@ -16,6 +16,7 @@ struct State {
     on_open: Option<Handler<()>>,
     on_message: Option<Handler<(String, Position, MsgEvent)>>,
     on_gap: Option<Handler<Gap>>,
+    on_plain: Option<Handler<MsgEvent>>,
 }
 
 /// Rooms over one [`WebSocket`], delivered once and in order across reconnects, or
@@ -25,7 +26,8 @@ struct State {
 /// comes back: on every (re)connection the client presents its position in each room and
 /// the server replays what it missed. The client takes over the socket's `on_open` and
 /// `on_message` handlers (use its own instead); `on_close`, `on_error` and the rest stay
-/// the socket's. A server that does not select the subprotocol is closed with 1002.
+/// the socket's. A server that does not select the subprotocol is closed with 1002,
+/// unless [`on_plain`](RoomClient::on_plain) is set.
 ///
 /// ```no_run
 /// # async fn demo() -> unisock::Result<()> {
@@ -102,6 +104,18 @@ impl RoomClient {
     /// ```
     pub fn on_gap(&self, f: impl Fn(Gap) + WasmNotSendSync + 'static) {
         self.state().on_gap = Some(handler(f));
+    }
+
+    /// Talks plainly to a server that does not select [`SUBPROTOCOL`] instead of closing:
+    /// its messages reach `f` as they came, and [`send`](RoomClient::send) sends as
+    /// [`WebSocket::send`] does (no rooms, no resuming).
+    ///
+    /// ```
+    /// let rooms = unisock::resume::RoomClient::new(&unisock::WebSocket::new());
+    /// rooms.on_plain(|msg| println!("{msg}"));
+    /// ```
+    pub fn on_plain(&self, f: impl Fn(MsgEvent) + WasmNotSendSync + 'static) {
+        self.state().on_plain = Some(handler(f));
     }
 
     /// Joins `room`: live messages from now on (and, after a reconnection, those missed).
@@ -206,6 +220,12 @@ impl RoomClient {
     /// assert!(rooms.send(unisock::MsgEvent::Text("hi".into())).is_err()); // not open yet
     /// ```
     pub fn send(&self, msg: MsgEvent) -> Result<()> {
+        let plain = self.state().on_plain.is_some()
+            && self.ws.ready_state() == ReadyState::Open
+            && self.ws.protocol() != SUBPROTOCOL;
+        if plain {
+            return self.ws.send(msg);
+        }
         self.ws.send(Frame::Send { payload: msg }.encode())
     }
 
@@ -252,7 +272,17 @@ impl RoomClient {
 
     fn opened(&self) {
         if self.ws.protocol() != SUBPROTOCOL {
-            let _ = self.ws.close(1002, "the server did not select unisock.v1");
+            let (plain, on_open) = {
+                let state = self.state();
+                (state.on_plain.is_some(), state.on_open.clone())
+            };
+            match (plain, on_open) {
+                (true, Some(f)) => f(()),
+                (true, None) => {}
+                (false, _) => {
+                    let _ = self.ws.close(1002, "the server did not select unisock.v1");
+                }
+            }
             return;
         }
         let (joins, on_open) = {
@@ -271,6 +301,13 @@ impl RoomClient {
     }
 
     fn received(&self, msg: MsgEvent) {
+        if self.ws.protocol() != SUBPROTOCOL {
+            let on_plain = self.state().on_plain.clone();
+            if let Some(f) = on_plain {
+                f(msg);
+            }
+            return;
+        }
         let Ok(frame) = Frame::decode(msg) else {
             let _ = self.ws.close(1008, "not a unisock.v1 frame");
             return;

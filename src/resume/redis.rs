@@ -38,7 +38,7 @@ use crate::{Error, MsgEvent, Result, WebSocket};
 
 use super::history::{History, HistoryLimits};
 use super::merge::{Handover, HistoryRead};
-use super::rooms::{attach, new_inbox_name, opening, send, Members};
+use super::rooms::{attach, call, new_inbox_name, opening, send, JoinHook, Members};
 use super::tracker::NEW_INBOX;
 use super::wire::Frame;
 use super::{GapReason, Position};
@@ -165,6 +165,7 @@ struct Inner {
     on_error: Mutex<Option<ErrorHook>>,
     /// The scripts, hashed once (`EVALSHA`, loaded on first use).
     scripts: [redis::Script; 3],
+    on_join: Mutex<Option<JoinHook>>,
 }
 
 /// Rooms with resumable delivery shared by server processes through Redis (feature
@@ -251,6 +252,7 @@ impl RedisRooms {
                 reads: AtomicU64::new(0),
                 on_error: Mutex::new(None),
                 scripts: [PUBLISH, READ, ROTATE].map(redis::Script::new),
+                on_join: Mutex::new(None),
             }),
         };
         let weak = Arc::downgrade(&rooms.inner);
@@ -318,6 +320,22 @@ impl RedisRooms {
             move |ws, room| leave.state().members.remove(ws.id(), room),
             on_message,
         );
+    }
+
+    /// Called after a socket joined a room on this node, as
+    /// [`Rooms::on_join`](super::Rooms::on_join).
+    ///
+    /// ```no_run
+    /// # fn run(rooms: unisock::resume::RedisRooms) {
+    /// rooms.on_join(|ws, room| println!("{} joined {room}", ws.id()));
+    /// # }
+    /// ```
+    pub fn on_join(&self, f: impl Fn(&WebSocket, &str) + Send + Sync + 'static) {
+        *self
+            .inner
+            .on_join
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(f));
     }
 
     /// Removes `ws` from every room.
@@ -434,6 +452,8 @@ impl RedisRooms {
                 );
                 if frames.iter().all(|frame| send(ws, frame)) {
                     state.members.add(ws, room);
+                    drop(state);
+                    call(&self.inner.on_join, ws, room);
                 }
                 return;
             }
@@ -613,6 +633,7 @@ impl Inner {
             .retain(|&(e, o), _| e == position.epoch && o > position.offset);
         again |= merged.read_again;
         // The joins that waited for it.
+        let mut joined = Vec::new();
         for w in std::mem::take(&mut entry.waiting) {
             let since = w.since.unwrap_or(Position {
                 epoch: read.epoch,
@@ -643,10 +664,15 @@ impl Inner {
             );
             if frames.iter().all(|frame| send(&w.ws, frame)) {
                 members.add(&w.ws, room);
+                joined.push(w.ws);
             }
         }
         if again || !entry.held.is_empty() {
             self.start_read(&mut state, room);
+        }
+        drop(state);
+        for ws in joined {
+            call(&self.on_join, &ws, room);
         }
     }
 

@@ -25,8 +25,12 @@ struct State {
     members: Members,
 }
 
+/// What [`Rooms::on_join`] calls: the socket and the room it joined.
+pub(super) type JoinHook = Arc<dyn Fn(&WebSocket, &str) + Send + Sync>;
+
 struct Inner {
     state: Mutex<State>,
+    on_join: Mutex<Option<JoinHook>>,
     /// Time zero of the history's clock.
     origin: Instant,
 }
@@ -103,6 +107,7 @@ impl Rooms {
                     members: Members::default(),
                 }),
                 origin: Instant::now(),
+                on_join: Mutex::new(None),
             }),
         }
     }
@@ -159,6 +164,21 @@ impl Rooms {
             move |ws, room| leave.state().members.remove(ws.id(), room),
             on_message,
         );
+    }
+
+    /// Called after a socket joined a room (or resumed it), with the room's name: e.g.
+    /// to greet a client in its inbox. Runs with no lock held, so it may publish.
+    ///
+    /// ```
+    /// let rooms = unisock::resume::Rooms::new(Default::default());
+    /// rooms.on_join(|ws, room| println!("{} joined {room}", ws.id()));
+    /// ```
+    pub fn on_join(&self, f: impl Fn(&WebSocket, &str) + Send + Sync + 'static) {
+        *self
+            .inner
+            .on_join
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(f));
     }
 
     /// Removes `ws` from every room (call it when the socket has closed; sockets found
@@ -258,6 +278,8 @@ impl Rooms {
         // A socket that is gone, or was closed for being too slow, resumes on reconnecting.
         if frames.iter().all(|frame| send(ws, frame)) {
             state.members.add(ws, room);
+            drop(state);
+            call(&self.inner.on_join, ws, room);
         }
     }
 
@@ -366,6 +388,17 @@ impl Members {
         for id in gone {
             self.remove(&id, room);
         }
+    }
+}
+
+/// Calls the join hook in `slot`, if set.
+pub(super) fn call(slot: &Mutex<Option<JoinHook>>, ws: &WebSocket, room: &str) {
+    let hook = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if let Some(hook) = hook {
+        hook(ws, room);
     }
 }
 
