@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use client::{Chat, ChatEvent};
 use tokio::sync::mpsc;
+use unisock::resume::SUBPROTOCOL;
 use unisock::rustls::pki_types::pem::PemObject;
 use unisock::rustls::pki_types::CertificateDer;
 use unisock::rustls::{ClientConfig, RootCertStore};
@@ -66,7 +67,7 @@ async fn main() -> std::process::ExitCode {
                 let unix = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
                     unisock::Error::Io(std::io::Error::new(e.kind(), format!("{path}: {e}")))
                 })?;
-                ws.open_over(unix, &url, &[]).await
+                ws.open_over(unix, &url, &[SUBPROTOCOL]).await
             })
             .await
         }

@@ -3,9 +3,15 @@
 //! single `cfg`: everything here is `unisock::WebSocket`'s one API.
 //!
 //! The front ends only render [`ChatEvent`]s and hand typed lines to [`Chat::submit`].
+//!
+//! The chat goes through resumable rooms (`unisock::resume`): the client is in the room
+//! "lobby" and in an inbox of its own (where the server welcomes it and whispers reach
+//! it). After a lost connection it gets every line it missed, once and in order, or a
+//! line saying how many it missed ("* missed 3 messages").
 
 use std::time::Duration;
 
+use unisock::resume::{Gap, RoomClient, SUBPROTOCOL};
 use unisock::{MsgEvent, Reconnect, WasmNotSendSync, WebSocket};
 
 /// What the chat server sends a newcomer first, followed by its id (see `chat_server.rs`).
@@ -31,9 +37,13 @@ fn reconnect_policy() -> Reconnect {
         .buffer(64 * 1024)
 }
 
+/// The room every participant is in (`chat_server.rs` publishes the chat to it).
+pub(crate) const LOBBY: &str = "lobby";
+
 /// One chat connection.
 pub(crate) struct Chat {
     ws: WebSocket,
+    rooms: RoomClient,
 }
 
 impl Chat {
@@ -46,17 +56,15 @@ impl Chat {
         F: Fn(ChatEvent) + Clone + WasmNotSendSync + 'static,
     {
         let target = url.to_string();
-        Self::connect_with(
-            ws,
-            url,
-            show,
-            |ws| async move { ws.open(&target, &[]).await },
-        )
+        Self::connect_with(ws, url, show, |ws| async move {
+            ws.open(&target, &[SUBPROTOCOL]).await
+        })
         .await
     }
 
     /// As [`Chat::connect`], with `open` opening the socket instead of `WebSocket::open`:
-    /// natively, e.g. over a Unix socket (`open_over`), which does not reconnect.
+    /// natively, e.g. over a Unix socket (`open_over`), which does not reconnect. `open`
+    /// offers [`SUBPROTOCOL`].
     pub(crate) async fn connect_with<F, O, Opened>(
         ws: WebSocket,
         url: &str,
@@ -68,17 +76,19 @@ impl Chat {
         O: FnOnce(WebSocket) -> Opened,
         Opened: std::future::Future<Output = unisock::Result<()>>,
     {
-        ws.on_message({
+        let rooms = RoomClient::new(&ws);
+        rooms.on_message({
             let show = show.clone();
-            move |msg| match msg {
-                MsgEvent::Text(line) => match line.strip_prefix(WELCOME) {
-                    Some(id) => show(ChatEvent::Status(format!("connected as {id}"))),
-                    None => show(ChatEvent::Line(line)),
-                },
-                MsgEvent::Binary(data) => {
-                    show(ChatEvent::Line(format!("({} bytes of binary)", data.len())))
-                }
-            }
+            move |_room, _at, msg| render(&show, msg)
+        });
+        // A server without resumable rooms (an echo server, say): its plain messages.
+        rooms.on_plain({
+            let show = show.clone();
+            move |msg| render(&show, msg)
+        });
+        rooms.on_gap({
+            let show = show.clone();
+            move |gap| show(ChatEvent::Line(missed(&gap)))
         });
         ws.set_reconnect(Some(reconnect_policy()));
         ws.on_reconnecting({
@@ -90,7 +100,7 @@ impl Chat {
                 )))
             }
         });
-        ws.on_open({
+        rooms.on_open({
             let (show, url) = (show.clone(), url.to_string());
             move || show(ChatEvent::Status(format!("connected to {url}")))
         });
@@ -102,6 +112,8 @@ impl Chat {
             let show = show.clone();
             move |e| show(ChatEvent::Status(format!("error: {e}")))
         });
+        rooms.join(LOBBY)?;
+        rooms.join_inbox()?;
         show(ChatEvent::Status(format!("connecting to {url}…")));
         if let Err(e) = open(ws.clone()).await {
             show(ChatEvent::Status(format!(
@@ -109,7 +121,7 @@ impl Chat {
             )));
             return Err(e);
         }
-        Ok(Chat { ws })
+        Ok(Chat { ws, rooms })
     }
 
     /// Handles a line the user typed: `/quit` leaves, blank lines are ignored, anything
@@ -121,7 +133,7 @@ impl Chat {
         match line.trim() {
             "" => Ok(()),
             "/quit" => self.leave(),
-            text => self.ws.send_text(text),
+            text => self.rooms.send(MsgEvent::Text(text.to_string())),
         }
     }
 
@@ -137,5 +149,28 @@ impl Chat {
     /// natively; in the browser it returns at once (the browser runs the events).
     pub(crate) async fn run(&self) {
         self.ws.read().await
+    }
+}
+
+/// Shows a received chat line (the server's welcome as the status).
+fn render(show: &impl Fn(ChatEvent), msg: MsgEvent) {
+    match msg {
+        MsgEvent::Text(line) => match line.strip_prefix(WELCOME) {
+            Some(id) => show(ChatEvent::Status(format!("connected as {id}"))),
+            None => show(ChatEvent::Line(line)),
+        },
+        MsgEvent::Binary(data) => {
+            show(ChatEvent::Line(format!("({} bytes of binary)", data.len())))
+        }
+    }
+}
+
+/// The line a gap is shown as.
+fn missed(gap: &Gap) -> String {
+    let whose = if gap.room == LOBBY { "" } else { " private" };
+    match gap.missed() {
+        Some(1) => format!("* missed 1{whose} message"),
+        Some(n) => format!("* missed {n}{whose} messages"),
+        None => format!("* the server restarted: earlier{whose} messages may be missing"),
     }
 }

@@ -258,6 +258,10 @@ step("the server starts again on the same port: every client reconnects by itsel
   await seesLine(pageA, said, mark.a);
   const once = (await messages(pageA)).slice(mark.a).filter((l) => l === said).length;
   if (once !== 1) fail(`page A saw its kept line ${once} times`);
+  // The restarted server lost the chat's history (resumable rooms, one process): each
+  // page says so instead of staying silent about what it may have missed.
+  await seesLine(pageA, "* the server restarted: earlier messages may be missing", mark.a);
+  await seesLine(pageB, "* the server restarted: earlier messages may be missing", mark.b);
 });
 
 step("after the restart, a message from the terminal client reaches both pages", async () => {
