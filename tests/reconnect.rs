@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::with_timeout;
+use common::{free_addr, with_timeout};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use unisock::{
@@ -16,48 +16,23 @@ use unisock::{
 };
 
 /// An echo server on `addr` whose sockets live in a registry, so it can be shut down.
-struct Server {
-    sockets: WebSockets,
-    accept: tokio::task::JoinHandle<std::convert::Infallible>,
-}
+struct Server;
 
 impl Server {
-    async fn start(addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let sockets = WebSockets::new();
-        let registry = sockets.clone();
-        let accept = tokio::spawn(async move {
-            registry
-                .serve(listener, |_| {
-                    let ws = WebSocket::new();
-                    let echo = ws.clone();
-                    ws.on_message(move |m| {
-                        let _ = match m {
-                            MsgEvent::Text(t) => echo.send_text(&t),
-                            MsgEvent::Binary(b) => echo.send_binary(&b),
-                        };
-                    });
-                    Some(ws)
-                })
-                .await
-        });
-        Self { sockets, accept }
-    }
-
-    /// Closes every socket with 1001 and stops listening (the port is free afterwards).
-    async fn stop(self) {
-        self.sockets.shutdown().await;
-        self.accept.abort();
-        let _ = self.accept.await;
-    }
-}
-
-async fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
+    async fn start(addr: SocketAddr) -> common::Server {
+        common::Server::start(addr, WebSockets::new(), |_| {
+            let ws = WebSocket::new();
+            let echo = ws.clone();
+            ws.on_message(move |m| {
+                let _ = match m {
+                    MsgEvent::Text(t) => echo.send_text(&t),
+                    MsgEvent::Binary(b) => echo.send_binary(&b),
+                };
+            });
+            Some(ws)
+        })
         .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    }
 }
 
 /// What a reconnecting client saw.

@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::with_timeout;
+use common::{free_addr, with_timeout};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use unisock::resume::{Gap, GapReason, HistoryLimits, Position, RoomClient, Rooms, SUBPROTOCOL};
@@ -17,49 +17,30 @@ use unisock::{CloseEvent, MsgEvent, Reconnect, WebSocket, WebSocketExt, WebSocke
 
 /// A server whose sockets get `rooms`; every application message is published to "lobby"
 /// and also reported on `app`.
-struct Server {
-    sockets: WebSockets,
-    accept: tokio::task::JoinHandle<std::convert::Infallible>,
-}
+struct Server;
 
 impl Server {
-    async fn start(addr: SocketAddr, rooms: &Rooms, app: mpsc::UnboundedSender<MsgEvent>) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
+    async fn start(
+        addr: SocketAddr,
+        rooms: &Rooms,
+        app: mpsc::UnboundedSender<MsgEvent>,
+    ) -> common::Server {
         let sockets = WebSockets::new();
         sockets.on_upgrade(|pending| {
             Rooms::select(pending);
         });
-        let (registry, rooms) = (sockets.clone(), rooms.clone());
-        let accept = tokio::spawn(async move {
-            registry
-                .serve(listener, move |_| {
-                    let ws = WebSocket::new();
-                    let (publish, app) = (rooms.clone(), app.clone());
-                    rooms.attach(&ws, move |_, msg| {
-                        let _ = app.send(msg.clone());
-                        publish.publish("lobby", msg);
-                    });
-                    Some(ws)
-                })
-                .await
-        });
-        Server { sockets, accept }
-    }
-
-    /// Closes every socket with 1001 (so clients reconnect) and stops listening.
-    async fn stop(self) {
-        self.sockets.shutdown().await;
-        self.accept.abort();
-        let _ = self.accept.await;
-    }
-}
-
-async fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
+        let rooms = rooms.clone();
+        common::Server::start(addr, sockets, move |_| {
+            let ws = WebSocket::new();
+            let (publish, app) = (rooms.clone(), app.clone());
+            rooms.attach(&ws, move |_, msg| {
+                let _ = app.send(msg.clone());
+                publish.publish("lobby", msg);
+            });
+            Some(ws)
+        })
         .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    }
 }
 
 #[derive(Debug, PartialEq)]

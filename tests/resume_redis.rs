@@ -13,8 +13,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{free_port, start_redis, until, with_timeout};
-use tokio::net::TcpListener;
+use common::{free_addr, free_port, start_redis, until, with_timeout};
 use tokio::sync::mpsc;
 use unisock::resume::{
     Gap, GapReason, HistoryLimits, Position, RedisRooms, RoomClient, Rooms, SUBPROTOCOL,
@@ -24,8 +23,7 @@ use unisock::{MsgEvent, Reconnect, WebSocket, WebSockets};
 /// One server process's worth: rooms over Redis, served on `addr`.
 struct Node {
     rooms: RedisRooms,
-    sockets: WebSockets,
-    accept: tokio::task::JoinHandle<std::convert::Infallible>,
+    server: common::Server,
 }
 
 impl Node {
@@ -33,33 +31,23 @@ impl Node {
         let rooms = RedisRooms::connect(redis, prefix, HistoryLimits::default())
             .await
             .unwrap();
-        let listener = TcpListener::bind(addr).await.unwrap();
         let sockets = WebSockets::new();
         sockets.on_upgrade(|pending| {
             Rooms::select(pending);
         });
-        let (registry, serving) = (sockets.clone(), rooms.clone());
-        let accept = tokio::spawn(async move {
-            registry
-                .serve(listener, move |_| {
-                    let ws = WebSocket::new();
-                    serving.attach(&ws, |_, _| {});
-                    Some(ws)
-                })
-                .await
-        });
-        Node {
-            rooms,
-            sockets,
-            accept,
-        }
+        let serving = rooms.clone();
+        let server = common::Server::start(addr, sockets, move |_| {
+            let ws = WebSocket::new();
+            serving.attach(&ws, |_, _| {});
+            Some(ws)
+        })
+        .await;
+        Node { rooms, server }
     }
 
     /// Closes its sockets with 1001 (clients reconnect) and stops listening.
     async fn stop(self) {
-        self.sockets.shutdown().await;
-        self.accept.abort();
-        let _ = self.accept.await;
+        self.server.stop().await;
     }
 
     /// Publishes `m{offset}` for each offset (in order: one node's queue keeps it).
@@ -74,10 +62,6 @@ impl Node {
     async fn until_members(&self, room: &str, n: usize) {
         until(10, "members to join", || self.rooms.members(room) == n).await;
     }
-}
-
-async fn free_addr() -> SocketAddr {
-    format!("127.0.0.1:{}", free_port()).parse().unwrap()
 }
 
 #[derive(Debug, PartialEq)]
@@ -288,7 +272,7 @@ async fn an_inbox_is_reached_from_any_node_and_resumed() {
     client.join_inbox().unwrap();
     until(10, "the inbox", || client.inbox().is_some()).await;
     let inbox = client.inbox().unwrap();
-    let ws = a.sockets.get(&a.sockets.ids()[0]).unwrap();
+    let ws = a.server.sockets.get(&a.server.sockets.ids()[0]).unwrap();
     assert_eq!(a.rooms.inbox_of(&ws).as_deref(), Some(inbox.as_str()));
     assert!(a.rooms.send_to(&ws, MsgEvent::Text("m1".into())).unwrap());
     expect(&mut seen, 1..=1).await;

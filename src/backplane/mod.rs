@@ -40,7 +40,7 @@
 mod feed;
 mod in_process;
 #[cfg(feature = "redis")]
-mod redis;
+pub(crate) mod redis;
 #[cfg(any(feature = "redis", feature = "fuzzing", test))]
 mod wire;
 

@@ -76,7 +76,7 @@ impl std::fmt::Debug for RedisBackplane {
     }
 }
 
-fn redis_error(e: redis::RedisError) -> Error {
+pub(crate) fn redis_error(e: redis::RedisError) -> Error {
     Error::Backplane(Box::new(e))
 }
 
@@ -112,17 +112,7 @@ impl RedisBackplane {
     /// ```
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
         let node = super::ensure_node_id();
-        let client = redis::Client::open(url).map_err(redis_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_min_delay(MIN_BACKOFF)
-            .set_max_delay(MAX_BACKOFF)
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let publisher = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_error)?;
+        let (client, publisher) = connect(url).await?;
         let channels = [format!("{prefix}:all"), format!("{prefix}:node:{node}")];
         let first = subscribe_to(&client, &channels).await?;
         let mut origin = [0; 8];
@@ -212,7 +202,25 @@ impl RedisBackplane {
     }
 }
 
-async fn subscribe_to(client: &redis::Client, channels: &[String; 2]) -> Result<PubSub> {
+/// A client for `url` and a connection to it that reconnects by itself (50 ms doubling to
+/// 2 s between tries, 2 s to connect and to answer).
+pub(crate) async fn connect(url: &str) -> Result<(redis::Client, ConnectionManager)> {
+    let client = redis::Client::open(url).map_err(redis_error)?;
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(2)
+        .set_min_delay(MIN_BACKOFF)
+        .set_max_delay(MAX_BACKOFF)
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    let manager = client
+        .get_connection_manager_with_config(config)
+        .await
+        .map_err(redis_error)?;
+    Ok((client, manager))
+}
+
+/// A new pub/sub connection subscribed to `channels`.
+pub(crate) async fn subscribe_to(client: &redis::Client, channels: &[String]) -> Result<PubSub> {
     let subscribe = async {
         let mut pubsub = client.get_async_pubsub().await?;
         for channel in channels {
@@ -340,44 +348,58 @@ async fn forward(
     max_envelope: usize,
     feed: &Feed,
 ) -> Option<Error> {
+    read_subscription(pubsub, feed.closed(), |msg| {
+        let bytes = msg.get_payload_bytes();
+        match wire::decode(bytes, max_envelope) {
+            Ok((from, _)) if from == origin => true,
+            // Full queue: dropped and counted there, so this loop never waits.
+            Ok((_, envelope)) => feed.message(envelope),
+            Err(Refused::TooLarge) => feed.event(BackplaneEvent::Dropped {
+                count: 1,
+                error: Error::Backplane(
+                    format!(
+                        "refused an envelope of {} bytes on {}: over the {max_envelope}-byte cap",
+                        bytes.len(),
+                        msg.get_channel_name()
+                    )
+                    .into(),
+                ),
+            }),
+            Err(Refused::Malformed) => {
+                tracing::debug!(
+                    channel = msg.get_channel_name(),
+                    "ignored a message that is not a unisock envelope"
+                );
+                true
+            }
+        }
+    })
+    .await
+}
+
+/// Hands each message of `pubsub` to `on_message` until the subscription is lost (returns
+/// why), or `stop` completes or `on_message` returns false (returns `None`); pings Redis
+/// every 5 s so a silent dead connection is noticed.
+pub(crate) async fn read_subscription(
+    pubsub: PubSub,
+    stop: impl std::future::Future<Output = ()>,
+    mut on_message: impl FnMut(&redis::Msg) -> bool,
+) -> Option<Error> {
     let (mut sink, mut messages) = pubsub.split();
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    tokio::pin!(stop);
     loop {
         let next = std::future::poll_fn(|cx| {
             futures_core::Stream::poll_next(std::pin::Pin::new(&mut messages), cx)
         });
         tokio::select! {
-            () = feed.closed() => return None,
+            () = &mut stop => return None,
             msg = next => {
                 let Some(msg) = msg else {
                     return Some(Error::Backplane("Redis closed the subscription".into()));
                 };
-                let bytes = msg.get_payload_bytes();
-                let listening = match wire::decode(bytes, max_envelope) {
-                    Ok((from, _)) if from == origin => true,
-                    // Full queue: dropped and counted there, so this loop never waits.
-                    Ok((_, envelope)) => feed.message(envelope),
-                    Err(Refused::TooLarge) => feed.event(BackplaneEvent::Dropped {
-                        count: 1,
-                        error: Error::Backplane(
-                            format!(
-                                "refused an envelope of {} bytes on {}: over the {max_envelope}-byte cap",
-                                bytes.len(),
-                                msg.get_channel_name()
-                            )
-                            .into(),
-                        ),
-                    }),
-                    Err(Refused::Malformed) => {
-                        tracing::debug!(
-                            channel = msg.get_channel_name(),
-                            "ignored a message that is not a unisock envelope"
-                        );
-                        true
-                    }
-                };
-                if !listening {
+                if !on_message(&msg) {
                     return None;
                 }
             }

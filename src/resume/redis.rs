@@ -31,25 +31,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::aio::{ConnectionManager, PubSub};
 use tokio::sync::mpsc;
 
+use crate::backplane::redis::{self as backplane, redis_error};
 use crate::{Error, MsgEvent, Result, WebSocket};
 
 use super::history::{History, HistoryLimits};
 use super::merge::{Handover, HistoryRead};
-use super::rooms::{attach, call, new_inbox_name, opening, send, JoinHook, Members};
+use super::rooms::{
+    attach, call, new_inbox_name, opening, send, set_hook, JoinHook, Members, Serve,
+};
 use super::tracker::NEW_INBOX;
 use super::wire::Frame;
 use super::{GapReason, Position};
 
-/// How long connecting to Redis, or one command, may take.
-const TIMEOUT: Duration = Duration::from_secs(2);
 /// Retry waits after a Redis error: from this, doubling, up to `MAX_BACKOFF`.
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// The subscription is pinged this often, so a silent dead connection is noticed.
-const PING_EVERY: Duration = Duration::from_secs(5);
 /// Messages waiting to be published, at most.
 const PUBLISH_QUEUE: usize = 16 * 1024;
 /// How long a room's epoch and counter outlive its last publish.
@@ -111,10 +110,6 @@ end
 return 1
 ";
 
-fn redis_error(e: redis::RedisError) -> Error {
-    Error::Backplane(Box::new(e))
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -166,6 +161,8 @@ struct Inner {
     /// The scripts, hashed once (`EVALSHA`, loaded on first use).
     scripts: [redis::Script; 3],
     on_join: Mutex<Option<JoinHook>>,
+    /// Dropped with the rooms: tells the subscription task to end.
+    _alive: tokio::sync::watch::Sender<()>,
 }
 
 /// Rooms with resumable delivery shared by server processes through Redis (feature
@@ -222,20 +219,11 @@ impl RedisRooms {
     /// # Ok(()) }
     /// ```
     pub async fn connect(url: &str, prefix: &str, limits: HistoryLimits) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(redis_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(2)
-            .set_min_delay(MIN_BACKOFF)
-            .set_max_delay(MAX_BACKOFF)
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT));
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(redis_error)?;
+        let (client, conn) = backplane::connect(url).await?;
         let channel = format!("{prefix}:rooms");
-        let first = subscribe(&client, &channel).await?;
+        let first = backplane::subscribe_to(&client, std::slice::from_ref(&channel)).await?;
         let (publish, queue) = mpsc::channel(PUBLISH_QUEUE);
+        let (alive, dropped) = tokio::sync::watch::channel(());
         let rooms = RedisRooms {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -253,10 +241,17 @@ impl RedisRooms {
                 on_error: Mutex::new(None),
                 scripts: [PUBLISH, READ, ROTATE].map(redis::Script::new),
                 on_join: Mutex::new(None),
+                _alive: alive,
             }),
         };
         let weak = Arc::downgrade(&rooms.inner);
-        tokio::spawn(subscription(client, channel, Some(first), weak.clone()));
+        tokio::spawn(subscription(
+            client,
+            channel,
+            Some(first),
+            weak.clone(),
+            dropped,
+        ));
         tokio::spawn(publisher(queue, weak));
         Ok(rooms)
     }
@@ -313,13 +308,7 @@ impl RedisRooms {
         ws: &WebSocket,
         on_message: impl Fn(&WebSocket, MsgEvent) + Send + Sync + 'static,
     ) {
-        let (join, leave) = (self.clone(), self.clone());
-        attach(
-            ws,
-            move |ws, room, since| join.join(ws, room, since),
-            move |ws, room| leave.state().members.remove(ws.id(), room),
-            on_message,
-        );
+        attach(self, ws, on_message);
     }
 
     /// Called after a socket joined a room on this node, as
@@ -331,11 +320,7 @@ impl RedisRooms {
     /// # }
     /// ```
     pub fn on_join(&self, f: impl Fn(&WebSocket, &str) + Send + Sync + 'static) {
-        *self
-            .inner
-            .on_join
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(f));
+        set_hook(&self.inner.on_join, f);
     }
 
     /// Removes `ws` from every room.
@@ -394,10 +379,7 @@ impl RedisRooms {
     /// ```
     #[must_use]
     pub fn inbox_of(&self, ws: &WebSocket) -> Option<String> {
-        self.state()
-            .members
-            .inbox(ws.id())
-            .map(|name| name.to_string())
+        self.state().members.inbox(ws.id())
     }
 
     /// How many sockets on this node are in `room`.
@@ -465,6 +447,16 @@ impl RedisRooms {
             live: Vec::new(),
         });
         self.inner.start_read(&mut state, room);
+    }
+}
+
+impl Serve for RedisRooms {
+    fn join(&self, ws: &WebSocket, room: &str, since: Option<Position>) {
+        RedisRooms::join(self, ws, room, since);
+    }
+
+    fn leave(&self, ws: &WebSocket, room: &str) {
+        self.state().members.remove(ws.id(), room);
     }
 }
 
@@ -810,18 +802,6 @@ async fn publisher(mut queue: mpsc::Receiver<(String, MsgEvent)>, inner: std::sy
     }
 }
 
-async fn subscribe(client: &redis::Client, channel: &str) -> Result<PubSub> {
-    let subscribe = async {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub)
-    };
-    match tokio::time::timeout(TIMEOUT * 2, subscribe).await {
-        Ok(subscribed) => subscribed.map_err(redis_error),
-        Err(_) => Err(Error::Backplane("subscribing to Redis timed out".into())),
-    }
-}
-
 /// Follows the channel, resubscribing with backoff when it is lost; ends when the rooms
 /// are dropped.
 async fn subscription(
@@ -829,13 +809,14 @@ async fn subscription(
     channel: String,
     mut first: Option<PubSub>,
     inner: std::sync::Weak<Inner>,
+    mut dropped: tokio::sync::watch::Receiver<()>,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut lost = false;
     loop {
         let subscribed = match first.take() {
             Some(pubsub) => Ok(pubsub),
-            None => subscribe(&client, &channel).await,
+            None => backplane::subscribe_to(&client, std::slice::from_ref(&channel)).await,
         };
         let Some(rooms) = inner.upgrade() else {
             return;
@@ -847,7 +828,7 @@ async fn subscription(
                     rooms.resubscribed();
                 }
                 drop(rooms);
-                match follow(pubsub, &inner).await {
+                match follow(pubsub, &inner, &mut dropped).await {
                     Some(e) => {
                         if let Some(rooms) = inner.upgrade() {
                             rooms.report(&e);
@@ -866,34 +847,23 @@ async fn subscription(
 
 /// Hands the channel's messages to the rooms until the subscription is lost (returns
 /// why) or the rooms are dropped (`None`).
-async fn follow(pubsub: PubSub, inner: &std::sync::Weak<Inner>) -> Option<Error> {
-    let (mut sink, mut messages) = pubsub.split();
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
-    loop {
-        let next = std::future::poll_fn(|cx| {
-            futures_core::Stream::poll_next(std::pin::Pin::new(&mut messages), cx)
-        });
-        tokio::select! {
-            msg = next => {
-                let Some(msg) = msg else {
-                    return Some(Error::Backplane("Redis closed the subscription".into()));
-                };
-                let rooms = inner.upgrade()?;
-                if let Some((room, at, payload)) = decode_live(msg.get_payload_bytes()) {
-                    rooms.live(&room, at, payload);
-                }
-            }
-            _ = ping.tick() => {
-                inner.upgrade()?;
-                match tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Some(redis_error(e)),
-                    Err(_) => return Some(Error::Backplane("Redis did not answer a ping".into())),
-                }
-            }
+async fn follow(
+    pubsub: PubSub,
+    inner: &std::sync::Weak<Inner>,
+    dropped: &mut tokio::sync::watch::Receiver<()>,
+) -> Option<Error> {
+    // The sender lives in the rooms: `changed` fails once they are dropped.
+    let gone = async { while dropped.changed().await.is_ok() {} };
+    backplane::read_subscription(pubsub, gone, |msg| {
+        let Some(rooms) = inner.upgrade() else {
+            return false;
+        };
+        if let Some((room, at, payload)) = decode_live(msg.get_payload_bytes()) {
+            rooms.live(&room, at, payload);
         }
-    }
+        true
+    })
+    .await
 }
 
 /// A message on the channel: its kind (`t` or `b`), then the `m` frame.

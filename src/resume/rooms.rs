@@ -157,13 +157,7 @@ impl Rooms {
         ws: &WebSocket,
         on_message: impl Fn(&WebSocket, MsgEvent) + Send + Sync + 'static,
     ) {
-        let (join, leave) = (self.clone(), self.clone());
-        attach(
-            ws,
-            move |ws, room, since| join.join(ws, room, since),
-            move |ws, room| leave.state().members.remove(ws.id(), room),
-            on_message,
-        );
+        attach(self, ws, on_message);
     }
 
     /// Called after a socket joined a room (or resumed it), with the room's name: e.g.
@@ -174,11 +168,7 @@ impl Rooms {
     /// rooms.on_join(|ws, room| println!("{} joined {room}", ws.id()));
     /// ```
     pub fn on_join(&self, f: impl Fn(&WebSocket, &str) + Send + Sync + 'static) {
-        *self
-            .inner
-            .on_join
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(f));
+        set_hook(&self.inner.on_join, f);
     }
 
     /// Removes `ws` from every room (call it when the socket has closed; sockets found
@@ -234,10 +224,7 @@ impl Rooms {
     /// ```
     #[must_use]
     pub fn inbox_of(&self, ws: &WebSocket) -> Option<String> {
-        self.state()
-            .members
-            .inbox(ws.id())
-            .map(|name| name.to_string())
+        self.state().members.inbox(ws.id())
     }
 
     /// How many sockets are in `room`.
@@ -321,8 +308,8 @@ pub(super) struct Members {
 
 impl Members {
     /// The name of `ws`'s inbox, if it joined one.
-    pub(super) fn inbox(&self, id: &str) -> Option<Arc<str>> {
-        self.inboxes.get(id).cloned()
+    pub(super) fn inbox(&self, id: &str) -> Option<String> {
+        self.inboxes.get(id).map(|name| name.to_string())
     }
 
     pub(super) fn add(&mut self, ws: &WebSocket, room: &str) {
@@ -432,27 +419,51 @@ pub(super) fn opening(
     Some(frame.encode())
 }
 
-/// Serves the rooms' frames on `ws`: joins and leaves go to `join` and `leave`,
-/// application messages to `on_message`; a plain peer's messages go to `on_message` as
-/// they came.
+/// What serves joins and leaves: one process's rooms, or rooms over Redis.
+pub(super) trait Serve: Clone + Send + Sync + 'static {
+    fn join(&self, ws: &WebSocket, room: &str, since: Option<Position>);
+    fn leave(&self, ws: &WebSocket, room: &str);
+}
+
+impl Serve for Rooms {
+    fn join(&self, ws: &WebSocket, room: &str, since: Option<Position>) {
+        Rooms::join(self, ws, room, since);
+    }
+
+    fn leave(&self, ws: &WebSocket, room: &str) {
+        self.state().members.remove(ws.id(), room);
+    }
+}
+
+/// Serves the rooms' frames on `ws`: joins and leaves go to `rooms`, application
+/// messages to `on_message`; a plain peer's messages go to `on_message` as they came.
 pub(super) fn attach(
+    rooms: &impl Serve,
     ws: &WebSocket,
-    join: impl Fn(&WebSocket, &str, Option<Position>) + Send + Sync + 'static,
-    leave: impl Fn(&WebSocket, &str) + Send + Sync + 'static,
     on_message: impl Fn(&WebSocket, MsgEvent) + Send + Sync + 'static,
 ) {
-    let socket = ws.clone();
+    let (rooms, socket) = (rooms.clone(), ws.clone());
     ws.on_message(move |msg| {
         if socket.protocol() != SUBPROTOCOL {
             return on_message(&socket, msg);
         }
         match Frame::decode(msg) {
             Ok(Frame::Send { payload }) => on_message(&socket, payload),
-            Ok(Frame::Join { room, since }) => join(&socket, &room, since),
-            Ok(Frame::Leave { room }) => leave(&socket, &room),
+            Ok(Frame::Join { room, since }) => rooms.join(&socket, &room, since),
+            Ok(Frame::Leave { room }) => rooms.leave(&socket, &room),
             Ok(_) | Err(_) => {
                 let _ = socket.close(1008, "not a unisock.v1 client frame");
             }
         }
     });
+}
+
+/// Sets the join hook in `slot`.
+pub(super) fn set_hook(
+    slot: &Mutex<Option<JoinHook>>,
+    f: impl Fn(&WebSocket, &str) + Send + Sync + 'static,
+) {
+    *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(f));
 }

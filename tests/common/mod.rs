@@ -349,3 +349,41 @@ pub async fn start_redis_with(port: u16, args: &[&str]) -> Process {
     .await;
     redis
 }
+
+/// A registry serving the sockets `handler` makes on a fixed address, which a test can stop
+/// and start again (a restarted server).
+pub struct Server {
+    pub sockets: unisock::WebSockets,
+    accept: tokio::task::JoinHandle<std::convert::Infallible>,
+}
+
+impl Server {
+    /// Listens on `addr` and serves every request with `handler`'s socket in `sockets`.
+    pub async fn start(
+        addr: SocketAddr,
+        sockets: unisock::WebSockets,
+        handler: impl Fn(&http::Request<()>) -> Option<WebSocket> + Send + Sync + 'static,
+    ) -> Server {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let registry = sockets.clone();
+        let accept = tokio::spawn(async move { registry.serve(listener, handler).await });
+        Server { sockets, accept }
+    }
+
+    /// Closes every socket with 1001 (so clients reconnect) and stops listening (the port
+    /// is free afterwards).
+    pub async fn stop(self) {
+        self.sockets.shutdown().await;
+        self.accept.abort();
+        let _ = self.accept.await;
+    }
+}
+
+/// A free address on 127.0.0.1 (free when asked: a server started on it right after gets it).
+pub async fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
