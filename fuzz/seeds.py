@@ -4,6 +4,7 @@ per fuzz target in that target's input format, so every run starts from the form
 interesting corners instead of rediscovering them. Run again after changing a target's
 input format; `git add -f` the new files (.gitignore keeps out what libFuzzer adds).
 """
+import base64
 import os
 import shutil
 import struct
@@ -172,6 +173,14 @@ def seeds():
             "json-9-bit-window": b"\x09" + inflate_frames(*fragments(2, small, 200)),
             "over-the-limit": b"\x3f" + inflate_frames(*fragments(2, bomb, 250)),
             "not-deflate": b"\x3f" + inflate_frames((0x81, b"\xff" * 16)),
+            # Found by fuzzing: one inflate step both passed the limit and reached corrupt
+            # data, so whole and split input gave different errors.
+            "limit-before-corrupt-data": base64.b64decode(
+                "P4LT7MExAQAAAMKg9U9tBn+gAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                "AAAAAAAACgAAAAAAAAAAAAAAAAAAAAAAAAAAAFsAAAAAAAAAAAAAAAAAgNcAgICAgICAgICA"
+                "gICAgICAgICAgICAgICAgICAgICAgICAgICAgIB+gICAgICAgICAgAAAAAAAAAAAAAAAAAAA"
+                "AAAAAICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICA"
+            ),
         },
         "deflate_offer": {
             # Two config bytes (flags, windows: 0x66 = 15 and 15, 0x00 = 9 and 9), then one

@@ -258,14 +258,17 @@ impl Codec {
                     out.reserve_exact(grown - out.len());
                 }
                 out.extend_from_slice(scratch.get(..produced).unwrap_or_default());
-                let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
-                input = input.get(consumed..).unwrap_or_default();
+                // The limit before the data's validity: one step may both pass the limit and
+                // reach corrupt input, which a message split into more frames reaches only
+                // in a later step; either way the limit is what the peer broke first.
                 if out.len() > max {
                     return Err(ProtocolError::MessageTooLarge {
                         size: out.len() as u64,
                         max,
                     });
                 }
+                let status = status.map_err(|_| ProtocolError::InvalidCompressedData)?;
+                input = input.get(consumed..).unwrap_or_default();
                 if status == Status::StreamEnd {
                     // The peer ended the deflate stream (a final block): nothing may follow
                     // in this message (the tail is not appended then); the next message
