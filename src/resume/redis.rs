@@ -678,7 +678,13 @@ impl Inner {
             members,
             rooms,
         } = &mut *state;
-        let entry = rooms.entry(room.to_string()).or_default();
+        // Looked up before inserting: no allocation per message for a room already known.
+        if !rooms.contains_key(room) {
+            rooms.insert(room.to_string(), Room::default());
+        }
+        let Some(entry) = rooms.get_mut(room) else {
+            return;
+        };
         for w in &mut entry.waiting {
             w.live.push((at, payload.clone()));
         }
