@@ -160,6 +160,11 @@ impl Handover {
 mod tests {
     use super::*;
 
+    /// Offset `offset` of epoch 1.
+    fn at(offset: u64) -> Position {
+        Position { epoch: 1, offset }
+    }
+
     fn msg(offset: u64) -> Arc<MsgEvent> {
         Arc::new(MsgEvent::Binary(offset.to_be_bytes().to_vec()))
     }
@@ -180,18 +185,9 @@ mod tests {
 
     #[test]
     fn live_overlapping_the_read_is_not_doubled() {
-        let mut h = Handover::new(Position {
-            epoch: 1,
-            offset: 2,
-        });
+        let mut h = Handover::new(at(2));
         for o in 4..=6 {
-            h.live(
-                Position {
-                    epoch: 1,
-                    offset: o,
-                },
-                msg(o),
-            );
+            h.live(at(o), msg(o));
         }
         let merged = h.finish(read(1, 5, 3));
         assert_eq!(offsets(&merged), [3, 4, 5, 6]);
@@ -201,37 +197,15 @@ mod tests {
 
     #[test]
     fn a_trimmed_start_is_one_gap() {
-        let merged = Handover::new(Position {
-            epoch: 1,
-            offset: 2,
-        })
-        .finish(read(1, 9, 7));
-        assert_eq!(
-            merged.gap,
-            Some((
-                GapReason::Expired,
-                Position {
-                    epoch: 1,
-                    offset: 6
-                }
-            ))
-        );
+        let merged = Handover::new(at(2)).finish(read(1, 9, 7));
+        assert_eq!(merged.gap, Some((GapReason::Expired, at(6))));
         assert_eq!(offsets(&merged), [7, 8, 9]);
     }
 
     #[test]
     fn a_hole_between_the_read_and_the_feed_asks_for_another_read() {
-        let mut h = Handover::new(Position {
-            epoch: 1,
-            offset: 0,
-        });
-        h.live(
-            Position {
-                epoch: 1,
-                offset: 8,
-            },
-            msg(8),
-        );
+        let mut h = Handover::new(at(0));
+        h.live(at(8), msg(8));
         let merged = h.finish(read(1, 5, 1));
         assert_eq!(offsets(&merged), [1, 2, 3, 4, 5]);
         assert!(merged.read_again);
@@ -239,21 +213,8 @@ mod tests {
 
     #[test]
     fn everything_gone_moves_the_client_to_the_head() {
-        let merged = Handover::new(Position {
-            epoch: 1,
-            offset: 2,
-        })
-        .finish(read(1, 9, 10));
-        assert_eq!(
-            merged.gap,
-            Some((
-                GapReason::Expired,
-                Position {
-                    epoch: 1,
-                    offset: 9
-                }
-            ))
-        );
+        let merged = Handover::new(at(2)).finish(read(1, 9, 10));
+        assert_eq!(merged.gap, Some((GapReason::Expired, at(9))));
         assert!(merged.messages.is_empty());
     }
 }
