@@ -120,8 +120,12 @@ pub struct History {
     epoch: u64,
     limits: HistoryLimits,
     rooms: HashMap<Arc<str>, Log>,
-    /// Every kept message in append order, for the global cap and expiry.
+    /// Every kept message in append order, for the global cap and expiry, and some that
+    /// their room's own bounds dropped since (`stale` of them), compacted when they are
+    /// half: an idle room's old message at the front must not let a busy room's trimmed
+    /// ones pile up behind it.
     order: VecDeque<(Arc<str>, u64)>,
+    stale: usize,
     total_bytes: usize,
 }
 
@@ -139,6 +143,7 @@ impl History {
             limits,
             rooms: HashMap::new(),
             order: VecDeque::new(),
+            stale: 0,
             total_bytes: 0,
         }
     }
@@ -271,6 +276,7 @@ impl History {
         self.room(room);
         if let Some(log) = self.rooms.get_mut(room) {
             self.total_bytes -= log.bytes;
+            self.stale += log.entries.len();
             *log = Log::new(head.epoch);
             log.head = head.offset;
             log.evicted = Some(GapReason::Trimmed);
@@ -303,6 +309,7 @@ impl History {
     pub fn forget(&mut self, room: &str) {
         if let Some(log) = self.rooms.remove(room) {
             self.total_bytes -= log.bytes;
+            self.stale += log.entries.len();
         }
     }
 
@@ -337,9 +344,13 @@ impl History {
             || (log.bytes > self.limits.max_bytes && !log.entries.is_empty())
         {
             freed += log.pop_front(GapReason::Trimmed);
+            self.stale += 1;
         }
         self.total_bytes = self.total_bytes + len - freed;
         self.order.push_back((name, at.offset));
+        if self.stale > self.order.len() / 2 {
+            self.compact();
+        }
         while self.total_bytes > self.limits.max_total_bytes && self.pop_oldest(GapReason::Trimmed)
         {
         }
@@ -426,13 +437,27 @@ impl History {
         let Some((room, offset)) = self.order.pop_front() else {
             return false;
         };
-        if let Some(log) = self.rooms.get_mut(&room) {
-            // Already gone if its room's own bounds dropped it.
-            if log.entries.front().is_some_and(|e| e.offset == offset) {
+        match self.rooms.get_mut(&room) {
+            Some(log) if log.entries.front().is_some_and(|e| e.offset == offset) => {
                 self.total_bytes -= log.pop_front(reason);
             }
+            // Already gone: its room's own bounds dropped it.
+            _ => self.stale = self.stale.saturating_sub(1),
         }
         true
+    }
+
+    /// Drops from `order` the messages no room keeps any more.
+    fn compact(&mut self) {
+        let rooms = &self.rooms;
+        self.order.retain(|(room, offset)| {
+            rooms.get(room).is_some_and(|log| {
+                log.entries
+                    .front()
+                    .is_some_and(|first| first.offset <= *offset && *offset <= log.head)
+            })
+        });
+        self.stale = 0;
     }
 }
 
@@ -516,6 +541,26 @@ mod tests {
         assert_eq!(
             h.replay("c", Some(h.at(0)), T0).gap,
             Some((GapReason::Trimmed, h.at(1)))
+        );
+    }
+
+    #[test]
+    fn a_busy_room_s_trimmed_messages_do_not_pile_up_behind_an_idle_one() {
+        let limits = HistoryLimits {
+            max_messages: 10,
+            ..HistoryLimits::default()
+        };
+        let mut h = History::new(1, limits);
+        h.append("idle", text("old"), T0);
+        for i in 0..10_000 {
+            h.append("busy", text(&i.to_string()), T0);
+            assert!(h.order.len() <= 2 * 11 + 2, "{} in order", h.order.len());
+        }
+        // Still right: the idle room's message, and the busy room's last ten.
+        assert_eq!(h.replay("idle", Some(h.at(0)), T0).messages.len(), 1);
+        assert_eq!(
+            offsets(&h.replay("busy", Some(h.at(9_990)), T0)),
+            (9_991..=10_000).collect::<Vec<_>>()
         );
     }
 
