@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, PubSub};
 use tokio::sync::mpsc;
@@ -40,7 +40,7 @@ use crate::{Error, MsgEvent, Result, WebSocket};
 use super::history::{History, HistoryLimits};
 use super::merge::{Handover, HistoryRead};
 use super::rooms::{
-    attach, call, new_inbox_name, opening, send, set_hook, JoinHook, Members, Serve,
+    attach, call, new_inbox_name, opening, send, set_hook, unix_millis, JoinHook, Members, Serve,
 };
 use super::tracker::NEW_INBOX;
 use super::wire::Frame;
@@ -109,12 +109,6 @@ if epoch == ARGV[2] then
 end
 return 1
 ";
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// What [`RedisRooms::on_error`] calls.
 type ErrorHook = Arc<dyn Fn(&Error) + Send + Sync>;
@@ -542,7 +536,7 @@ impl Inner {
             .arg(from.epoch.to_string())
             .arg(from.offset)
             .arg(count)
-            .arg(now_ms())
+            .arg(unix_millis())
             .arg(u64::try_from(ROOM_TTL.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
             .await
@@ -754,7 +748,7 @@ impl Inner {
             .key(epoch_key)
             .key(seq_key)
             .key(log_key)
-            .arg(now_ms())
+            .arg(unix_millis())
             .arg(self.limits.max_messages)
             .arg(ms(self.limits.max_age).max(1))
             .arg(format!("{}:rooms", self.prefix))
@@ -779,7 +773,7 @@ impl Inner {
             .key(epoch_key)
             .key(seq_key)
             .key(log_key)
-            .arg(now_ms())
+            .arg(unix_millis())
             .arg(epoch.to_string())
             .arg(u64::try_from(ROOM_TTL.as_millis()).unwrap_or(u64::MAX))
             .invoke_async::<i64>(&mut conn)

@@ -87,10 +87,7 @@ impl Rooms {
     /// ```
     #[must_use]
     pub fn new(limits: HistoryLimits) -> Self {
-        let epoch = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        Rooms::with_epoch(epoch, limits)
+        Rooms::with_epoch(unix_millis(), limits)
     }
 
     /// As [`new`](Rooms::new), with the epoch given.
@@ -387,6 +384,13 @@ pub(super) fn call(slot: &Mutex<Option<JoinHook>>, ws: &WebSocket, room: &str) {
     if let Some(hook) = hook {
         hook(ws, room);
     }
+}
+
+/// Milliseconds since 1970: a new epoch, later than any this machine made before.
+pub(super) fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A new inbox's name: `@` and 128 random bits in hex, so only its client can name it.
