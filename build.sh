@@ -120,6 +120,13 @@ build_chat_page() {
   optimize_page_wasm www/pkg/chat_page_bg.wasm
 }
 
+# The fault test's browser room client (examples/rooms_page.rs) into target/rooms-page/.
+build_rooms_page() {
+  cargo build --profile page --target "$WASM" --example rooms_page
+  wasm-bindgen --target web --no-typescript --out-dir target/rooms-page \
+    "target/$WASM/page/examples/rooms_page.wasm"
+}
+
 # Shrinks a page's bound wasm in place with binaryen's wasm-opt -Oz (the chat page: a fifth
 # less gzipped), if there is one that works; without it the page works as it is.
 optimize_page_wasm() {
@@ -187,16 +194,17 @@ test_native() {
 # Two chat_server processes sharing a room over a redis-server the test starts on a free
 # port, kills and restarts (tests/redis.rs); prints how many messages the outage lost.
 # And resumable rooms across nodes (tests/resume_redis.rs), and under faults, short
-# (tests/resume_faults.rs: 12 clients for 12 s).
+# (tests/resume_faults.rs: 12 clients and 2 headless-Chromium pages for 12 s).
 # Reuses test_native's debug build (same features), so it adds seconds, not a build.
 redis_test() {
   log "scale-out over Redis (two chat servers, redis-server killed and restarted)"
   redis_setup
   cargo build --all-features --example chat_server --example rooms_node
+  build_rooms_page
   local out=target/redis-tests.log
   mkdir -p target
   REDIS_SERVER_BIN=$(command -v redis-server) CHAT_SERVER=target/debug/examples/chat_server \
-    ROOMS_NODE=target/debug/examples/rooms_node \
+    ROOMS_NODE=target/debug/examples/rooms_node ROOMS_PAGE_PKG="$ROOT/target/rooms-page" \
     cargo test --all-features --test redis --test resume_redis --test resume_faults \
     -- --ignored --nocapture 2>&1 | tee "$out"
   expect_tests_ran "$out" redis resume_redis resume_faults
@@ -278,7 +286,7 @@ lint() {
   # Without features too: code used only by a feature must not warn in a default build.
   cargo clippy --lib -- -D warnings
   cargo clippy -p unisock-bench --all-targets -- -D warnings
-  cargo clippy --target "$WASM" --lib --tests --example chat_page -- -D warnings
+  cargo clippy --target "$WASM" --lib --tests --example chat_page --example rooms_page -- -D warnings
 }
 
 # The Autobahn testsuite (wstest, Python 2.7) in its own virtualenv under target/.

@@ -1,5 +1,6 @@
 //! The resumable-delivery guarantee under faults: 3 `rooms_node` processes sharing a real
-//! redis-server, room clients spread over them (each behind a TCP relay the test can cut),
+//! redis-server, room clients spread over them (each behind a TCP relay the test can cut;
+//! some in headless-Chromium pages when `ROOMS_PAGE_PKG` is set),
 //! messages published through random nodes into 10 rooms, while one node is killed with
 //! SIGKILL and restarted, Redis is restarted with persistence on and then with it off,
 //! a third of the clients lose their connection every second, and two clients stay away
@@ -12,7 +13,9 @@
 //!
 //! Needs redis-server (REDIS_SERVER_BIN, or on PATH); `./build.sh redis_test` runs it, and
 //! `./build.sh soak` at full size. `RESUME_FAULTS_SECS` (default 12) sets how long messages
-//! are published, `RESUME_FAULTS_CLIENTS` (12) and `RESUME_FAULTS_RATE` (400 a second).
+//! are published, `RESUME_FAULTS_CLIENTS` (12) and `RESUME_FAULTS_RATE` (400 a second);
+//! `RESUME_FAULTS_PAGES` (2) how many pages, with `ROOMS_PAGE_PKG` the directory holding
+//! examples/rooms_page bound by wasm-bindgen (`./build.sh redis_test` builds it).
 #![cfg(feature = "redis")]
 
 mod common;
@@ -267,6 +270,134 @@ async fn client(relay: &Relay) -> (RoomClient, Log) {
     (rooms, log)
 }
 
+/// Room clients in headless-Chromium pages (examples/rooms_page, through
+/// tests/e2e/rooms_pages.mjs), each behind its own relay like the native clients.
+struct Pages {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    /// Each page's checkers, filled from its log by [`Pages::collect`].
+    logs: Vec<Log>,
+}
+
+impl Pages {
+    /// `RESUME_FAULTS_PAGES` pages (default 2) when `ROOMS_PAGE_PKG` names the bound page
+    /// module (`./build.sh redis_test` sets both), otherwise none.
+    fn count() -> usize {
+        match std::env::var_os("ROOMS_PAGE_PKG") {
+            Some(_) => env_or("RESUME_FAULTS_PAGES", 2),
+            None => 0,
+        }
+    }
+
+    /// Opens a page per relay; returns once each page's first connection opened.
+    fn start(relays: &[Relay]) -> Pages {
+        let pkg = std::env::var("ROOMS_PAGE_PKG").unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/rooms_pages.mjs");
+        let rooms: Vec<String> = (0..ROOMS).map(room).collect();
+        let mut child = Command::new("node")
+            .arg(script)
+            .arg(pkg)
+            .arg(rooms.join(","))
+            .args(relays.iter().map(|r| format!("ws://{}/", r.addr)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs tests/e2e/rooms_pages.mjs");
+        let (stdin, stdout) = (child.stdin.take().unwrap(), child.stdout.take().unwrap());
+        let mut pages = Pages {
+            child,
+            stdin,
+            out: std::io::BufReader::new(stdout),
+            logs: (0..relays.len()).map(|_| Log::default()).collect(),
+        };
+        assert_eq!(pages.line(), "ready", "the pages opened");
+        pages
+    }
+
+    fn line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let n = tokio::task::block_in_place(|| self.out.read_line(&mut line)).unwrap();
+        assert!(n > 0, "rooms_pages.mjs ended (its reason is above)");
+        line.trim_end().to_string()
+    }
+
+    /// The script's answer to `command`: its lines up to `END`, split into words.
+    fn ask(&mut self, command: &str) -> Vec<Vec<String>> {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").unwrap();
+        let mut answer = Vec::new();
+        loop {
+            let line = self.line();
+            if line == "END" {
+                return answer;
+            }
+            answer.push(line.split(' ').map(str::to_string).collect());
+        }
+    }
+
+    /// Each page's position in each room it holds one in.
+    fn positions(&mut self) -> Vec<HashMap<String, Position>> {
+        let mut out = vec![HashMap::new(); self.logs.len()];
+        for w in self.ask("positions") {
+            let (page, epoch, offset) = (w[1].parse::<usize>(), w[3].parse(), w[4].parse());
+            let at = Position {
+                epoch: epoch.unwrap(),
+                offset: offset.unwrap(),
+            };
+            out[page.unwrap()].insert(w[2].clone(), at);
+        }
+        out
+    }
+
+    /// Feeds what the pages logged since the last call to their checkers.
+    fn collect(&mut self) {
+        for w in self.ask("events") {
+            let n = |i: usize| w[i].parse::<u64>().unwrap();
+            let mut log = self.logs[w[1].parse::<usize>().unwrap()].lock().unwrap();
+            let checker = log.entry(w[3].clone()).or_default();
+            match w[2].as_str() {
+                "m" => checker.message(Position {
+                    epoch: n(4),
+                    offset: n(5),
+                }),
+                "g" => checker.gap(&Gap {
+                    room: w[3].clone(),
+                    reason: match w[4].as_str() {
+                        "trimmed" => GapReason::Trimmed,
+                        "expired" => GapReason::Expired,
+                        "epoch" => GapReason::NewEpoch,
+                        other => panic!("gap reason {other}"),
+                    },
+                    epoch: n(5),
+                    from: n(6),
+                    to: (w[7] != "-").then(|| n(7)),
+                }),
+                other => panic!("page event {other}"),
+            }
+        }
+    }
+}
+
+impl Drop for Pages {
+    /// Asks the script to close the browser (killed, it would leave Chromium running), and
+    /// kills it if it has not ended within 10 s.
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = writeln!(self.stdin, "quit");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Each room's head in Redis: (epoch, last offset).
 async fn heads(redis: &str) -> HashMap<String, Position> {
     let mut conn = redis::Client::open(redis)
@@ -335,6 +466,13 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
         clients.push(client(&relay).await);
         relays.push(relay);
     }
+    // The pages: after the native clients, on the nodes in turn, cut like them.
+    let pages_n = Pages::count();
+    let page_relays = relays.len()..relays.len() + pages_n;
+    for i in 0..pages_n {
+        relays.push(Relay::start(nodes[i % NODES].addr).await);
+    }
+    let mut pages = (pages_n > 0).then(|| Pages::start(&relays[page_relays]));
     // Publishers: one plain socket per node, reconnecting, with a buffer while it is down.
     let mut publishers = Vec::new();
     for node in &nodes {
@@ -425,13 +563,25 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
             ROOMS,
             "every room was published to after the last restart"
         );
-        let behind: Vec<(usize, String)> = clients
+        let mut positions: Vec<HashMap<String, Position>> = clients
+            .iter()
+            .map(|(c, _)| {
+                heads
+                    .keys()
+                    .filter_map(|r| Some((r.clone(), c.position(r)?)))
+                    .collect()
+            })
+            .collect();
+        if let Some(pages) = &mut pages {
+            positions.extend(pages.positions());
+        }
+        let behind: Vec<(usize, String)> = positions
             .iter()
             .enumerate()
-            .flat_map(|(i, (c, _))| {
+            .flat_map(|(i, at)| {
                 heads
                     .iter()
-                    .filter(move |(r, h)| c.position(r) != Some(**h))
+                    .filter(move |(r, h)| at.get(*r) != Some(*h))
                     .map(move |(r, _)| (i, r.clone()))
             })
             .collect();
@@ -442,7 +592,7 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
             let positions: Vec<_> = behind
                 .iter()
                 .take(5)
-                .map(|(i, r)| (i, r, clients[*i].0.position(r), heads[r]))
+                .map(|(i, r)| (i, r, positions[*i].get(r), heads[r]))
                 .collect();
             panic!(
                 "{} client rooms behind the heads, e.g. {positions:?}",
@@ -452,8 +602,13 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let mut logs: Vec<Log> = clients.iter().map(|(_, log)| log.clone()).collect();
+    if let Some(pages) = &mut pages {
+        pages.collect();
+        logs.extend(pages.logs.iter().cloned());
+    }
     let (mut gaps_of_kept_out, mut new_epochs, mut delivered) = (0, 0, 0);
-    for (i, (_, log)) in clients.iter().enumerate() {
+    for (i, log) in logs.iter().enumerate() {
         let log = log.lock().unwrap();
         for r in 0..ROOMS {
             let room = room(r);
@@ -485,7 +640,7 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
         "the clients kept out past the retention were told of gaps"
     );
     // Every client in every room was told once that Redis lost its data.
-    assert_eq!(new_epochs, clients_n * ROOMS, "new-epoch gaps");
+    assert_eq!(new_epochs, logs.len() * ROOMS, "new-epoch gaps");
 
     let mut reads = 0;
     for node in &nodes {
@@ -493,10 +648,10 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
         assert!(s["history_bytes"] as usize <= HistoryLimits::default().max_total_bytes);
         reads += s["reads"];
     }
-    let joins = (clients_n * ROOMS) as u64 * (secs + 4);
+    let joins = (logs.len() * ROOMS) as u64 * (secs + 4);
     println!(
         "resume faults: {sent} messages published in {secs} s, {delivered} events seen by \
-         {clients_n} clients; {reads} history reads on {NODES} nodes for {ROOMS} rooms; \
+         {clients_n} clients and {pages_n} pages; {reads} history reads on {NODES} nodes for {ROOMS} rooms; \
          {new_epochs} new-epoch gaps; {gaps_of_kept_out} other gaps, all for the clients kept out"
     );
     assert!(
