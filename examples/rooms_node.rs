@@ -4,7 +4,8 @@
 //! `history_bytes=N reads=N errors=N`.
 //!
 //! `cargo run --features redis --example rooms_node -- ADDR REDIS_URL [--prefix P]
-//! [--max-messages N] [--max-age-ms N]` (the history kept per room); prints
+//! [--max-messages N] [--max-age-ms N] [--max-total-bytes N]` (the history kept per room,
+//! and over all rooms); prints
 //! `listening on ws://ADDR` once it serves.
 // Native only. `cargo test --target wasm32-unknown-unknown` (what `wasm-pack test` runs)
 // builds every example, so on wasm32 this one is an empty module, without a `main`.
@@ -17,7 +18,8 @@ use unisock::resume::{HistoryLimits, RedisRooms, Rooms};
 use unisock::{MsgEvent, WebSocket, WebSockets};
 
 const USAGE: &str =
-    "usage: rooms_node ADDR REDIS_URL [--prefix P] [--max-messages N] [--max-age-ms N]";
+    "usage: rooms_node ADDR REDIS_URL [--prefix P] [--max-messages N] [--max-age-ms N] \
+     [--max-total-bytes N]";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,6 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--prefix" => prefix = value,
             "--max-messages" => limits.max_messages = value.parse()?,
             "--max-age-ms" => limits.max_age = Duration::from_millis(value.parse()?),
+            "--max-total-bytes" => limits.max_total_bytes = value.parse()?,
             _ => return Err(USAGE.into()),
         }
     }

@@ -23,12 +23,13 @@ mod common;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{example_bin, free_port, start_redis_with, Process};
 use tokio::net::{TcpListener, TcpStream};
-use unisock::resume::{Gap, GapReason, HistoryLimits, Position, RoomClient, SUBPROTOCOL};
+use unisock::resume::{Gap, GapReason, Position, RoomClient, SUBPROTOCOL};
 use unisock::{ReadyState, Reconnect, WebSocket};
 
 const NODES: usize = 3;
@@ -40,6 +41,9 @@ fn clients_count() -> usize {
 /// Messages a room keeps in Redis (`MAXLEN ~`, fine-grained by the test's
 /// `stream-node-max-entries`) and in each node's copy.
 const KEEP: usize = 100;
+/// Payload bytes each node's copy of the history keeps over all rooms: about 40 of the
+/// test's messages per room, so the cap binds while a room keeps `KEEP` in Redis.
+const NODE_CAP: usize = 2_000;
 /// Messages published per second over all rooms (`RESUME_FAULTS_RATE`, default 400).
 fn rate() -> u64 {
     env_or("RESUME_FAULTS_RATE", 400)
@@ -74,6 +78,8 @@ impl Node {
                 PREFIX,
                 "--max-messages",
                 &KEEP.to_string(),
+                "--max-total-bytes",
+                &NODE_CAP.to_string(),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -427,24 +433,49 @@ async fn heads(redis: &str) -> HashMap<String, Position> {
 
 /// Asks a node for `history_bytes=N reads=N errors=N`.
 async fn stats(node: SocketAddr) -> HashMap<String, u64> {
+    try_stats(node).await.expect("the node answers `stats`")
+}
+
+/// [`stats`], or `None` if the node cannot be reached (while it restarts).
+async fn try_stats(node: SocketAddr) -> Option<HashMap<String, u64>> {
     let ws = WebSocket::new();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     ws.on_message(move |m| {
         let _ = tx.send(m);
     });
-    ws.open(&format!("ws://{node}/"), &[]).await.unwrap();
+    ws.open(&format!("ws://{node}/"), &[]).await.ok()?;
     let reader = ws.clone();
     tokio::spawn(async move { reader.read().await });
-    ws.send_text("stats").unwrap();
-    let answer = common::with_timeout(rx.recv()).await.unwrap();
+    ws.send_text("stats").ok()?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .ok()??;
     let _ = ws.close(1000, "");
-    answer
-        .txt()
-        .unwrap()
-        .split(' ')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
-        .collect()
+    Some(
+        answer
+            .txt()?
+            .split(' ')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+            .collect(),
+    )
+}
+
+/// Samples every node's history bytes every 100 ms into the peak it returns.
+fn watch_history(nodes: Vec<SocketAddr>) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let seen = peak.clone();
+    let watcher = tokio::spawn(async move {
+        loop {
+            for &node in &nodes {
+                if let Some(s) = try_stats(node).await {
+                    seen.fetch_max(s["history_bytes"], Ordering::Relaxed);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (peak, watcher)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -489,6 +520,7 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
         publishers.push(ws);
     }
 
+    let (history_peak, watcher) = watch_history(nodes.iter().map(|n| n.addr).collect());
     let started = Instant::now();
     let mut sent = 0u64;
     let mut step = 0;
@@ -642,17 +674,26 @@ async fn every_message_is_delivered_once_in_order_or_reported_in_a_gap() {
     // Every client in every room was told once that Redis lost its data.
     assert_eq!(new_epochs, logs.len() * ROOMS, "new-epoch gaps");
 
+    watcher.abort();
     let mut reads = 0;
     for node in &nodes {
-        let s = stats(node.addr).await;
-        assert!(s["history_bytes"] as usize <= HistoryLimits::default().max_total_bytes);
-        reads += s["reads"];
+        reads += stats(node.addr).await["reads"];
     }
+    let history_peak = history_peak.load(Ordering::Relaxed) as usize;
+    assert!(
+        history_peak <= NODE_CAP,
+        "a node's history held {history_peak} B, over its cap of {NODE_CAP}"
+    );
+    assert!(
+        history_peak >= NODE_CAP / 2,
+        "the nodes' history never came near the cap ({history_peak} B of {NODE_CAP})"
+    );
     let joins = (logs.len() * ROOMS) as u64 * (secs + 4);
     println!(
         "resume faults: {sent} messages published in {secs} s, {delivered} events seen by \
          {clients_n} clients and {pages_n} pages; {reads} history reads on {NODES} nodes for {ROOMS} rooms; \
-         {new_epochs} new-epoch gaps; {gaps_of_kept_out} other gaps, all for the clients kept out"
+         {new_epochs} new-epoch gaps; {gaps_of_kept_out} other gaps, all for the clients kept out; \
+         history per node at most {history_peak} B (cap {NODE_CAP})"
     );
     assert!(
         reads < joins / 4,
