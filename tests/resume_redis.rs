@@ -1,7 +1,8 @@
 //! Resumable rooms across nodes over a real redis-server (on a free port): a client
 //! resumes on another node with nothing lost or doubled, a restarted node loses nothing,
-//! a flushed Redis is a new epoch reported as a gap, and many clients resuming on a node
-//! cost one history read per room, not one per client.
+//! a flushed Redis is a new epoch reported as a gap, many clients resuming on a node cost
+//! one history read per room, not one per client, and a publish retried after its answer
+//! was lost is kept once.
 //!
 //! Needs redis-server (REDIS_SERVER_BIN, or on PATH). `./build.sh test` runs it (its
 //! `redis_test` step); by hand:
@@ -11,6 +12,8 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_addr, free_port, start_redis, until, with_timeout};
@@ -284,4 +287,141 @@ async fn an_inbox_is_reached_from_any_node_and_resumed() {
     assert!(seen.try_recv().is_err(), "nothing twice, no gap");
     a.stop().await;
     b.stop().await;
+}
+
+/// A TCP relay to Redis that, once armed, lets the next script call through (`EVALSHA`)
+/// but loses its answer: it closes both connections instead of passing the reply on.
+struct AnswerLosingRelay {
+    addr: SocketAddr,
+    armed: Arc<AtomicBool>,
+    lost: Arc<AtomicBool>,
+}
+
+impl AnswerLosingRelay {
+    async fn start(redis: SocketAddr) -> AnswerLosingRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (armed, lost) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (arm, losing) = (armed.clone(), lost.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (armed, lost) = (arm.clone(), losing.clone());
+                tokio::spawn(async move {
+                    let _ = relay(client, redis, &armed, &lost).await;
+                });
+            }
+        });
+        AnswerLosingRelay { addr, armed, lost }
+    }
+}
+
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    redis: SocketAddr,
+    armed: &AtomicBool,
+    lost: &AtomicBool,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut server = tokio::net::TcpStream::connect(redis).await?;
+    let (mut up, mut down) = ([0u8; 16 * 1024], [0u8; 16 * 1024]);
+    let mut losing = false;
+    loop {
+        tokio::select! {
+            n = client.read(&mut up) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                let call = up[..n].windows(7).any(|w| w == b"EVALSHA");
+                if call && armed.swap(false, Ordering::SeqCst) {
+                    losing = true;
+                }
+                server.write_all(&up[..n]).await?;
+            }
+            n = server.read(&mut down) => {
+                let n = n?;
+                if n == 0 {
+                    return Ok(());
+                }
+                if losing {
+                    lost.store(true, Ordering::SeqCst);
+                    return Ok(()); // both connections close, the answer unsent
+                }
+                client.write_all(&down[..n]).await?;
+            }
+        }
+    }
+}
+
+/// A stream entry as XRANGE gives it: its id and its fields.
+type Entry = (String, Vec<(String, Vec<u8>)>);
+
+/// The payloads of a room's kept messages in Redis, by offset.
+async fn kept(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<(String, String)> {
+    let entries: Vec<Entry> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(id, fields)| {
+            let payload = fields.into_iter().find(|(k, _)| k == "p").unwrap().1;
+            (id, String::from_utf8(payload).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn a_publish_retried_after_its_answer_was_lost_is_kept_once() {
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let relay = AnswerLosingRelay::start(([127, 0, 0, 1], port).into()).await;
+    let rooms = RedisRooms::connect(
+        &format!("redis://{}/", relay.addr),
+        "t6",
+        HistoryLimits::default(),
+    )
+    .await
+    .unwrap();
+    let mut conn = redis::Client::open(redis.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = "t6:room:r:log";
+    let publish = |text: &str| rooms.publish("r", MsgEvent::Text(text.into())).unwrap();
+    // The first publish loads the script; then one whose answer is lost, and one more.
+    publish("m1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while kept(&mut conn, key).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "m1 was not published");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    relay.armed.store(true, Ordering::SeqCst);
+    publish("m2");
+    publish("m3");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = kept(&mut conn, key).await;
+        if log.last().is_some_and(|(_, p)| p == "m3") {
+            assert!(relay.lost.load(Ordering::SeqCst), "an answer was lost");
+            let want =
+                [("1-0", "m1"), ("2-0", "m2"), ("3-0", "m3")].map(|(i, p)| (i.into(), p.into()));
+            assert_eq!(log, want, "each message once, at one offset");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "m3 was not published: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -6,6 +6,8 @@
 //! - `P:room:R:seq`: the last offset given;
 //! - `P:room:R:log`: a stream of the kept messages, entry id `OFFSET-0`, trimmed with
 //!   `MAXLEN ~` and expiring when the room is quiet;
+//! - `P:publisher:ID`, one per node: the number of the last message its publisher
+//!   published, so a publish retried after a lost answer is not published twice;
 //! - the channel `P:rooms`: every published message, as it goes to clients.
 //!
 //! A publish is one script (next offset, `XADD`, expiry, `PUBLISH`), so the stream and
@@ -40,7 +42,8 @@ use crate::{Error, MsgEvent, Result, WebSocket};
 use super::history::{History, HistoryLimits};
 use super::merge::{Handover, HistoryRead};
 use super::rooms::{
-    attach, call, new_inbox_name, opening, send, set_hook, unix_millis, JoinHook, Members, Serve,
+    attach, call, new_inbox_name, opening, random_id, send, set_hook, unix_millis, JoinHook,
+    Members, Serve,
 };
 use super::tracker::NEW_INBOX;
 use super::wire::Frame;
@@ -55,8 +58,11 @@ const PUBLISH_QUEUE: usize = 16 * 1024;
 const ROOM_TTL: Duration = Duration::from_secs(24 * 3600);
 
 /// Next offset, keep, expire, publish; a new epoch first if the history was lost or the
-/// counter went back (so no offset is given twice in one epoch).
+/// counter went back (so no offset is given twice in one epoch). Nothing if this node's
+/// publisher already published its message number `ARGV[9]` (a retry whose first try ran
+/// but lost its answer).
 const PUBLISH: &str = r"
+if tonumber(ARGV[9]) <= tonumber(redis.call('GET', KEYS[4]) or '0') then return 0 end
 local now = tonumber(ARGV[1])
 local epoch = redis.call('GET', KEYS[1])
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -78,8 +84,9 @@ redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], offset .. '-0', 'k', ARGV[5]
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('PEXPIRE', KEYS[2], ARGV[7])
+redis.call('SET', KEYS[4], ARGV[9], 'PX', ARGV[7])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. 'm ' .. ARGV[8] .. ' ' .. epoch .. ' ' .. offset .. '\n' .. ARGV[6])
-return {epoch, offset}
+return 1
 ";
 
 /// The room's epoch (made if missing), its counter, and the kept messages after
@@ -149,6 +156,9 @@ struct Inner {
     prefix: String,
     limits: HistoryLimits,
     publish: mpsc::Sender<(String, MsgEvent)>,
+    /// `P:publisher:ID`, ID random per [`RedisRooms`]: the number of the last message its
+    /// publisher published, so a retry of one that ran is not published twice.
+    publisher_key: String,
     errors: AtomicU64,
     reads: AtomicU64,
     on_error: Mutex<Option<ErrorHook>>,
@@ -230,6 +240,7 @@ impl RedisRooms {
                 prefix: prefix.to_string(),
                 limits,
                 publish,
+                publisher_key: format!("{prefix}:publisher:{}", random_id()),
                 errors: AtomicU64::new(0),
                 reads: AtomicU64::new(0),
                 on_error: Mutex::new(None),
@@ -735,8 +746,9 @@ impl Inner {
         }
     }
 
-    /// Publishes one message; retried by the caller until Redis answers.
-    async fn publish(&self, room: &str, msg: &MsgEvent) -> Result<Position> {
+    /// Publishes the publisher's message number `n`; retried by the caller until Redis
+    /// answers.
+    async fn publish(&self, room: &str, msg: &MsgEvent, n: u64) -> Result<()> {
         let [epoch_key, seq_key, log_key] = self.keys(room);
         let (kind, payload): (&str, &[u8]) = match msg {
             MsgEvent::Text(t) => ("t", t.as_bytes()),
@@ -744,10 +756,11 @@ impl Inner {
         };
         let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let mut conn = self.conn.clone();
-        let (epoch, offset): (String, String) = self.scripts[0]
+        self.scripts[0]
             .key(epoch_key)
             .key(seq_key)
             .key(log_key)
+            .key(&self.publisher_key)
             .arg(unix_millis())
             .arg(self.limits.max_messages)
             .arg(ms(self.limits.max_age).max(1))
@@ -756,13 +769,11 @@ impl Inner {
             .arg(payload)
             .arg(ms(ROOM_TTL))
             .arg(room)
-            .invoke_async(&mut conn)
+            .arg(n)
+            .invoke_async::<i64>(&mut conn)
             .await
-            .map_err(redis_error)?;
-        match (epoch.parse(), offset.parse()) {
-            (Ok(epoch), Ok(offset)) => Ok(Position { epoch, offset }),
-            _ => Err(Error::Backplane("unexpected answer to a publish".into())),
-        }
+            .map(drop)
+            .map_err(redis_error)
     }
 
     /// An offset given twice in one epoch: begins a new epoch for the room.
@@ -785,13 +796,15 @@ impl Inner {
 
 /// Publishes the queued messages in order, retrying each until Redis answers.
 async fn publisher(mut queue: mpsc::Receiver<(String, MsgEvent)>, inner: std::sync::Weak<Inner>) {
+    let mut n = 0;
     while let Some((room, msg)) = queue.recv().await {
+        n += 1;
         let mut backoff = MIN_BACKOFF;
         loop {
             let Some(inner) = inner.upgrade() else {
                 return;
             };
-            match inner.publish(&room, &msg).await {
+            match inner.publish(&room, &msg, n).await {
                 Ok(_) => break,
                 Err(e) => inner.report(&e),
             }

@@ -395,9 +395,14 @@ pub(super) fn unix_millis() -> u64 {
 
 /// A new inbox's name: `@` and 128 random bits in hex, so only its client can name it.
 pub(super) fn new_inbox_name() -> String {
+    format!("@{}", random_id())
+}
+
+/// 128 random bits in hex: a name no other process makes.
+pub(super) fn random_id() -> String {
     let mut key = [0u8; 16];
     crate::native::rng::fill(&mut key);
-    format!("@{:032x}", u128::from_be_bytes(key))
+    format!("{:032x}", u128::from_be_bytes(key))
 }
 
 /// What a join is answered with before the messages: where a fresh join starts, or the
