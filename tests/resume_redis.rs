@@ -425,3 +425,46 @@ async fn a_publish_retried_after_its_answer_was_lost_is_kept_once() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Sends on a channel when dropped.
+struct Dropped(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        let _ = self.0.take().map(|tx| tx.send(()));
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn rooms_dropped_while_redis_is_down_stop_retrying() {
+    let port = free_port();
+    let redis_server = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let addr = free_addr().await;
+    let a = Node::start(addr, &redis, "t7").await;
+    let (failed, mut failing) = mpsc::unbounded_channel();
+    let (gone, dropped) = tokio::sync::oneshot::channel();
+    let guard = Dropped(Some(gone));
+    a.rooms.on_error(move |_| {
+        let _ = &guard; // lives as long as the hook
+        let _ = failed.send(());
+    });
+    drop(redis_server);
+    // A join the node must read Redis for: the read fails, and is retried.
+    let (client, _seen) = client(
+        &url(addr),
+        "r",
+        Some(Position {
+            epoch: 1,
+            offset: 1,
+        }),
+    )
+    .await;
+    with_timeout(failing.recv()).await.unwrap();
+    drop(client);
+    a.stop().await; // the last handle on the rooms goes
+    with_timeout(dropped)
+        .await
+        .expect("the rooms and their hook were dropped, retries and all");
+}

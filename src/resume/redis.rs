@@ -516,15 +516,20 @@ impl Inner {
                 }),
             };
         }
-        let inner = self.clone();
+        // Weak between tries, so rooms dropped while Redis is down stop retrying.
+        let weak = Arc::downgrade(self);
         let room = room.to_string();
         tokio::spawn(async move {
             let mut backoff = MIN_BACKOFF;
             loop {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
                 match inner.read(&room, from).await {
                     Ok(read) => return inner.read_done(&room, read),
                     Err(e) => inner.report(&e),
                 }
+                drop(inner);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
