@@ -339,3 +339,35 @@ async fn an_inbox_is_one_client_s_room_across_reconnects() {
     assert_eq!(client.inbox().as_deref(), Some(inbox.as_str()));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rooms_nobody_needs_go_and_a_quiet_room_s_members_miss_nothing() {
+    let addr = free_addr().await;
+    let limits = HistoryLimits {
+        max_total_bytes: 100,
+        ..HistoryLimits::default()
+    };
+    let rooms = Rooms::with_epoch(3, limits);
+    let (app, _) = mpsc::unbounded_channel();
+    let server = Server::start(addr, &rooms, app).await;
+    let (_client, mut seen) = client(&format!("ws://{addr}/")).await;
+    assert_eq!(next(&mut seen).await, Seen::Open);
+    until_members(&rooms, 1).await;
+    publish(&rooms, 1..=1);
+    expect_messages(&mut seen, 3, 1..=1).await;
+    // A room per client, as inboxes are, each with a message nobody is there to get: the
+    // cap drops the oldest messages, the lobby's too, and the rooms left empty go.
+    for i in 0..10_000 {
+        rooms.publish(&format!("@{i}"), MsgEvent::Binary(vec![0; 10]));
+        assert!(
+            rooms.history_rooms() <= 12,
+            "{} rooms",
+            rooms.history_rooms()
+        );
+    }
+    // The lobby kept its head for its member: the next message follows on, no gap.
+    publish(&rooms, 2..=2);
+    expect_messages(&mut seen, 3, 2..=2).await;
+    assert!(seen.try_recv().is_err(), "no gap");
+    server.stop().await;
+}

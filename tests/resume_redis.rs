@@ -468,3 +468,44 @@ async fn rooms_dropped_while_redis_is_down_stop_retrying() {
         .await
         .expect("the rooms and their hook were dropped, retries and all");
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server: ./build.sh redis_test"]
+async fn a_node_forgets_rooms_nobody_there_needs() {
+    let port = free_port();
+    let _redis = start_redis(port).await;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    let addr = free_addr().await;
+    let limits = HistoryLimits {
+        max_total_bytes: 100,
+        ..HistoryLimits::default()
+    };
+    let rooms = RedisRooms::connect(&redis, "t8", limits).await.unwrap();
+    let sockets = WebSockets::new();
+    sockets.on_upgrade(|pending| {
+        Rooms::select(pending);
+    });
+    let serving = rooms.clone();
+    let server = common::Server::start(addr, sockets, move |_| {
+        let ws = WebSocket::new();
+        serving.attach(&ws, |_, _| {});
+        Some(ws)
+    })
+    .await;
+    let (_client, mut seen) = client(&url(addr), "last", None).await;
+    until(10, "the member", || rooms.members("last") == 1).await;
+    for i in 0..2_000 {
+        rooms
+            .publish(&format!("@{i}"), MsgEvent::Binary(vec![0; 10]))
+            .unwrap();
+    }
+    rooms.publish("last", MsgEvent::Text("m1".into())).unwrap();
+    // The node heard every room's message before this one (one channel, in order).
+    expect(&mut seen, 1..=1).await;
+    assert!(
+        rooms.history_rooms() <= 12,
+        "{} rooms held",
+        rooms.history_rooms()
+    );
+    server.stop().await;
+}

@@ -73,6 +73,8 @@ struct Log {
     bytes: usize,
     /// Why the message just before the first kept one went.
     evicted: Option<GapReason>,
+    /// In [`History::emptied`] (once, however often it empties).
+    listed: bool,
 }
 
 impl Log {
@@ -83,6 +85,7 @@ impl Log {
             entries: VecDeque::new(),
             bytes: 0,
             evicted: None,
+            listed: false,
         }
     }
 
@@ -127,6 +130,22 @@ pub struct History {
     order: VecDeque<(Arc<str>, u64)>,
     stale: usize,
     total_bytes: usize,
+    /// Rooms left with no kept message since [`History::forget_emptied`] last ran.
+    emptied: Vec<Arc<str>>,
+    /// The epoch a room made now starts, by a hash of its name (empty until a room is
+    /// forgotten: then all `epoch`): a room forgotten and made again must not give its
+    /// offsets again in an epoch a client may hold.
+    epochs: Vec<u64>,
+}
+
+/// Buckets of room names for the epochs of rooms made again (32 KiB once any is).
+const EPOCH_BUCKETS: usize = 4096;
+
+fn bucket(room: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    room.hash(&mut hasher);
+    (hasher.finish() % EPOCH_BUCKETS as u64) as usize
 }
 
 impl History {
@@ -145,6 +164,8 @@ impl History {
             order: VecDeque::new(),
             stale: 0,
             total_bytes: 0,
+            emptied: Vec::new(),
+            epochs: Vec::new(),
         }
     }
 
@@ -170,7 +191,8 @@ impl History {
         self.total_bytes
     }
 
-    /// The position of `room`'s last message (offset 0 if it has none).
+    /// The position of `room`'s last message (offset 0 if it has none): for a room not
+    /// kept, the epoch it starts when its first message comes.
     ///
     /// ```
     /// let history = unisock::resume::History::new(1, Default::default());
@@ -184,9 +206,17 @@ impl History {
                 offset: log.head,
             },
             None => Position {
-                epoch: self.epoch,
+                epoch: self.new_epoch(room),
                 offset: 0,
             },
+        }
+    }
+
+    /// The epoch `room` starts if made now.
+    fn new_epoch(&self, room: &str) -> u64 {
+        match self.epochs.is_empty() {
+            true => self.epoch,
+            false => self.epochs[bucket(room)],
         }
     }
 
@@ -277,10 +307,13 @@ impl History {
         if let Some(log) = self.rooms.get_mut(room) {
             self.total_bytes -= log.bytes;
             self.stale += log.entries.len();
+            let listed = log.listed;
             *log = Log::new(head.epoch);
             log.head = head.offset;
             log.evicted = Some(GapReason::Trimmed);
+            log.listed = listed;
         }
+        self.list_if_empty(room);
     }
 
     /// The message kept at `at`, if it is.
@@ -298,18 +331,98 @@ impl History {
         log.entries.get(index).map(|e| e.payload.clone())
     }
 
-    /// Forgets `room` (its copy here can no longer be trusted to be complete).
+    /// Forgets `room`, head and all (its copy here can no longer be trusted to be
+    /// complete, or nobody needs it). Made again, the room starts another epoch, so a
+    /// client holding a position in this one is told of a gap rather than given offsets
+    /// it already had.
     ///
     /// ```
     /// let mut history = unisock::resume::History::new(1, Default::default());
-    /// history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
+    /// let at = history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
     /// history.forget("r");
     /// assert_eq!(history.bytes(), 0);
+    /// assert_ne!(history.head("r").epoch, at.epoch);
     /// ```
     pub fn forget(&mut self, room: &str) {
         if let Some(log) = self.rooms.remove(room) {
             self.total_bytes -= log.bytes;
             self.stale += log.entries.len();
+            if self.epochs.is_empty() {
+                self.epochs = vec![self.epoch; EPOCH_BUCKETS];
+            }
+            let next = &mut self.epochs[bucket(room)];
+            *next = (*next).max(log.epoch) + 1;
+        }
+    }
+
+    /// Forgets each room left with no kept message (its messages trimmed or expired)
+    /// since the last call, unless `keep` says it is still needed (e.g. it has members,
+    /// which must go on from its head). Rooms kept are not asked about again until they
+    /// empty again; [`forget_if_empty`](History::forget_if_empty) is for when their last
+    /// member leaves. So the history holds no room that is empty and unneeded for long.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use unisock::resume::{History, HistoryLimits};
+    /// let limits = HistoryLimits { max_age: Duration::from_secs(1), ..Default::default() };
+    /// let mut history = History::new(1, limits);
+    /// history.append("old", unisock::MsgEvent::Text("x".into()), Duration::ZERO);
+    /// history.append("new", unisock::MsgEvent::Text("y".into()), Duration::from_secs(5));
+    /// history.forget_emptied(|_| false); // "old" expired
+    /// assert_eq!(history.rooms(), 1);
+    /// ```
+    pub fn forget_emptied(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        for room in std::mem::take(&mut self.emptied) {
+            let Some(log) = self.rooms.get_mut(&room) else {
+                continue;
+            };
+            log.listed = false;
+            if log.entries.is_empty() && !keep(&room) {
+                self.forget(&room);
+            }
+        }
+    }
+
+    /// Forgets `room` if it keeps no message; whether it did.
+    ///
+    /// ```
+    /// let mut history = unisock::resume::History::new(1, Default::default());
+    /// history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
+    /// assert!(!history.forget_if_empty("r"));
+    /// ```
+    pub fn forget_if_empty(&mut self, room: &str) -> bool {
+        let empty = self
+            .rooms
+            .get(room)
+            .is_some_and(|log| log.entries.is_empty());
+        if empty {
+            self.forget(room);
+        }
+        empty
+    }
+
+    /// How many rooms the history holds (with messages, or a head to go on from).
+    ///
+    /// ```
+    /// let mut history = unisock::resume::History::new(1, Default::default());
+    /// history.append("r", unisock::MsgEvent::Text("x".into()), Default::default());
+    /// assert_eq!(history.rooms(), 1);
+    /// ```
+    #[must_use]
+    pub fn rooms(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Lists `room` for [`forget_emptied`](History::forget_emptied) if it keeps nothing.
+    fn list_if_empty(&mut self, room: &str) {
+        if let Some((name, log)) = self.rooms.get_key_value(room) {
+            if log.entries.is_empty() && !log.listed {
+                let name = name.clone();
+                self.emptied.push(name);
+                if let Some(log) = self.rooms.get_mut(room) {
+                    log.listed = true;
+                }
+            }
         }
     }
 
@@ -319,7 +432,8 @@ impl History {
             Some((name, _)) => name.clone(),
             None => {
                 let name: Arc<str> = room.into();
-                self.rooms.insert(name.clone(), Log::new(self.epoch));
+                let epoch = self.new_epoch(room);
+                self.rooms.insert(name.clone(), Log::new(epoch));
                 name
             }
         }
@@ -347,6 +461,7 @@ impl History {
             self.stale += 1;
         }
         self.total_bytes = self.total_bytes + len - freed;
+        self.list_if_empty(&name);
         self.order.push_back((name, at.offset));
         if self.stale > self.order.len() / 2 {
             self.compact();
@@ -440,6 +555,7 @@ impl History {
         match self.rooms.get_mut(&room) {
             Some(log) if log.entries.front().is_some_and(|e| e.offset == offset) => {
                 self.total_bytes -= log.pop_front(reason);
+                self.list_if_empty(&room);
             }
             // Already gone: its room's own bounds dropped it.
             _ => self.stale = self.stale.saturating_sub(1),
@@ -636,5 +752,84 @@ mod tests {
         );
         assert_eq!(unknown.gap, Some((GapReason::NewEpoch, h.at(0))));
         assert!(unknown.messages.is_empty());
+    }
+
+    #[test]
+    fn a_room_made_again_starts_another_epoch() {
+        let mut h = History::new(2, HistoryLimits::default());
+        h.append("r", text("a"), T0);
+        let old = h.append("r", text("b"), T0);
+        h.forget("r");
+        let unknown = h.head("r");
+        assert_eq!(unknown.offset, 0);
+        assert_ne!(unknown.epoch, old.epoch);
+        // It is made in the epoch its head promised, which joins were answered with.
+        let again = h.append("r", text("c"), T0);
+        assert_eq!((again.epoch, again.offset), (unknown.epoch, 1));
+        // A client from the room's first life is told, not handed offset 1 as had.
+        let replay = h.replay("r", Some(old), T0);
+        assert_eq!(replay.gap.map(|(r, _)| r), Some(GapReason::NewEpoch));
+        assert_eq!(offsets(&replay), [1]);
+        // And a third life differs from both.
+        h.forget("r");
+        let third = h.append("r", text("d"), T0);
+        assert!(third.epoch != again.epoch && third.epoch != old.epoch);
+        // Another room keeps the history's epoch unless its bucket was bumped.
+        let other = (0..)
+            .map(|i| format!("o{i}"))
+            .find(|o| bucket(o) != bucket("r"))
+            .unwrap();
+        assert_eq!(h.append(&other, text("e"), T0).epoch, 2);
+    }
+
+    #[test]
+    fn rooms_left_empty_and_unneeded_are_forgotten() {
+        // Each room gets one message, as a client's inbox might; the global cap drops the
+        // oldest, and an emptied room with nobody in it goes with it.
+        let limits = HistoryLimits {
+            max_total_bytes: 100,
+            ..HistoryLimits::default()
+        };
+        let mut h = History::new(1, limits);
+        for i in 0..10_000 {
+            h.append(&format!("@{i}"), MsgEvent::Binary(vec![0; 10]), T0);
+            h.forget_emptied(|_| false);
+            assert!(h.rooms() <= 10, "{} rooms held", h.rooms());
+        }
+        assert_eq!(h.rooms.len(), 10);
+        assert!(h.emptied.is_empty());
+    }
+
+    #[test]
+    fn a_needed_room_keeps_its_head_until_it_is_not() {
+        let limits = HistoryLimits {
+            max_age: Duration::from_secs(1),
+            ..HistoryLimits::default()
+        };
+        let mut h = History::new(1, limits);
+        let last = h.append("lobby", text("a"), T0);
+        h.append("other", text("b"), Duration::from_secs(5)); // "lobby" expired
+        h.forget_emptied(|room| room == "lobby"); // it still has members
+        assert_eq!(h.head("lobby"), last);
+        h.forget_emptied(|_| false); // not asked again until it empties again
+        assert_eq!(h.head("lobby"), last);
+        assert!(!h.forget_if_empty("other"));
+        assert!(h.forget_if_empty("lobby")); // its last member left
+        assert_ne!(h.head("lobby").epoch, last.epoch);
+        assert_eq!(h.rooms(), 1);
+    }
+
+    #[test]
+    fn a_room_restarted_empty_is_listed() {
+        let mut copy = History::new(0, HistoryLimits::default());
+        copy.start(
+            "r",
+            Position {
+                epoch: 4,
+                offset: 9,
+            },
+        );
+        copy.forget_emptied(|_| false);
+        assert_eq!(copy.rooms(), 0);
     }
 }

@@ -148,6 +148,40 @@ struct State {
     rooms: HashMap<String, Room>,
 }
 
+impl Room {
+    /// A join or a read waits on it, or live messages wait for a read.
+    fn busy(&self) -> bool {
+        !self.waiting.is_empty() || self.reading || !self.held.is_empty()
+    }
+}
+
+impl State {
+    /// Forgets the rooms this node no longer needs: nothing left in the copy, no members,
+    /// nothing waiting. A later join reads Redis; a later live message is followed from
+    /// itself.
+    fn forget_unneeded(&mut self) {
+        let State {
+            copy,
+            members,
+            rooms,
+        } = self;
+        copy.forget_emptied(|room| {
+            let needed = members.count(room) > 0 || rooms.get(room).is_some_and(Room::busy);
+            if !needed {
+                rooms.remove(room);
+            }
+            needed
+        });
+    }
+
+    /// After `room`'s last member left: forgets it if nothing else needs it.
+    fn left(&mut self, room: &str) {
+        if !self.rooms.get(room).is_some_and(Room::busy) && self.copy.forget_if_empty(room) {
+            self.rooms.remove(room);
+        }
+    }
+}
+
 struct Inner {
     state: Mutex<State>,
     /// Time zero of the copy's clock.
@@ -336,7 +370,10 @@ impl RedisRooms {
     /// # }
     /// ```
     pub fn detach(&self, ws: &WebSocket) {
-        self.state().members.detach(ws.id());
+        let mut state = self.state();
+        for room in state.members.detach(ws.id()) {
+            state.left(&room);
+        }
     }
 
     /// Queues `msg` for `room`: published in the order queued, from this node, once Redis
@@ -411,6 +448,20 @@ impl RedisRooms {
         self.state().copy.bytes()
     }
 
+    /// How many rooms this node's copy of the history holds. A room goes once its
+    /// messages all went from the copy and no socket here is in it or waits on it (its
+    /// history stays in Redis).
+    ///
+    /// ```no_run
+    /// # fn run(rooms: unisock::resume::RedisRooms) {
+    /// println!("{} rooms", rooms.history_rooms());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn history_rooms(&self) -> usize {
+        self.state().copy.rooms()
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.inner.state()
     }
@@ -421,6 +472,7 @@ impl RedisRooms {
         }
         let now = self.inner.origin.elapsed();
         let mut state = self.state();
+        state.forget_unneeded();
         let followed = state
             .rooms
             .get(room)
@@ -461,7 +513,10 @@ impl Serve for RedisRooms {
     }
 
     fn leave(&self, ws: &WebSocket, room: &str) {
-        self.state().members.remove(ws.id(), room);
+        let mut state = self.state();
+        if state.members.remove(ws.id(), room) {
+            state.left(room);
+        }
     }
 }
 
@@ -565,6 +620,7 @@ impl Inner {
     fn read_done(self: &Arc<Self>, room: &str, read: HistoryRead) {
         let now = self.origin.elapsed();
         let mut state = self.state();
+        state.forget_unneeded();
         let State {
             copy,
             members,
@@ -683,6 +739,7 @@ impl Inner {
         let now = self.origin.elapsed();
         let payload = Arc::new(payload);
         let mut state = self.state();
+        state.forget_unneeded();
         let State {
             copy,
             members,

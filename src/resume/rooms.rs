@@ -25,6 +25,15 @@ struct State {
     members: Members,
 }
 
+impl State {
+    /// Forgets the rooms whose messages all went and that have no members: a client
+    /// resuming one later is told of a new epoch, as it would be told of expired messages.
+    fn forget_unneeded(&mut self) {
+        let State { history, members } = self;
+        history.forget_emptied(|room| members.count(room) > 0);
+    }
+}
+
 /// What [`Rooms::on_join`] calls: the socket and the room it joined.
 pub(super) type JoinHook = Arc<dyn Fn(&WebSocket, &str) + Send + Sync>;
 
@@ -176,7 +185,10 @@ impl Rooms {
     /// rooms.detach(&unisock::WebSocket::new());
     /// ```
     pub fn detach(&self, ws: &WebSocket) {
-        self.state().members.detach(ws.id());
+        let mut state = self.state();
+        for room in state.members.detach(ws.id()) {
+            state.history.forget_if_empty(&room);
+        }
     }
 
     /// Gives `msg` the next position in `room`, keeps it in the history and sends it to
@@ -195,6 +207,7 @@ impl Rooms {
         let at = state.history.append(room, payload.clone(), now);
         let frame = Frame::message(room, at, &payload);
         state.members.send_all(room, std::slice::from_ref(&frame));
+        state.forget_unneeded();
         at
     }
 
@@ -244,6 +257,20 @@ impl Rooms {
         self.state().history.bytes()
     }
 
+    /// How many rooms the history holds. A room goes once its messages all went (trimmed
+    /// or expired) and no socket is in it: a client resuming it later is told of a new
+    /// epoch. So rooms made per client (inboxes) do not pile up.
+    ///
+    /// ```
+    /// let rooms = unisock::resume::Rooms::new(Default::default());
+    /// rooms.publish("lobby", unisock::MsgEvent::Text("hi".into()));
+    /// assert_eq!(rooms.history_rooms(), 1);
+    /// ```
+    #[must_use]
+    pub fn history_rooms(&self) -> usize {
+        self.state().history.rooms()
+    }
+
     fn join(&self, ws: &WebSocket, room: &str, since: Option<Position>) {
         if room == NEW_INBOX {
             return self.join(ws, &new_inbox_name(), None);
@@ -260,9 +287,13 @@ impl Rooms {
                 .map(|(at, payload)| Frame::message(room, *at, payload)),
         );
         // A socket that is gone, or was closed for being too slow, resumes on reconnecting.
-        if frames.iter().all(|frame| send(ws, frame)) {
+        let joined = frames.iter().all(|frame| send(ws, frame));
+        if joined {
             state.members.add(ws, room);
-            drop(state);
+        }
+        state.forget_unneeded();
+        drop(state);
+        if joined {
             call(&self.inner.on_join, ws, room);
         }
     }
@@ -327,11 +358,14 @@ impl Members {
             .insert(room);
     }
 
-    pub(super) fn remove(&mut self, id: &str, room: &str) {
+    /// Takes socket `id` out of `room`; whether that left the room without members.
+    pub(super) fn remove(&mut self, id: &str, room: &str) -> bool {
+        let mut left_empty = false;
         if let Some(sockets) = self.by_room.get_mut(room) {
             sockets.remove(id);
             if sockets.is_empty() {
                 self.by_room.remove(room);
+                left_empty = true;
             }
         }
         if let Some(rooms) = self.by_socket.get_mut(id) {
@@ -340,19 +374,24 @@ impl Members {
                 self.by_socket.remove(id);
             }
         }
+        left_empty
     }
 
-    pub(super) fn detach(&mut self, id: &str) {
+    /// Takes socket `id` out of every room; the rooms that left without members.
+    pub(super) fn detach(&mut self, id: &str) -> Vec<Arc<str>> {
         self.inboxes.remove(id);
         let rooms = self.by_socket.remove(id).unwrap_or_default();
+        let mut left_empty = Vec::new();
         for room in rooms {
             if let Some(sockets) = self.by_room.get_mut(&room) {
                 sockets.remove(id);
                 if sockets.is_empty() {
                     self.by_room.remove(&room);
+                    left_empty.push(room);
                 }
             }
         }
+        left_empty
     }
 
     pub(super) fn count(&self, room: &str) -> usize {
@@ -440,7 +479,10 @@ impl Serve for Rooms {
     }
 
     fn leave(&self, ws: &WebSocket, room: &str) {
-        self.state().members.remove(ws.id(), room);
+        let mut state = self.state();
+        if state.members.remove(ws.id(), room) {
+            state.history.forget_if_empty(room);
+        }
     }
 }
 
