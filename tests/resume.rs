@@ -371,3 +371,26 @@ async fn rooms_nobody_needs_go_and_a_quiet_room_s_members_miss_nothing() {
     assert!(seen.try_recv().is_err(), "no gap");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_closed_socket_leaves_its_rooms_by_itself() {
+    let addr = free_addr().await;
+    let rooms = Rooms::with_epoch(3, HistoryLimits::default());
+    let (app, _) = mpsc::unbounded_channel();
+    let server = Server::start(addr, &rooms, app).await;
+    let ws = WebSocket::new();
+    let client = RoomClient::new(&ws);
+    client.join("lobby").unwrap();
+    ws.open(&format!("ws://{addr}/"), &[SUBPROTOCOL])
+        .await
+        .unwrap();
+    let reader = ws.clone();
+    tokio::spawn(async move { reader.read().await });
+    until_members(&rooms, 1).await;
+    // The client goes for good; nothing is published to the lobby and nobody calls
+    // `detach`: the server's socket closes and takes itself out of its rooms.
+    ws.close(1000, "bye").unwrap();
+    assert_eq!(with_timeout(ws.closed()).await.code, 1000);
+    until_members(&rooms, 0).await;
+    server.stop().await;
+}

@@ -42,8 +42,8 @@ use crate::{Error, MsgEvent, Result, WebSocket};
 use super::history::{History, HistoryLimits};
 use super::merge::{Handover, HistoryRead};
 use super::rooms::{
-    attach, call, new_inbox_name, opening, random_id, send, set_hook, unix_millis, JoinHook,
-    Members, Serve,
+    attach, call, new_inbox_name, opening, random_id, send, set_hook, unix_millis, Departed,
+    JoinHook, Members, Serve,
 };
 use super::tracker::NEW_INBOX;
 use super::wire::Frame;
@@ -174,6 +174,13 @@ impl State {
         });
     }
 
+    /// Takes socket `id` out of its rooms, forgetting those left empty and unneeded.
+    fn detach(&mut self, id: &str) {
+        for room in self.members.detach(id) {
+            self.left(&room);
+        }
+    }
+
     /// After `room`'s last member left: forgets it if nothing else needs it.
     fn left(&mut self, room: &str) {
         if !self.rooms.get(room).is_some_and(Room::busy) && self.copy.forget_if_empty(room) {
@@ -184,6 +191,7 @@ impl State {
 
 struct Inner {
     state: Mutex<State>,
+    departed: Departed,
     /// Time zero of the copy's clock.
     origin: Instant,
     conn: ConnectionManager,
@@ -269,6 +277,7 @@ impl RedisRooms {
                     members: Members::default(),
                     rooms: HashMap::new(),
                 }),
+                departed: Departed::default(),
                 origin: Instant::now(),
                 conn,
                 prefix: prefix.to_string(),
@@ -362,7 +371,8 @@ impl RedisRooms {
         set_hook(&self.inner.on_join, f);
     }
 
-    /// Removes `ws` from every room.
+    /// Removes `ws` from every room now (an attached socket leaves them by itself once it
+    /// has closed).
     ///
     /// ```no_run
     /// # fn run(rooms: unisock::resume::RedisRooms, ws: unisock::WebSocket) {
@@ -370,10 +380,7 @@ impl RedisRooms {
     /// # }
     /// ```
     pub fn detach(&self, ws: &WebSocket) {
-        let mut state = self.state();
-        for room in state.members.detach(ws.id()) {
-            state.left(&room);
-        }
+        self.state().detach(ws.id());
     }
 
     /// Queues `msg` for `room`: published in the order queued, from this node, once Redis
@@ -518,12 +525,21 @@ impl Serve for RedisRooms {
             state.left(room);
         }
     }
+
+    fn departed(&self) -> &Departed {
+        &self.inner.departed
+    }
 }
 
 impl Inner {
+    /// The state, with the sockets closed since the last look taken out of their rooms.
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing that can panic runs under this lock: sends only queue.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in self.departed.take() {
+            state.detach(&id);
+        }
+        state
     }
 
     fn report(&self, e: &Error) {

@@ -5,6 +5,7 @@
 //! nothing between them lost or doubled.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +27,13 @@ struct State {
 }
 
 impl State {
+    /// Takes socket `id` out of its rooms, forgetting those left empty and unneeded.
+    fn detach(&mut self, id: &str) {
+        for room in self.members.detach(id) {
+            self.history.forget_if_empty(&room);
+        }
+    }
+
     /// Forgets the rooms whose messages all went and that have no members: a client
     /// resuming one later is told of a new epoch, as it would be told of expired messages.
     fn forget_unneeded(&mut self) {
@@ -39,6 +47,7 @@ pub(super) type JoinHook = Arc<dyn Fn(&WebSocket, &str) + Send + Sync>;
 
 struct Inner {
     state: Mutex<State>,
+    departed: Departed,
     on_join: Mutex<Option<JoinHook>>,
     /// Time zero of the history's clock.
     origin: Instant,
@@ -112,6 +121,7 @@ impl Rooms {
                     history: History::new(epoch, limits),
                     members: Members::default(),
                 }),
+                departed: Departed::default(),
                 origin: Instant::now(),
                 on_join: Mutex::new(None),
             }),
@@ -151,7 +161,8 @@ impl Rooms {
     /// frames, and what its client sends with [`RoomClient::send`](super::RoomClient::send)
     /// reaches `on_message`; a frame that is not `unisock.v1` closes it with 1008. Any
     /// other socket keeps its plain messages: each reaches `on_message` as it came.
-    /// This sets the socket's `on_message` handler.
+    /// This sets the socket's `on_message` handler. The socket leaves its rooms once it
+    /// has closed for good (or when that handler is replaced).
     ///
     /// ```
     /// let rooms = unisock::resume::Rooms::new(Default::default());
@@ -177,18 +188,15 @@ impl Rooms {
         set_hook(&self.inner.on_join, f);
     }
 
-    /// Removes `ws` from every room (call it when the socket has closed; sockets found
-    /// closed by a publish are removed then).
+    /// Removes `ws` from every room now (an attached socket leaves them by itself once it
+    /// has closed).
     ///
     /// ```
     /// let rooms = unisock::resume::Rooms::new(Default::default());
     /// rooms.detach(&unisock::WebSocket::new());
     /// ```
     pub fn detach(&self, ws: &WebSocket) {
-        let mut state = self.state();
-        for room in state.members.detach(ws.id()) {
-            state.history.forget_if_empty(&room);
-        }
+        self.state().detach(ws.id());
     }
 
     /// Gives `msg` the next position in `room`, keeps it in the history and sends it to
@@ -298,12 +306,18 @@ impl Rooms {
         }
     }
 
+    /// The state, with the sockets closed since the last look taken out of their rooms.
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing that can panic runs under this lock: sends only queue.
-        self.inner
+        let mut state = self
+            .inner
             .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in self.inner.departed.take() {
+            state.detach(&id);
+        }
+        state
     }
 }
 
@@ -471,6 +485,54 @@ pub(super) fn opening(
 pub(super) trait Serve: Clone + Send + Sync + 'static {
     fn join(&self, ws: &WebSocket, room: &str, since: Option<Position>);
     fn leave(&self, ws: &WebSocket, room: &str);
+    /// Where attached sockets that closed are told.
+    fn departed(&self) -> &Departed;
+}
+
+/// The ids of attached sockets that closed for good since the rooms last looked, taken
+/// out of their rooms by the next call that locks the rooms' state. A socket's handlers
+/// are dropped when it closes, and with them the [`Departure`] that reports it here:
+/// reported from wherever the close happens, so this lock is only ever held alone.
+#[derive(Default)]
+pub(super) struct Departed {
+    any: AtomicBool,
+    ids: Mutex<Vec<String>>,
+}
+
+impl Departed {
+    fn push(&self, id: String) {
+        self.ids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id);
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// The ids reported since the last call (no lock taken when there are none).
+    pub(super) fn take(&self) -> Vec<String> {
+        if !self.any.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(
+            &mut *self
+                .ids
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Held by an attached socket's message handler: reports the socket to its rooms when the
+/// handler is dropped (the socket closed for good, or the handler was replaced).
+struct Departure<S: Serve> {
+    rooms: S,
+    id: String,
+}
+
+impl<S: Serve> Drop for Departure<S> {
+    fn drop(&mut self) {
+        self.rooms.departed().push(std::mem::take(&mut self.id));
+    }
 }
 
 impl Serve for Rooms {
@@ -484,6 +546,10 @@ impl Serve for Rooms {
             state.history.forget_if_empty(room);
         }
     }
+
+    fn departed(&self) -> &Departed {
+        &self.inner.departed
+    }
 }
 
 /// Serves the rooms' frames on `ws`: joins and leaves go to `rooms`, application
@@ -494,7 +560,12 @@ pub(super) fn attach(
     on_message: impl Fn(&WebSocket, MsgEvent) + Send + Sync + 'static,
 ) {
     let (rooms, socket) = (rooms.clone(), ws.clone());
+    let departure = Departure {
+        rooms: rooms.clone(),
+        id: ws.id().to_string(),
+    };
     ws.on_message(move |msg| {
+        let _ = &departure; // dropped with the handler
         if socket.protocol() != SUBPROTOCOL {
             return on_message(&socket, msg);
         }
