@@ -3,9 +3,11 @@
 //! ended.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -54,8 +56,11 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
     // Whether a message has begun and is not complete: the session times it.
     let mut in_message = false;
     let mut last_received = now();
-    // Kept across rounds: a round then registers no timer and no waiter (see `alarm`).
-    let mut timer = std::pin::pin!(unarmed());
+    // Kept across rounds: a round then registers no timer and no waiter (see `Alarm`).
+    let mut alarm = Alarm {
+        timer: std::pin::pin!(unarmed()),
+        waker: None,
+    };
     // The waker the wake-up signal holds for this task.
     let mut stored = None;
     while next == Next::Continue {
@@ -115,7 +120,22 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
             lock(&shared.session).closing(now());
             due = session_due(sock);
         }
+        // In this order, not at random (which costs a random number per round): the wake-up
+        // and the timer, cheap to poll while pending, cannot be starved by a busy peer.
         tokio::select! {
+            biased;
+            () = std::future::poll_fn(|cx| shared.handoff.wake_reader.poll(cx, &mut stored)) => {
+                due = session_due(sock);
+            }
+            () = std::future::poll_fn(|cx| alarm.poll_due(cx, due)) => {
+                {
+                    let mut session = lock(&shared.session);
+                    session.received(last_received);
+                    session.handle_timeout(now());
+                }
+                next = run_actions(sock, &mut ended);
+                due = session_due(sock);
+            }
             read = read_some(&mut reader.rd, size.len(), &mut direct), if !paused => match read {
                 Ok(Input::Buffer(read)) if read.bytes().is_empty() => {
                     ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
@@ -146,18 +166,6 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
                     next = Next::Stop;
                 }
             },
-            () = std::future::poll_fn(|cx| shared.handoff.wake_reader.poll(cx, &mut stored)) => {
-                due = session_due(sock);
-            }
-            () = alarm(timer.as_mut(), due) => {
-                {
-                    let mut session = lock(&shared.session);
-                    session.received(last_received);
-                    session.handle_timeout(now());
-                }
-                next = run_actions(sock, &mut ended);
-                due = session_due(sock);
-            }
         }
         // A direct read that did not complete (another branch won, the peer left) hands
         // the message back unchanged.
@@ -256,28 +264,47 @@ fn unarmed() -> Sleep {
     tokio::time::sleep_until(Instant::now() + FAR)
 }
 
-/// Completes once `due` has passed (never when there is none), with the read loop's one
-/// timer, kept across rounds, for the earliest of its deadlines (closing handshake,
-/// keep-alive, read timeout).
-///
-/// Most rounds move a deadline later (every read restarts the keep-alive and read-timeout
-/// clocks), and moving a registered timer, or registering a new one each round, costs a
-/// trip through the runtime's timer wheel per message. The timer instead stays armed where
-/// it is when the deadline moves later; when it goes off early it is re-armed for the
-/// deadline of that moment. It is moved at once only when the deadline comes nearer.
-async fn alarm(mut timer: Pin<&mut Sleep>, due: Option<Instant>) {
-    let Some(due) = due else {
-        return std::future::pending().await;
-    };
-    loop {
-        if timer.deadline() > due {
-            timer.as_mut().reset(due);
+/// The read loop's one timer, kept across rounds, for the earliest of its deadlines
+/// (closing handshake, keep-alive, read timeout), and the waker it was last polled with.
+struct Alarm<'a> {
+    timer: Pin<&'a mut Sleep>,
+    /// Set while the timer is registered with this waker at its current deadline.
+    waker: Option<Waker>,
+}
+
+impl Alarm<'_> {
+    /// Ready once `due` has passed (never when there is none).
+    ///
+    /// Most rounds move a deadline later (every read restarts the keep-alive and
+    /// read-timeout clocks), and moving a registered timer, or registering a new one each
+    /// round, costs a trip through the runtime's timer wheel per message. The timer instead
+    /// stays armed where it is when the deadline moves later; when it goes off early it is
+    /// re-armed for the deadline of that moment. It is moved at once only when the deadline
+    /// comes nearer. While it is registered with this task's waker and has not gone off, it
+    /// is not polled again: it will wake the task.
+    fn poll_due(&mut self, cx: &mut Context<'_>, due: Option<Instant>) -> Poll<()> {
+        let Some(due) = due else {
+            return Poll::Pending;
+        };
+        loop {
+            if self.timer.deadline() > due {
+                self.timer.as_mut().reset(due);
+                self.waker = None;
+            }
+            let registered = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            if registered && !self.timer.is_elapsed() {
+                return Poll::Pending;
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                self.waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            self.waker = None;
+            if Instant::now() >= due {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(due);
         }
-        timer.as_mut().await;
-        if Instant::now() >= due {
-            return;
-        }
-        timer.as_mut().reset(due);
     }
 }
 
