@@ -31,9 +31,17 @@ struct Node {
 
 impl Node {
     async fn start(addr: SocketAddr, redis: &str, prefix: &str) -> Node {
-        let rooms = RedisRooms::connect(redis, prefix, HistoryLimits::default())
-            .await
-            .unwrap();
+        Node::start_with(addr, redis, prefix, HistoryLimits::default()).await
+    }
+
+    /// As [`Node::start`], with history `limits`.
+    async fn start_with(
+        addr: SocketAddr,
+        redis: &str,
+        prefix: &str,
+        limits: HistoryLimits,
+    ) -> Node {
+        let rooms = RedisRooms::connect(redis, prefix, limits).await.unwrap();
         let sockets = WebSockets::new();
         sockets.on_upgrade(|pending| {
             Rooms::select(pending);
@@ -480,26 +488,16 @@ async fn a_node_forgets_rooms_nobody_there_needs() {
         max_total_bytes: 100,
         ..HistoryLimits::default()
     };
-    let rooms = RedisRooms::connect(&redis, "t8", limits).await.unwrap();
-    let sockets = WebSockets::new();
-    sockets.on_upgrade(|pending| {
-        Rooms::select(pending);
-    });
-    let serving = rooms.clone();
-    let server = common::Server::start(addr, sockets, move |_| {
-        let ws = WebSocket::new();
-        serving.attach(&ws, |_, _| {});
-        Some(ws)
-    })
-    .await;
+    let node = Node::start_with(addr, &redis, "t8", limits).await;
+    let rooms = &node.rooms;
     let (_client, mut seen) = client(&url(addr), "last", None).await;
-    until(10, "the member", || rooms.members("last") == 1).await;
+    node.until_members("last", 1).await;
     for i in 0..2_000 {
         rooms
             .publish(&format!("@{i}"), MsgEvent::Binary(vec![0; 10]))
             .unwrap();
     }
-    rooms.publish("last", MsgEvent::Text("m1".into())).unwrap();
+    node.publish("last", 1..=1);
     // The node heard every room's message before this one (one channel, in order).
     expect(&mut seen, 1..=1).await;
     assert!(
@@ -507,5 +505,5 @@ async fn a_node_forgets_rooms_nobody_there_needs() {
         "{} rooms held",
         rooms.history_rooms()
     );
-    server.stop().await;
+    node.stop().await;
 }
