@@ -60,10 +60,10 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let chat = match &args.unix {
-        None => Chat::connect(ws, &args.url, print).await,
+        None => Chat::connect(ws, &args.url, &[], print).await,
         Some(path) => {
             let (path, url) = (path.clone(), args.url.clone());
-            Chat::connect_with(ws, &args.url, print, |ws| async move {
+            Chat::connect_with(ws, &args.url, &[], print, |ws| async move {
                 let unix = tokio::net::UnixStream::connect(&path).await.map_err(|e| {
                     unisock::Error::Io(std::io::Error::new(e.kind(), format!("{path}: {e}")))
                 })?;

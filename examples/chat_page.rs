@@ -10,6 +10,7 @@
 mod client;
 
 use client::{Chat, ChatEvent};
+use unisock::resume::Position;
 use wasm_bindgen::prelude::*;
 use web_sys::{Document, HtmlInputElement};
 
@@ -70,6 +71,47 @@ fn wire_form(chat: Chat) {
     }
 }
 
+/// Where the page keeps its rooms' positions across a reload: the tab's session storage.
+const SAVED: &str = "unisock-chat-positions";
+
+/// The positions an earlier page of this tab saved (`ROOM EPOCH OFFSET` lines).
+fn saved_positions() -> Vec<(String, Position)> {
+    let storage = web_sys::window().and_then(|w| w.session_storage().ok().flatten());
+    let Some(Ok(Some(text))) = storage.map(|s| s.get_item(SAVED)) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split(' ');
+            let room = words.next()?.to_string();
+            let epoch = words.next()?.parse().ok()?;
+            let offset = words.next()?.parse().ok()?;
+            Some((room, Position { epoch, offset }))
+        })
+        .collect()
+}
+
+/// Saves the chat's positions when the page goes (a reload, another page), so the next
+/// page of this tab goes on from them.
+fn save_on_pagehide(chat: Chat) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let on_hide = Closure::<dyn FnMut()>::new(move || {
+        let text: String = chat
+            .positions()
+            .iter()
+            .map(|(room, at)| format!("{room} {} {}\n", at.epoch, at.offset))
+            .collect();
+        if let Some(storage) = web_sys::window().and_then(|w| w.session_storage().ok().flatten()) {
+            let _ = storage.set_item(SAVED, &text);
+        }
+    });
+    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
+    // The page's own listener: it lives as long as the page.
+    on_hide.forget();
+}
+
 /// Entry point, called by `www/index.html`.
 #[wasm_bindgen(start)]
 pub fn start() {
@@ -84,8 +126,10 @@ pub fn start() {
         // that wants a token (`chat_server --token`) takes it as `?token=`.
         let query = location.and_then(|l| l.search().ok()).unwrap_or_default();
         let url = format!("{}://{host}/ws{query}", if secure { "wss" } else { "ws" });
-        if let Ok(chat) = Chat::connect(unisock::WebSocket::new(), &url, render).await {
+        let saved = saved_positions();
+        if let Ok(chat) = Chat::connect(unisock::WebSocket::new(), &url, &saved, render).await {
             chat.run().await; // returns at once in the browser; the page's events drive it
+            save_on_pagehide(chat.clone());
             wire_form(chat);
         }
     });

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use unisock::resume::{Gap, RoomClient, SUBPROTOCOL};
+use unisock::resume::{Gap, Position, RoomClient, SUBPROTOCOL};
 use unisock::{MsgEvent, Reconnect, WasmNotSendSync, WebSocket};
 
 /// What the chat server sends a newcomer first, followed by its id (see `chat_server.rs`).
@@ -41,6 +41,7 @@ fn reconnect_policy() -> Reconnect {
 pub(crate) const LOBBY: &str = "lobby";
 
 /// One chat connection.
+#[derive(Clone)]
 pub(crate) struct Chat {
     ws: WebSocket,
     rooms: RoomClient,
@@ -50,13 +51,20 @@ impl Chat {
     /// Connects `ws` (a new socket, with what the front end sets on it: natively, e.g. its
     /// proxy) to the chat server's `/ws` at `url`; every status change and received line
     /// goes to `show`. Returns once connected. When the connection is lost, it reconnects
-    /// (showing [`RECONNECTING`]); the server then welcomes it again.
-    pub(crate) async fn connect<F>(ws: WebSocket, url: &str, show: F) -> unisock::Result<Chat>
+    /// (showing [`RECONNECTING`]); the server then welcomes it again. `saved` holds the
+    /// [`positions`](Chat::positions) of an earlier connection (a page before its reload):
+    /// the chat then goes on from there, lobby and inbox, with every line said meanwhile.
+    pub(crate) async fn connect<F>(
+        ws: WebSocket,
+        url: &str,
+        saved: &[(String, Position)],
+        show: F,
+    ) -> unisock::Result<Chat>
     where
         F: Fn(ChatEvent) + Clone + WasmNotSendSync + 'static,
     {
         let target = url.to_string();
-        Self::connect_with(ws, url, show, |ws| async move {
+        Self::connect_with(ws, url, saved, show, |ws| async move {
             ws.open(&target, &[SUBPROTOCOL]).await
         })
         .await
@@ -68,6 +76,7 @@ impl Chat {
     pub(crate) async fn connect_with<F, O, Opened>(
         ws: WebSocket,
         url: &str,
+        saved: &[(String, Position)],
         show: F,
         open: O,
     ) -> unisock::Result<Chat>
@@ -112,8 +121,15 @@ impl Chat {
             let show = show.clone();
             move |e| show(ChatEvent::Status(format!("error: {e}")))
         });
-        rooms.join(LOBBY)?;
-        rooms.join_inbox()?;
+        let lobby = saved.iter().find(|(room, _)| room == LOBBY);
+        match lobby {
+            Some((_, at)) => rooms.join_at(LOBBY, *at)?,
+            None => rooms.join(LOBBY)?,
+        }
+        match saved.iter().find(|(room, _)| room.starts_with('@')) {
+            Some((inbox, at)) => rooms.join_at(inbox, *at)?,
+            None => rooms.join_inbox()?,
+        }
         show(ChatEvent::Status(format!("connecting to {url}…")));
         if let Err(e) = open(ws.clone()).await {
             show(ChatEvent::Status(format!(
@@ -143,6 +159,17 @@ impl Chat {
     /// When the connection was never opened.
     pub(crate) fn leave(&self) -> unisock::Result<()> {
         self.ws.close(1000, "bye")
+    }
+
+    /// Where the chat stands in each of its rooms (the lobby and its inbox), for a later
+    /// [`connect`](Chat::connect) to go on from.
+    #[allow(dead_code)] // the page keeps them across a reload; the terminal client has none
+    pub(crate) fn positions(&self) -> Vec<(String, Position)> {
+        let rooms = self.rooms.rooms();
+        rooms
+            .into_iter()
+            .filter_map(|room| Some((room.clone(), self.rooms.position(&room)?)))
+            .collect()
     }
 
     /// Runs the connection until it closes for good (reconnects included): the event loop

@@ -2,8 +2,9 @@
 // terminal client (examples/chat_client) join one examples/chat_server; a message from each
 // kind of client reaches all the others. Then the server is killed (by its PID) and started
 // again on the same port: every client shows "reconnecting…", comes back by itself, and a
-// line typed while the server was down is said once it is back. Saves a screenshot of
-// page A to target/chat.png.
+// line typed while the server was down is said once it is back. Page A is then reloaded
+// and shows what was said while it was away (it keeps its positions in session storage).
+// Saves a screenshot of page A to target/chat.png.
 //
 // Run by `./build.sh test`, which builds everything; this script starts (and restarts) the
 // server itself:
@@ -270,6 +271,23 @@ step("after the restart, a message from the terminal client reaches both pages",
   await seesLine(pageA, line, mark.a);
   await seesLine(pageB, line, mark.b);
   await terminal.waitForLine(new RegExp(`^${escape(line)}$`), undefined, mark.terminal);
+});
+
+step("page A, reloaded, goes on where it was: a line said while it was away shows once", async () => {
+  // Leaving, the page keeps its rooms' positions in the tab's session storage.
+  await pageA.goto("about:blank");
+  await seesLine(pageB, `${ids.a} left`, mark.b);
+  terminal.say("Said while page A was away");
+  const line = `${ids.terminal} says, 'Said while page A was away'`;
+  await seesLine(pageB, line, mark.b);
+  await pageA.goto(server.url);
+  ids.a = await joinedId(pageA);
+  // The reloaded page's list starts empty: the line can only have come by resuming (a
+  // fresh join gets what is said after it).
+  await seesLine(pageA, line);
+  const once = (await messages(pageA)).filter((l) => l === line).length;
+  if (once !== 1) fail(`page A saw the line ${once} times`);
+  mark.a = 0;
 });
 
 step("page B leaves (its tab closes), and page A sees it leave", async () => {
