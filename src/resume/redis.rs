@@ -479,7 +479,6 @@ impl RedisRooms {
         }
         let now = self.inner.origin.elapsed();
         let mut state = self.state();
-        state.forget_unneeded();
         let followed = state
             .rooms
             .get(room)
@@ -532,13 +531,15 @@ impl Serve for RedisRooms {
 }
 
 impl Inner {
-    /// The state, with the sockets closed since the last look taken out of their rooms.
+    /// The state, with the sockets closed since the last look taken out of their rooms and
+    /// the rooms nobody needs any more forgotten (nothing to do on most calls).
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing that can panic runs under this lock: sends only queue.
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         for id in self.departed.take() {
             state.detach(&id);
         }
+        state.forget_unneeded();
         state
     }
 
@@ -636,7 +637,6 @@ impl Inner {
     fn read_done(self: &Arc<Self>, room: &str, read: HistoryRead) {
         let now = self.origin.elapsed();
         let mut state = self.state();
-        state.forget_unneeded();
         let State {
             copy,
             members,
@@ -755,7 +755,6 @@ impl Inner {
         let now = self.origin.elapsed();
         let payload = Arc::new(payload);
         let mut state = self.state();
-        state.forget_unneeded();
         let State {
             copy,
             members,

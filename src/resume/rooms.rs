@@ -215,7 +215,6 @@ impl Rooms {
         let at = state.history.append(room, payload.clone(), now);
         let frame = Frame::message(room, at, &payload);
         state.members.send_all(room, std::slice::from_ref(&frame));
-        state.forget_unneeded();
         at
     }
 
@@ -295,18 +294,15 @@ impl Rooms {
                 .map(|(at, payload)| Frame::message(room, *at, payload)),
         );
         // A socket that is gone, or was closed for being too slow, resumes on reconnecting.
-        let joined = frames.iter().all(|frame| send(ws, frame));
-        if joined {
+        if frames.iter().all(|frame| send(ws, frame)) {
             state.members.add(ws, room);
-        }
-        state.forget_unneeded();
-        drop(state);
-        if joined {
+            drop(state);
             call(&self.inner.on_join, ws, room);
         }
     }
 
-    /// The state, with the sockets closed since the last look taken out of their rooms.
+    /// The state, with the sockets closed since the last look taken out of their rooms and
+    /// the rooms nobody needs any more forgotten (nothing to do on most calls).
     fn state(&self) -> MutexGuard<'_, State> {
         // Nothing that can panic runs under this lock: sends only queue.
         let mut state = self
@@ -317,6 +313,7 @@ impl Rooms {
         for id in self.inner.departed.take() {
             state.detach(&id);
         }
+        state.forget_unneeded();
         state
     }
 }
