@@ -366,6 +366,18 @@ impl Connection {
         self.state
     }
 
+    /// Whether decoded events wait for [`Connection::next_event`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Whether a frame has begun and is not all received.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn is_mid_frame(&self) -> bool {
+        self.frame.is_some()
+    }
+
     /// Feeds bytes read from the peer. Never fails: what they mean (messages, control
     /// frames, a protocol error) comes out of [`Connection::next_event`].
     ///

@@ -55,7 +55,9 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
     let mut closing_seen = false;
     // Whether a message has begun and is not complete: the session times it.
     let mut in_message = false;
-    let mut last_received = now();
+    // A Tokio instant, turned into session time only when the timer goes off: a read takes
+    // the clock, not the subtraction too.
+    let mut last_received = Instant::now();
     // Kept across rounds: a round then registers no timer and no waiter (see `Alarm`).
     let mut alarm = Alarm {
         timer: std::pin::pin!(unarmed()),
@@ -94,14 +96,19 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
             continue;
         }
         // Whether we wait for the end of a closing handshake, and the rest of a big frame
-        // to read straight into the message (no copy, big reads).
-        let (closing, receiving, mut direct) = match lock(&shared.proto).as_mut() {
-            Some(p) => (
-                p.conn.state() != ConnectionState::Open,
-                p.conn.is_receiving_message(),
-                p.conn.begin_direct_read(DIRECT_READ_MIN),
-            ),
-            None => (false, false, None),
+        // to read straight into the message (no copy, big reads). What the last dispatch saw
+        // holds unless a frame or message is under way: only this task feeds the core, and
+        // a close from elsewhere raises the wake-up, which drops what was seen.
+        let (closing, receiving, mut direct) = match ended.seen.take() {
+            Some(seen) if !seen.mid_frame && !seen.receiving => (seen.closing, false, None),
+            _ => match lock(&shared.proto).as_mut() {
+                Some(p) => (
+                    p.conn.state() != ConnectionState::Open,
+                    p.conn.is_receiving_message(),
+                    p.conn.begin_direct_read(DIRECT_READ_MIN),
+                ),
+                None => (false, false, None),
+            },
         };
         // Only a message that spans reads changes this between rounds: small ones cost nothing.
         if receiving != in_message {
@@ -125,12 +132,14 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
         tokio::select! {
             biased;
             () = std::future::poll_fn(|cx| shared.handoff.wake_reader.poll(cx, &mut stored)) => {
+                ended.seen = None;
                 due = session_due(sock);
             }
             () = std::future::poll_fn(|cx| alarm.poll_due(cx, due)) => {
+                ended.seen = None;
                 {
                     let mut session = lock(&shared.session);
-                    session.received(last_received);
+                    session.received(session_time(last_received));
                     session.handle_timeout(now());
                 }
                 next = run_actions(sock, &mut ended);
@@ -146,14 +155,14 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
                     next = Next::Stop;
                 }
                 Ok(Input::Buffer(read)) => {
-                    last_received = now();
+                    last_received = Instant::now();
                     // A read that took less than it could drained the socket.
                     let n = read.bytes().len();
                     next = process(sock, &reader.wr, read.bytes(), &mut ended, n < size.len());
                     size.adapt(n);
                 }
                 Ok(Input::Direct(_)) => {
-                    last_received = now();
+                    last_received = Instant::now();
                     // Answered at once, however much is waiting (see `process_with`).
                     size.read_direct();
                     next = match direct.take() {
@@ -170,6 +179,7 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
         // A direct read that did not complete (another branch won, the peer left) hands
         // the message back unchanged.
         if let Some(read) = direct.take() {
+            ended.seen = None;
             if let Some(p) = lock(&shared.proto).as_mut() {
                 p.conn.end_direct_read(read);
             }
@@ -202,6 +212,11 @@ async fn read_some(
             .await
             .map(Input::Buffer),
     }
+}
+
+/// The session time of Tokio instant `at`.
+fn session_time(at: Instant) -> crate::session::Time {
+    at.saturating_duration_since(crate::native::instant(Default::default()))
 }
 
 /// The session's next timeout, as a Tokio instant.
@@ -327,6 +342,31 @@ pub(in crate::native) struct EndState {
     held: bool,
     /// A message as big as a direct read's was delivered by the events being dispatched.
     big_message: bool,
+    /// What the last look into the protocol core saw, for the next round (taken by it).
+    seen: Option<Seen>,
+}
+
+/// The protocol core as the read loop last saw it, kept so that a round of the loop need
+/// not lock it again. Every lock of the core costs two atomic operations, and on a busy
+/// server a first touch of a cold cache line.
+#[derive(Clone, Copy)]
+struct Seen {
+    closing: bool,
+    receiving: bool,
+    mid_frame: bool,
+    /// Decoded events wait: without any, dispatching needs no second look.
+    events: bool,
+}
+
+impl Seen {
+    fn of(conn: &Connection) -> Self {
+        Self {
+            closing: conn.state() != ConnectionState::Open,
+            receiving: conn.is_receiving_message(),
+            mid_frame: conn.is_mid_frame(),
+            events: conn.has_events(),
+        }
+    }
 }
 
 /// The read loop's copies of where messages go (the stream sender, else the message
@@ -343,11 +383,17 @@ struct Routes {
 impl Routes {
     /// Refreshes the copies if they changed; returns the messages a dropped stream left
     /// untaken, to be delivered before any other.
+    #[inline]
     fn update(&mut self, shared: &crate::native::Shared) -> VecDeque<crate::MsgEvent> {
         let now = shared.routes.load(Ordering::Acquire);
         if self.taken == Some(now) {
             return VecDeque::new();
         }
+        self.retake(shared, now)
+    }
+
+    #[cold]
+    fn retake(&mut self, shared: &crate::native::Shared, now: u64) -> VecDeque<crate::MsgEvent> {
         // Taken after the count: a change after this load bumps it again.
         let untaken = {
             let mut ending = lock(&shared.ending);
@@ -498,7 +544,9 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
             ended.held = true;
             return Next::Continue;
         }
-        Some((proto.conn.next_event(), proto.conn.has_data_to_send()))
+        let first = (proto.conn.next_event(), proto.conn.has_data_to_send());
+        ended.seen = Some(Seen::of(&proto.conn));
+        Some(first)
     };
     let mut next = Next::Continue;
     // One event at a time, so that handlers answer messages before a close or an error
@@ -506,6 +554,8 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
     loop {
         let (ev, wake) = match first.take() {
             Some(first) => first,
+            // Only this task feeds the core, so the handlers added no event.
+            None if ended.seen.is_some_and(|seen| !seen.events) => break,
             None if ended.held_back(sock) => {
                 ended.held = true;
                 break;
@@ -515,7 +565,9 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
                 let Some(proto) = guard.as_mut() else {
                     return Next::Stop;
                 };
-                (proto.conn.next_event(), proto.conn.has_data_to_send())
+                let next = (proto.conn.next_event(), proto.conn.has_data_to_send());
+                ended.seen = Some(Seen::of(&proto.conn));
+                next
             }
         };
         if wake && !shared.handoff.dispatching.load(Ordering::Acquire) {
