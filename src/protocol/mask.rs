@@ -130,6 +130,16 @@ fn mask_into(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usiz
     mask_into_blocks(dst, src, key, offset);
 }
 
+/// A destination and a source chunk of `chunks_exact(N)` as arrays, so that the loops over
+/// them have fixed bounds.
+#[inline(always)]
+fn arrays<'d, 's, const N: usize>(
+    d: &'d mut [MaybeUninit<u8>],
+    s: &'s [u8],
+) -> Option<(&'d mut [MaybeUninit<u8>; N], &'s [u8; N])> {
+    Some((d.try_into().ok()?, s.try_into().ok()?))
+}
+
 /// The body of [`mask_into`], inlined into each variant so each is compiled for its CPU.
 #[inline(always)]
 fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offset: usize) {
@@ -138,10 +148,7 @@ fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offse
     let mut dst_wide = dst.chunks_exact_mut(128);
     let mut src_wide = src.chunks_exact(128);
     for (d, s) in (&mut dst_wide).zip(&mut src_wide) {
-        if let (Ok(d), Ok(s)) = (
-            <&mut [MaybeUninit<u8>; 128]>::try_from(d),
-            <&[u8; 128]>::try_from(s),
-        ) {
+        if let Some((d, s)) = arrays::<128>(d, s) {
             for (d, s) in d.chunks_exact_mut(32).zip(s.chunks_exact(32)) {
                 for ((d, s), k) in d.iter_mut().zip(s).zip(block) {
                     *d = MaybeUninit::new(s ^ k);
@@ -152,10 +159,7 @@ fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offse
     let mut dst_blocks = dst_wide.into_remainder().chunks_exact_mut(32);
     let mut src_blocks = src_wide.remainder().chunks_exact(32);
     for (d, s) in (&mut dst_blocks).zip(&mut src_blocks) {
-        if let (Ok(d), Ok(s)) = (
-            <&mut [MaybeUninit<u8>; 32]>::try_from(d),
-            <&[u8; 32]>::try_from(s),
-        ) {
+        if let Some((d, s)) = arrays::<32>(d, s) {
             for i in 0..32 {
                 d[i] = MaybeUninit::new(s[i] ^ block[i]);
             }
@@ -168,10 +172,7 @@ fn mask_into_blocks(dst: &mut [MaybeUninit<u8>], src: &[u8], key: [u8; 4], offse
     let mut dst_words = dst_blocks.into_remainder().chunks_exact_mut(8);
     let mut src_words = src_blocks.remainder().chunks_exact(8);
     for (d, s) in (&mut dst_words).zip(&mut src_words) {
-        if let (Ok(d), Ok(s)) = (
-            <&mut [MaybeUninit<u8>; 8]>::try_from(d),
-            <&[u8; 8]>::try_from(s),
-        ) {
+        if let Some((d, s)) = arrays::<8>(d, s) {
             let masked = (u64::from_ne_bytes(*s) ^ word).to_ne_bytes();
             for (d, m) in d.iter_mut().zip(masked) {
                 *d = MaybeUninit::new(m);
