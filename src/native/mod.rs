@@ -491,8 +491,8 @@ struct Ending {
 #[repr(C)]
 pub(crate) struct Shared {
     // The fields every message touches come first, in this order, so that they share a
-    // few cache lines: with many connections each message's first touch of a line of its
-    // socket misses the cache, and those misses were most of the user-space time.
+    // few cache lines: with many connections, each message's first touch of a line of its
+    // socket misses the cache.
     /// Bumped when the message handler or the stream sender changes, so the read loop can
     /// keep its own copies (`driver::Routes`) instead of locking for them per message.
     routes: AtomicU64,
