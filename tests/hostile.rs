@@ -252,6 +252,67 @@ async fn a_peer_that_vanishes_without_a_close_is_found_by_keepalive_pings() {
     still_serving(addr).await;
 }
 
+/// Reads the server's close frame, answers nothing, and returns the close event the
+/// server's socket reports (after its closing handshake's 5 s timeout) and how long that
+/// took; the server must also end TCP.
+async fn unanswered_close(
+    tcp: &mut tokio::net::TcpStream,
+    closes: &mut tokio::sync::mpsc::UnboundedReceiver<unisock::CloseEvent>,
+) -> (unisock::CloseEvent, Duration) {
+    assert_eq!(close_code(tcp).await, 1000);
+    let started = std::time::Instant::now();
+    let ev = with_timeout(closes.recv()).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(
+        with_timeout(read_server_frame(tcp)).await,
+        None,
+        "the TCP connection is closed"
+    );
+    (ev, took)
+}
+
+/// A close that a message handler starts (while the read loop is dispatching) is timed like
+/// any other: a peer that never answers it is dropped once the closing handshake times out.
+#[tokio::test]
+async fn a_close_from_a_handler_that_is_never_answered_times_out() {
+    let (addr, mut closes) = spawn_server(|ws| {
+        let me = ws.clone();
+        ws.on_message(move |_| {
+            let _ = me.close(1000, "bye");
+        });
+    })
+    .await;
+    let mut tcp = raw_client(addr, "/").await;
+    tcp.write_all(&client_frame(1, b"close, please"))
+        .await
+        .unwrap();
+    let (ev, took) = unanswered_close(&mut tcp, &mut closes).await;
+    assert_eq!(ev.code, 1006, "{ev}");
+    assert!(!ev.was_clean);
+    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
+}
+
+/// The same for a close from another task while the read loop waits for input.
+#[tokio::test]
+async fn a_close_from_another_task_that_is_never_answered_times_out() {
+    let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel();
+    let (addr, mut closes) = spawn_server(move |ws| {
+        let tx = opened_tx.clone();
+        let me = ws.clone();
+        ws.on_open(move || {
+            let _ = tx.send(me.clone());
+        });
+    })
+    .await;
+    let mut tcp = raw_client(addr, "/").await;
+    let server_side = with_timeout(opened.recv()).await.unwrap();
+    server_side.close(1000, "bye").unwrap();
+    let (ev, took) = unanswered_close(&mut tcp, &mut closes).await;
+    assert_eq!(ev.code, 1006, "{ev}");
+    assert!(!ev.was_clean);
+    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
+}
+
 /// The keep-alive and read-timeout clocks restart with every message received (the read
 /// loop's one timer is re-armed lazily): a peer that keeps talking for several intervals is
 /// neither pinged nor timed out, and is pinged once it falls quiet for an interval.
