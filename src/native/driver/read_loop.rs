@@ -96,9 +96,10 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
             continue;
         }
         // Whether we wait for the end of a closing handshake, and the rest of a big frame
-        // to read straight into the message (no copy, big reads). What the last dispatch saw
-        // holds unless a frame or message is under way: only this task feeds the core, and
-        // a close from elsewhere raises the wake-up, which drops what was seen.
+        // to read straight into the message (no copy, big reads). What the last round's
+        // dispatch saw holds unless a frame or message is under way: only this task feeds
+        // the core, and a close (from a handler or elsewhere) raises the wake-up, whose round
+        // dispatches nothing, so the round after it looks again.
         let (closing, receiving, mut direct) = match ended.seen.take() {
             Some(seen) if !seen.mid_frame && !seen.receiving => (seen.closing, false, None),
             _ => match lock(&shared.proto).as_mut() {
@@ -132,11 +133,9 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
         tokio::select! {
             biased;
             () = std::future::poll_fn(|cx| shared.handoff.wake_reader.poll(cx, &mut stored)) => {
-                ended.seen = None;
                 due = session_due(sock);
             }
             () = std::future::poll_fn(|cx| alarm.poll_due(cx, due)) => {
-                ended.seen = None;
                 {
                     let mut session = lock(&shared.session);
                     session.received(session_time(last_received));
@@ -179,7 +178,6 @@ pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> E
         // A direct read that did not complete (another branch won, the peer left) hands
         // the message back unchanged.
         if let Some(read) = direct.take() {
-            ended.seen = None;
             if let Some(p) = lock(&shared.proto).as_mut() {
                 p.conn.end_direct_read(read);
             }
