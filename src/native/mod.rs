@@ -1250,7 +1250,7 @@ mod tests {
     #[test]
     fn the_socket_state_stays_small() {
         let size = std::mem::size_of::<super::Shared>();
-        assert!(size <= 1600, "Shared is {size} bytes");
+        assert!(size <= 1300, "Shared is {size} bytes");
         let session = std::mem::size_of::<crate::session::Session>();
         assert!(session <= 256, "Session is {session} bytes");
     }

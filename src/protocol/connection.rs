@@ -206,8 +206,9 @@ pub struct Connection {
     /// (see [`PONG_BACKLOG`]).
     deferred_pong: Option<Vec<u8>>,
     mask_source: MaskSource,
-    /// permessage-deflate, once negotiated (natively).
-    deflate: Option<Codec>,
+    /// permessage-deflate, once negotiated (natively). Boxed: its state is 320 bytes, which
+    /// every connection carried, and most never negotiate it.
+    deflate: Option<Box<Codec>>,
 }
 
 thread_local! {
@@ -332,7 +333,7 @@ impl Connection {
     /// assert_eq!(client.next_event(), Some(Event::Message(MsgEvent::Text("Hello".into()))));
     /// ```
     pub fn set_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) -> bool {
-        self.deflate = Codec::new(self.role, params, config);
+        self.deflate = Codec::new(self.role, params, config).map(Box::new);
         self.deflate.is_some()
     }
 
