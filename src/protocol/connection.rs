@@ -191,8 +191,10 @@ pub struct Connection {
     frame: Option<InFrame>,
     /// The data message being received.
     message: MessageBuffer,
-    /// The payload of the control frame being received.
-    control: [u8; MAX_CONTROL_PAYLOAD],
+    /// The payload of the control frame being received (at most 125 bytes), handed to its
+    /// event when the frame ends: empty between control frames, so that an idle connection
+    /// keeps no buffer for them.
+    control: Vec<u8>,
     events: VecDeque<Event>,
     /// Encoded frames not yet written: the first segment of the output.
     out: Vec<u8>,
@@ -262,7 +264,7 @@ impl Connection {
             input_done: false,
             frame: None,
             message: MessageBuffer::default(),
-            control: [0; MAX_CONTROL_PAYLOAD],
+            control: Vec::new(),
             events: VecDeque::new(),
             out: Vec::new(),
             out_more: VecDeque::new(),
@@ -973,15 +975,14 @@ impl Connection {
         let frame_done = frame.remaining() == 0;
         let header = frame.header;
         if header.opcode.is_control() {
-            let start = usize::try_from(received).unwrap_or(usize::MAX);
-            let dst = start
-                .checked_add(chunk.len())
-                .and_then(|end| self.control.get_mut(start..end));
-            if let Some(dst) = dst {
-                dst.copy_from_slice(chunk);
-                if let Some(key) = header.mask {
-                    apply_mask(dst, key, offset);
-                }
+            // The header was checked: at most 125 bytes in all, taken in order.
+            if received == 0 {
+                self.control
+                    .reserve_exact(usize::try_from(header.payload_len).unwrap_or_default());
+            }
+            match header.mask {
+                Some(key) => extend_masked(&mut self.control, chunk, key, offset),
+                None => self.control.extend_from_slice(chunk),
             }
         } else if self.message.is_compressed() {
             if let Err(err) = self.inflate(chunk, header.mask, offset) {
@@ -1012,8 +1013,6 @@ impl Connection {
     fn end_frame(&mut self, frame: InFrame) {
         self.frame = None;
         let header = frame.header;
-        let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
-        let control = self.control.get(..len).unwrap_or_default();
         match header.opcode {
             Opcode::Continuation | Opcode::Text | Opcode::Binary => {
                 if header.fin {
@@ -1027,16 +1026,16 @@ impl Connection {
                     }
                 }
             }
+            // The pong is queued when the event is taken (see `next_event`).
             Opcode::Ping => {
-                // The pong is queued when the event is taken (see `next_event`).
-                let payload = control.to_vec();
+                let payload = std::mem::take(&mut self.control);
                 self.events.push_back(Event::Ping(payload));
             }
             Opcode::Pong => {
-                let payload = control.to_vec();
+                let payload = std::mem::take(&mut self.control);
                 self.events.push_back(Event::Pong(payload));
             }
-            Opcode::Close => match close::parse_payload(control) {
+            Opcode::Close => match close::parse_payload(&std::mem::take(&mut self.control)) {
                 Ok((code, reason)) => {
                     let reason = reason.to_owned();
                     self.receive_close(code, reason);
