@@ -252,23 +252,24 @@ async fn a_peer_that_vanishes_without_a_close_is_found_by_keepalive_pings() {
     still_serving(addr).await;
 }
 
-/// Reads the server's close frame, answers nothing, and returns the close event the
-/// server's socket reports (after its closing handshake's 5 s timeout) and how long that
-/// took; the server must also end TCP.
-async fn unanswered_close(
+/// Reads the server's close frame and answers nothing: the server's socket must report an
+/// abnormal close (1006) once its closing handshake's 5 s have passed, and end TCP.
+async fn assert_unanswered_close_times_out(
     tcp: &mut tokio::net::TcpStream,
     closes: &mut tokio::sync::mpsc::UnboundedReceiver<unisock::CloseEvent>,
-) -> (unisock::CloseEvent, Duration) {
+) {
     assert_eq!(close_code(tcp).await, 1000);
     let started = std::time::Instant::now();
     let ev = with_timeout(closes.recv()).await.unwrap();
     let took = started.elapsed();
+    assert_eq!(ev.code, 1006, "{ev}");
+    assert!(!ev.was_clean);
+    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
     assert_eq!(
         with_timeout(read_server_frame(tcp)).await,
         None,
         "the TCP connection is closed"
     );
-    (ev, took)
 }
 
 /// A close that a message handler starts (while the read loop is dispatching) is timed like
@@ -286,10 +287,7 @@ async fn a_close_from_a_handler_that_is_never_answered_times_out() {
     tcp.write_all(&client_frame(1, b"close, please"))
         .await
         .unwrap();
-    let (ev, took) = unanswered_close(&mut tcp, &mut closes).await;
-    assert_eq!(ev.code, 1006, "{ev}");
-    assert!(!ev.was_clean);
-    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
+    assert_unanswered_close_times_out(&mut tcp, &mut closes).await;
 }
 
 /// The same for a close from another task while the read loop waits for input.
@@ -307,10 +305,7 @@ async fn a_close_from_another_task_that_is_never_answered_times_out() {
     let mut tcp = raw_client(addr, "/").await;
     let server_side = with_timeout(opened.recv()).await.unwrap();
     server_side.close(1000, "bye").unwrap();
-    let (ev, took) = unanswered_close(&mut tcp, &mut closes).await;
-    assert_eq!(ev.code, 1006, "{ev}");
-    assert!(!ev.was_clean);
-    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
+    assert_unanswered_close_times_out(&mut tcp, &mut closes).await;
 }
 
 /// The keep-alive and read-timeout clocks restart with every message received (the read
