@@ -208,8 +208,8 @@ pub struct Connection {
     /// (see [`PONG_BACKLOG`]).
     deferred_pong: Option<Vec<u8>>,
     mask_source: MaskSource,
-    /// permessage-deflate, once negotiated (natively). Boxed: its state is 320 bytes, which
-    /// every connection carried, and most never negotiate it.
+    /// permessage-deflate, once negotiated (natively). Boxed: its state is 320 bytes, and
+    /// most connections never negotiate it.
     deflate: Option<Box<Codec>>,
 }
 
