@@ -38,12 +38,20 @@ pub(crate) fn check_protocols(protocols: &[&str]) -> Result<()> {
 /// ```
 pub struct WebSocket {
     pub(crate) inner: backend::Socket,
-    /// This handle's subscription when it is used as a `Stream`; clones start without one.
-    messages: Option<backend::Messages>,
     /// Shared by the user's handles (not the backend's own references): when the last one
     /// is dropped, the backend is told that nobody can use the socket any more.
     handles: Option<std::sync::Arc<Handles>>,
-    /// What this handle's `Sink` side is waiting for; clones start without one.
+    /// This handle's `Stream` and `Sink` state, made when first used as either. Boxed: a
+    /// handle is often kept in a message handler, for the life of the connection.
+    io: Option<Box<HandleIo>>,
+}
+
+/// A handle's own state as a `Stream` and a `Sink`; clones start without it.
+#[derive(Default)]
+struct HandleIo {
+    /// The subscription while the handle is used as a `Stream`.
+    messages: Option<backend::Messages>,
+    /// What the `Sink` side is waiting for.
     sink: Option<SinkWait>,
 }
 
@@ -75,9 +83,8 @@ impl Clone for WebSocket {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            messages: None,
             handles: self.handles.clone(),
-            sink: None,
+            io: None,
         }
     }
 }
@@ -113,7 +120,9 @@ impl futures_core::Stream for WebSocket {
     ) -> std::task::Poll<Option<MsgEvent>> {
         let this = self.get_mut();
         let inner = &this.inner;
-        this.messages
+        this.io
+            .get_or_insert_default()
+            .messages
             .get_or_insert_with(|| inner.subscribe())
             .poll_next(cx)
     }
@@ -176,7 +185,7 @@ impl futures_sink::Sink<MsgEvent> for WebSocket {
     ) -> std::task::Poll<Result<()>> {
         let this = self.get_mut();
         std::task::ready!(this.poll_sink(cx, SinkOp::Send))?;
-        if this.sink.is_none() {
+        if this.sink().is_none() {
             let inner = this.inner.clone();
             this.start_wait(SinkOp::Flush, Box::pin(async move { inner.flush().await }));
         }
@@ -189,7 +198,7 @@ impl futures_sink::Sink<MsgEvent> for WebSocket {
     ) -> std::task::Poll<Result<()>> {
         let this = self.get_mut();
         std::task::ready!(this.poll_sink(cx, SinkOp::Send))?;
-        if this.sink.as_ref().is_none_or(|w| w.op != SinkOp::Close) {
+        if this.sink().as_ref().is_none_or(|w| w.op != SinkOp::Close) {
             this.close(1000, "")?;
             let inner = this.inner.clone();
             this.start_wait(
@@ -205,8 +214,13 @@ impl futures_sink::Sink<MsgEvent> for WebSocket {
 }
 
 impl WebSocket {
+    /// The `Sink`'s wait, if any.
+    fn sink(&mut self) -> &mut Option<SinkWait> {
+        &mut self.io.get_or_insert_default().sink
+    }
+
     fn start_wait(&mut self, op: SinkOp, future: crate::send_sync::BoxFuture<Result<()>>) {
-        self.sink = Some(SinkWait {
+        *self.sink() = Some(SinkWait {
             op,
             future: std::sync::Mutex::new(future),
         });
@@ -220,12 +234,12 @@ impl WebSocket {
         cx: &mut std::task::Context<'_>,
         op: SinkOp,
     ) -> std::task::Poll<Result<()>> {
-        let Some(wait) = self.sink.as_mut() else {
+        let Some(wait) = self.io.as_mut().and_then(|io| io.sink.as_mut()) else {
             return std::task::Poll::Ready(Ok(()));
         };
         if wait.op != op && wait.op != SinkOp::Send {
             if op == SinkOp::Send {
-                self.sink = None;
+                *self.sink() = None;
             }
             return std::task::Poll::Ready(Ok(()));
         }
@@ -234,7 +248,7 @@ impl WebSocket {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let done = std::task::ready!(future.as_mut().poll(cx));
-        self.sink = None;
+        *self.sink() = None;
         std::task::Poll::Ready(done)
     }
 }
@@ -273,8 +287,7 @@ impl WebSocket {
         Self {
             handles: Some(std::sync::Arc::new(Handles(inner.clone()))),
             inner,
-            messages: None,
-            sink: None,
+            io: None,
         }
     }
 
@@ -283,9 +296,8 @@ impl WebSocket {
     pub(crate) fn from_backend(inner: backend::Socket) -> Self {
         Self {
             inner,
-            messages: None,
             handles: None,
-            sink: None,
+            io: None,
         }
     }
 
