@@ -800,8 +800,7 @@ impl Socket {
         let _ = lock(&self.0.session).transport_opened(now(), role);
         self.set_state(ReadyState::Open);
         lock(&self.0.link).writer = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
-        let sock = self.clone();
-        Box::pin(async move { sock.run(reader).await })
+        Box::pin(self.clone().run(reader))
     }
 
     /// Runs the event loop (see `driving`) until the socket closed for good; at once on a
@@ -814,32 +813,40 @@ impl Socket {
     }
 
     /// The event loop of the socket's connections, from the first until it closed for good.
-    async fn run(&self, mut reader: Reader) {
-        loop {
-            // The read loop's copies of the message routes go with it.
-            let driver::EndState { close, error, .. } = driver::read_loop(self, reader).await;
-            // The connection is over, however it ended (a vanished peer leaves the protocol
-            // core open): later sends fail with `Closed` instead of queueing for no one.
-            if let Some(p) = lock(&self.0.proto).as_mut() {
-                if p.conn.state() == ConnectionState::Open {
-                    p.conn.abort();
+    ///
+    /// Not an `async fn`: that would keep a second copy of its arguments for the loop's
+    /// life, and every connection keeps this future.
+    fn run(self, reader: Reader) -> impl std::future::Future<Output = ()> + Send {
+        let mut reader = Some(reader);
+        async move {
+            while let Some(current) = reader.as_mut() {
+                // The read loop's copies of the message routes go with it.
+                let driver::EndState { close, error, .. } = driver::read_loop(&self, current).await;
+                // The halves go with the connection.
+                drop(reader.take());
+                // The connection is over, however it ended (a vanished peer leaves the protocol
+                // core open): later sends fail with `Closed` instead of queueing for no one.
+                if let Some(p) = lock(&self.0.proto).as_mut() {
+                    if p.conn.state() == ConnectionState::Open {
+                        p.conn.abort();
+                    }
                 }
-            }
-            let close = close.unwrap_or_else(|| crate::session::abnormal(driver::ABNORMAL));
-            let reconnecting = {
-                let mut session = lock(&self.0.session);
-                session.transport_closed(now(), close, error);
-                session.is_reconnecting()
-            };
-            if reconnecting {
-                self.lost().await;
-            }
-            // Boxed: the reconnecting future (the TCP and TLS connect, the handshake) is
-            // several times the size of the read loop's, and an unboxed one would be part
-            // of every connection's read task from the start, reconnecting or not.
-            match Box::pin(self.between_connections()).await {
-                Some(next) => reader = next,
-                None => return,
+                let close = close.unwrap_or_else(|| crate::session::abnormal(driver::ABNORMAL));
+                let reconnecting = {
+                    let mut session = lock(&self.0.session);
+                    session.transport_closed(now(), close, error);
+                    session.is_reconnecting()
+                };
+                if reconnecting {
+                    self.lost().await;
+                }
+                // Boxed: the reconnecting future (the TCP and TLS connect, the handshake) is
+                // several times the size of the read loop's, and an unboxed one would be part
+                // of every connection's read task from the start, reconnecting or not.
+                match Box::pin(self.between_connections()).await {
+                    Some(next) => reader = Some(next),
+                    None => return,
+                }
             }
         }
     }

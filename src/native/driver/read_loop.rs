@@ -38,15 +38,15 @@ enum Next {
 }
 
 /// Runs the event loop: reads, feeds the protocol core, calls the handlers, until closed.
-pub(in crate::native) async fn read_loop(sock: &Socket, mut reader: Reader) -> EndState {
+pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> EndState {
     let shared = &sock.0;
     let mut ended = EndState::default();
     let mut size = ReadSize::default();
     // `on_open`, first of all.
     let mut next = run_actions(sock, &mut ended);
 
-    let leftover = std::mem::take(&mut reader.leftover);
-    if !leftover.is_empty() && next == Next::Continue {
+    if !reader.leftover.is_empty() && next == Next::Continue {
+        let leftover = std::mem::take(&mut reader.leftover);
         next = process(sock, &reader.wr, &leftover, &mut ended, true);
     }
     // The session's next timeout. Reads only move its clocks (reported when the timer goes
