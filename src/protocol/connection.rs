@@ -195,7 +195,7 @@ pub struct Connection {
     /// event when the frame ends: empty between control frames, so that an idle connection
     /// keeps no buffer for them.
     control: Vec<u8>,
-    events: VecDeque<Event>,
+    events: Events,
     /// Encoded frames not yet written: the first segment of the output.
     out: Vec<u8>,
     /// The segments that follow `out`: big payloads handed over by
@@ -265,7 +265,7 @@ impl Connection {
             frame: None,
             message: MessageBuffer::default(),
             control: Vec::new(),
-            events: VecDeque::new(),
+            events: Events::default(),
             out: Vec::new(),
             out_more: VecDeque::new(),
             more_appendable: false,
@@ -1209,6 +1209,39 @@ impl Connection {
         self.out_tail()
             .extend_from_slice(head.get(..head_len).unwrap_or_default());
         mask
+    }
+}
+
+/// The decoded events not yet taken, oldest first. The first one waits in place: most reads
+/// decode one event, which then needs no queue, and an idle connection keeps none.
+#[derive(Default)]
+struct Events {
+    /// The oldest event; `None` only while `rest` is empty too.
+    first: Option<Event>,
+    rest: VecDeque<Event>,
+}
+
+impl Events {
+    fn push_back(&mut self, event: Event) {
+        if self.first.is_none() {
+            self.first = Some(event);
+        } else {
+            self.rest.push_back(event);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Event> {
+        let event = self.first.take()?;
+        self.first = self.rest.pop_front();
+        Some(event)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 }
 
