@@ -788,6 +788,37 @@ async fn a_handler_or_stream_set_while_reading_takes_the_next_message() {
     assert!(first.try_recv().is_err() && second.try_recv().is_err());
 }
 
+/// A send from a thread outside any runtime is written: a writer task runs only while
+/// output waits for it, and the socket starts it on the runtime its connection was made on.
+#[tokio::test]
+async fn a_send_from_a_thread_outside_the_runtime_is_written() {
+    let addr = spawn_echo_server().await;
+    let ws = WebSocket::new();
+    let (tx, mut echoes) = tokio::sync::mpsc::unbounded_channel();
+    ws.on_message(move |m| {
+        let _ = tx.send(m);
+    });
+    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
+        .await
+        .unwrap();
+    let reader = ws.clone();
+    tokio::spawn(async move { reader.read().await });
+    let sender = ws.clone();
+    let sent = std::thread::spawn(move || {
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        ["1", "2", "3"].map(|text| sender.send_text(text))
+    })
+    .join()
+    .unwrap();
+    assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    for text in ["1", "2", "3"] {
+        assert_eq!(
+            with_timeout(echoes.recv()).await,
+            Some(MsgEvent::Text(text.into()))
+        );
+    }
+}
+
 /// Completes the opening handshake by hand and drops TCP without a close frame, for every
 /// connection: the client sees 1006.
 async fn spawn_dropping_server() -> std::net::SocketAddr {

@@ -382,7 +382,11 @@ struct Link {
     extensions: String,
     /// A client's: the headers of the 101 response (boxed: most sockets are servers').
     response_headers: Option<Box<http::HeaderMap>>,
-    /// The writer task.
+    /// The current connection's write half, for the writer tasks it needs.
+    half: Option<SharedWriter>,
+    /// Where writer tasks run: the runtime the connection was made on.
+    runtime: Option<tokio::runtime::Handle>,
+    /// The writer task, while one runs (it removes itself when it ends idle).
     writer: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -403,8 +407,12 @@ struct Handoff {
     /// The read task is handling events and writes what they queue right after
     /// (`driver::write_through`): sends need not wake the writer task meanwhile.
     dispatching: AtomicBool,
+    /// A writer task runs, or is being started (`driver::wake_writer`).
+    writer_running: AtomicBool,
+    /// Output waits for a writer task (or the connection ends): a running one looks again
+    /// before it ends.
+    writer_wanted: AtomicBool,
     wake_reader: Signal,
-    wake_writer: Notify,
     /// Notified after a write, when `flushing` says someone waits for it.
     written: Notify,
     /// How many `flush` calls wait for `written`: without any, a write notifies no one
@@ -786,11 +794,16 @@ impl Socket {
             conn.set_deflate(&negotiated.params, &negotiated.config);
             lock(&self.0.link).extensions = negotiated.answer;
         }
-        lock(&self.0.link).url = Some(url);
-        lock(&self.0.link).protocol = protocol.unwrap_or_default();
         *lock(&self.0.proto) = Some(Proto::new(conn));
         let (rd, wr) = stream.split_io();
         let wr = Arc::new(Mutex::new(Some(wr)));
+        {
+            let mut link = lock(&self.0.link);
+            link.url = Some(url);
+            link.protocol = protocol.unwrap_or_default();
+            link.half = Some(wr.clone());
+            link.runtime = tokio::runtime::Handle::try_current().ok();
+        }
         let reader = Reader {
             rd,
             wr: wr.clone(),
@@ -799,7 +812,7 @@ impl Socket {
         // Nothing waits on a first connection: the session's kept messages are empty.
         let _ = lock(&self.0.session).transport_opened(now(), role);
         self.set_state(ReadyState::Open);
-        lock(&self.0.link).writer = Some(tokio::spawn(driver::write_loop(self.clone(), wr, role)));
+        // No writer task yet: one starts when output waits for it (`driver::wake_writer`).
         Box::pin(self.clone().run(reader))
     }
 
@@ -858,7 +871,12 @@ impl Socket {
             p.reconnecting = true;
         }
         self.set_state(ReadyState::Connecting);
-        let writer = lock(&self.0.link).writer.take();
+        let writer = {
+            let mut link = lock(&self.0.link);
+            // No writer task starts for the lost connection any more.
+            link.half = None;
+            link.writer.take()
+        };
         if let Some(writer) = writer {
             writer.abort();
             let _ = writer.await;
@@ -1018,17 +1036,20 @@ impl Socket {
         self.0.handoff.reader_done.store(false, Ordering::Release);
         self.0.handoff.writer_done.store(false, Ordering::Release);
         self.0.handoff.write_stalled.store(false, Ordering::Release);
-        lock(&self.0.link).protocol = connected.protocol.unwrap_or_default();
-        lock(&self.0.link).response_headers = Some(Box::new(connected.headers));
+        // The lost connection's writer task, if one ran, was aborted (`lost`).
+        self.0.handoff.writer_running.store(false, Ordering::SeqCst);
         let (rd, wr) = connected.stream.split_io();
         let wr = Arc::new(Mutex::new(Some(wr)));
+        {
+            let mut link = lock(&self.0.link);
+            link.protocol = connected.protocol.unwrap_or_default();
+            link.response_headers = Some(Box::new(connected.headers));
+            link.half = Some(wr.clone());
+            link.runtime = tokio::runtime::Handle::try_current().ok();
+        }
         self.set_state(ReadyState::Open);
-        lock(&self.0.link).writer = Some(tokio::spawn(driver::write_loop(
-            self.clone(),
-            wr.clone(),
-            Role::Client,
-        )));
-        self.0.handoff.wake_writer.notify_one();
+        // The messages kept while disconnected.
+        driver::wake_writer(self);
         Reader {
             rd,
             wr,
@@ -1075,7 +1096,7 @@ impl Socket {
         // No one can drive it any more; dropping it also ends its hold on this socket.
         drop(self.0.driving.take());
         self.0.handoff.reader_done.store(true, Ordering::Release);
-        self.0.handoff.wake_writer.notify_one();
+        driver::wake_writer(self);
     }
 
     /// Routes this socket's messages into a new stream (replacing an earlier one).
@@ -1176,7 +1197,7 @@ impl Socket {
         self.0.buffered.fetch_add(len, Ordering::AcqRel);
         drop(guard);
         if !self.0.handoff.dispatching.load(Ordering::Acquire) {
-            self.0.handoff.wake_writer.notify_one();
+            driver::wake_writer(self);
         }
         Ok(None)
     }
@@ -1237,7 +1258,7 @@ impl Socket {
         if self.0.handoff.flushing.load(Ordering::SeqCst) > 0 {
             self.0.handoff.written.notify_waiters();
         }
-        self.0.handoff.wake_writer.notify_one();
+        driver::wake_writer(self);
         self.0.handoff.wake_reader.raise();
         Ok(())
     }

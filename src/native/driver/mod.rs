@@ -7,12 +7,15 @@
 //!
 //! # The hand-off between the read task and the writer task
 //! Bytes leave the protocol core's output in order because whoever writes holds the write
-//! half: the writer task waits for it, the read task only takes it when it is free.
+//! half: the writer task waits for it, the read task only takes it when it is free. A
+//! writer task runs only while output waits for it: `wake_writer` starts one unless one
+//! runs, and it ends once it finds nothing to write.
 //!
 //! | signal (`Shared::handoff`) | set by | read by | means |
 //! |---|---|---|---|
 //! | `dispatching` | read task, while handlers run | `send_with` | a send need not wake the writer: `write_through` follows |
-//! | `wake_writer` | sends, the read task, `close` | writer task | output waits, or the connection ends |
+//! | `writer_wanted` | `wake_writer`: sends, the read task, `close` | writer task, before it ends | output waits, or the connection ends: look again |
+//! | `writer_running` | `wake_writer` (starts a task), writer task (ends) | `wake_writer` | a writer task runs: none is started |
 //! | `unflushed` | `write_through` (TLS could not flush) | writer task | flush before waiting again |
 //! | `reader_done` | read loop at its end, writer on a failed write, `release` | writer task, read loop, `flush` | the connection is over: flush what is left and stop |
 //! | `write_stalled` | writer (no progress for the write timeout) | read loop | end with 1006 and `Error::Timeout` |
@@ -28,4 +31,4 @@ mod writer;
 pub(super) use read_loop::{
     close_after_panic, finish, panic_message, read_loop, EndState, ABNORMAL,
 };
-pub(super) use writer::write_loop;
+pub(super) use writer::wake_writer;

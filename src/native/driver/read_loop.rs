@@ -326,7 +326,7 @@ fn abort(sock: &Socket) {
     if let Some(p) = lock(&sock.0.proto).as_mut() {
         p.conn.abort();
     }
-    sock.0.handoff.wake_writer.notify_one();
+    super::writer::wake_writer(sock);
 }
 
 /// How the connection ended, collected while it runs.
@@ -522,7 +522,7 @@ fn process_with(
     if drained || std::mem::take(&mut ended.big_message) {
         super::writer::write_through(sock, wr);
     } else {
-        sock.0.handoff.wake_writer.notify_one();
+        super::writer::wake_writer(sock);
     }
     next
 }
@@ -569,7 +569,7 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
             }
         };
         if wake && !shared.handoff.dispatching.load(Ordering::Acquire) {
-            shared.handoff.wake_writer.notify_one();
+            super::writer::wake_writer(sock);
         }
         let Some(ev) = ev else { break };
         match ev {
@@ -618,7 +618,7 @@ pub(in crate::native) fn finish(sock: &Socket, close: CloseEvent, error: Option<
         p.reconnecting = false;
     }
     shared.handoff.reader_done.store(true, Ordering::Release);
-    shared.handoff.wake_writer.notify_one();
+    super::writer::wake_writer(sock);
     sock.set_state(ReadyState::Closed);
     // A `send_async` waiting for room fails with `Closed` (a reconnect's writer, aborted,
     // may never have said it ended).

@@ -1,5 +1,9 @@
 //! The writer task of one connection, and the read task's write of what its events
 //! queued (`write_through`).
+//!
+//! A writer task runs only while output waits for it: `wake_writer` starts one unless one
+//! runs, and it ends once it finds nothing to write (an idle connection keeps no task for
+//! its writes). Most answers never need one: the read task writes them through.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
@@ -13,14 +17,34 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use crate::native::{lock, SharedWriter, Socket, Writing};
 use crate::protocol::{ConnectionState, Role};
 
-/// Drains the connection's output to the stream until the connection is over.
+/// Output waits, or the connection ends: makes sure a writer task sees to it. Starts one
+/// unless one runs; a running one looks again before it ends, so no wake-up is lost.
+pub(in crate::native) fn wake_writer(sock: &Socket) {
+    let handoff = &sock.0.handoff;
+    // SeqCst with the writer's store of `writer_running` and load of `writer_wanted`:
+    // either the ending writer sees this, or this sees it gone and starts the next one.
+    handoff.writer_wanted.store(true, Ordering::SeqCst);
+    if handoff.writer_running.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let mut link = lock(&sock.0.link);
+    let (Some(wr), Some(runtime)) = (link.half.clone(), link.runtime.as_ref()) else {
+        // No connection to write to: between connections, or before the first.
+        handoff.writer_running.store(false, Ordering::SeqCst);
+        return;
+    };
+    link.writer = Some(runtime.spawn(write_loop(sock.clone(), wr)));
+}
+
+/// Drains the connection's output to the stream until there is nothing to write (the task
+/// then ends), or the connection is over.
 ///
 /// The writer takes the write half out of its slot before it takes output from the
 /// connection, and puts it back once that is written; the read task's `write_through`
 /// writes only while the half is in its slot (holding the slot's lock, without waiting),
 /// so newer bytes never leave ahead of older ones. A plain mutex held for moments, not an
 /// async one held across writes: this is taken and released for every message.
-pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: Role) {
+async fn write_loop(sock: Socket, wr: SharedWriter) {
     let shared = &sock.0;
     // Swapped with the connection's output buffer each round, so both allocations are reused;
     // `more` takes the segments after it (handed-over payloads), written in the same write.
@@ -28,10 +52,12 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
     let mut more = VecDeque::new();
     let write_timeout = lock(&shared.config).write_timeout;
     loop {
+        // Asked from here on: this round's look at the output sees it.
+        shared.handoff.writer_wanted.store(false, Ordering::SeqCst);
         let Some(mut half) = lock(&wr).take() else {
             break;
         };
-        let (queued, ended, failed) = {
+        let (queued, ended, failed, role) = {
             let mut guard = lock(&shared.proto);
             let Some(proto) = guard.as_mut() else {
                 *lock(&wr) = Some(half);
@@ -50,7 +76,7 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
             let ended = proto.conn.is_closed()
                 || failed
                 || shared.handoff.reader_done.load(Ordering::Acquire);
-            (queued, ended, failed)
+            (queued, ended, failed, proto.conn.role())
         };
         let idle = out.is_empty() && more.is_empty();
         // The writes are boxed: the writer task's state, which every connection keeps for
@@ -96,14 +122,34 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
                 break;
             }
             *lock(&wr) = Some(half);
-            shared.handoff.wake_writer.notified().await;
-            continue;
+            // Nothing to write: the task ends, unless more was asked meanwhile (then it goes
+            // on, or the writer task started for it does).
+            shared.handoff.writer_running.store(false, Ordering::SeqCst);
+            if shared.handoff.writer_wanted.load(Ordering::SeqCst)
+                && !shared.handoff.writer_running.swap(true, Ordering::SeqCst)
+            {
+                continue;
+            }
+            forget_own_handle(shared);
+            return;
         }
         *lock(&wr) = Some(half);
         written(shared, queued);
     }
     shared.handoff.writer_done.store(true, Ordering::Release);
     shared.handoff.written.notify_waiters();
+}
+
+/// Drops the running task's own handle from the socket, unless a newer writer task's
+/// replaced it: a handle keeps its finished task's memory.
+fn forget_own_handle(shared: &crate::native::Shared) {
+    let own = tokio::task::try_id();
+    let mut link = lock(&shared.link);
+    if own.is_some() && link.writer.as_ref().map(tokio::task::JoinHandle::id) == own {
+        let handle = link.writer.take();
+        drop(link);
+        drop(handle);
+    }
 }
 
 /// Writes what the events of a read queued, from the read task, at once: when the writer
@@ -118,27 +164,30 @@ pub(in crate::native) async fn write_loop(sock: Socket, wr: SharedWriter, role: 
 /// task, as this follows: it wakes the writer task itself for what it leaves, and once the
 /// connection is closing (the writer task then ends TCP).
 pub(super) fn write_through(sock: &Socket, wr: &SharedWriter) {
+    // Started once the locks are let go: a new writer task's first step takes them.
+    if write_what_goes(sock, wr) {
+        wake_writer(sock);
+    }
+}
+
+/// `write_through`'s writes; `true` when a writer task is needed for the rest.
+fn write_what_goes(sock: &Socket, wr: &SharedWriter) -> bool {
     let shared = &sock.0;
     let mut slot = match wr.try_lock() {
         Ok(slot) => slot,
         Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => {
-            // The writer task is taking or returning the half: wake it for the rest.
-            shared.handoff.wake_writer.notify_one();
-            return;
-        }
+        // The writer task is taking or returning the half: it sees to the rest.
+        Err(std::sync::TryLockError::WouldBlock) => return true,
     };
     let Some(half) = slot.as_mut() else {
-        // The writer task is writing: it may be about to wait, so wake it for the rest.
-        shared.handoff.wake_writer.notify_one();
-        return;
+        return true; // the writer task is writing: it may be about to end
     };
     let mut guard = lock(&shared.proto);
-    let Some(proto) = guard.as_mut() else { return };
+    let Some(proto) = guard.as_mut() else {
+        return false;
+    };
     if proto.conn.state() != ConnectionState::Open {
-        drop(guard);
-        shared.handoff.wake_writer.notify_one(); // closing: the writer task writes and ends TCP
-        return;
+        return true; // closing: the writer task writes and ends TCP
     }
     let mut cx = Context::from_waker(Waker::noop());
     let mut wrote = false;
@@ -157,24 +206,24 @@ pub(super) fn write_through(sock: &Socket, wr: &SharedWriter) {
             _ => break, // would block, or an error the writer task will meet and report
         }
     }
-    if proto.conn.has_data_to_send() {
-        shared.handoff.wake_writer.notify_one(); // the socket would block: the writer task waits
-    }
+    // The socket would block: the writer task waits for it.
+    let mut needed = proto.conn.has_data_to_send();
     if !wrote {
-        return;
+        return needed;
     }
     if !matches!(
         Pin::new(&mut *half).poll_flush(&mut cx),
         Poll::Ready(Ok(()))
     ) {
         shared.handoff.unflushed.store(true, Ordering::Release);
-        shared.handoff.wake_writer.notify_one();
+        needed = true;
     }
     if !proto.conn.has_data_to_send() {
         let queued = std::mem::take(&mut proto.queued);
         drop(guard);
         written(shared, queued);
     }
+    needed
 }
 
 /// `queued` payload bytes were written: `buffered_amount` goes down, and a `flush` waiting
