@@ -33,15 +33,18 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_frame_size: 16 << 20,
-            max_message_size: 64 << 20,
-            max_fragments: 1 << 20,
-        }
+        Self::DEFAULT
     }
 }
 
 impl Limits {
+    /// What `default()` gives.
+    pub(crate) const DEFAULT: Self = Self {
+        max_frame_size: 16 << 20,
+        max_message_size: 64 << 20,
+        max_fragments: 1 << 20,
+    };
+
     /// No limits at all (up to `usize::MAX`). Only for trusted peers.
     ///
     /// ```

@@ -27,6 +27,10 @@ pub(crate) type Time = Duration;
 pub(crate) const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the peer's half of the closing handshake (and, as a client, for the
 /// server to end TCP afterwards).
+#[cfg_attr(
+    all(target_arch = "wasm32", target_os = "unknown"),
+    allow(dead_code, reason = "used by the native backend and the unit tests")
+)]
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The settings of a socket's lifecycle, fixed before it opens.
@@ -50,9 +54,26 @@ pub(crate) struct Settings {
     pub(crate) reconnect: Option<Box<Reconnect>>,
 }
 
+/// The settings of every native socket that changes none.
+#[cfg_attr(
+    all(target_arch = "wasm32", target_os = "unknown"),
+    allow(dead_code, reason = "used by the native backend and the unit tests")
+)]
+pub(crate) static NATIVE: Settings = Settings::native();
+/// The settings of every browser socket that changes none.
+#[cfg_attr(
+    not(all(target_arch = "wasm32", target_os = "unknown")),
+    allow(dead_code, reason = "used by the browser backend")
+)]
+pub(crate) static BROWSER: Settings = Settings::browser();
+
 impl Settings {
     /// The defaults of a native socket.
-    pub(crate) fn native() -> Self {
+    #[cfg_attr(
+        all(target_arch = "wasm32", target_os = "unknown"),
+        allow(dead_code, reason = "used by the native backend and the unit tests")
+    )]
+    pub(crate) const fn native() -> Self {
         Self {
             open_timeout: Some(DEFAULT_OPEN_TIMEOUT),
             close_timeout: Some(CLOSE_TIMEOUT),
@@ -69,10 +90,15 @@ impl Settings {
         not(all(target_arch = "wasm32", target_os = "unknown")),
         allow(dead_code, reason = "used by the browser backend and the unit tests")
     )]
-    pub(crate) fn browser() -> Self {
+    pub(crate) const fn browser() -> Self {
         Self {
+            open_timeout: Some(DEFAULT_OPEN_TIMEOUT),
             close_timeout: None,
-            ..Self::native()
+            read_timeout: None,
+            message_timeout: None,
+            keepalive: None,
+            heartbeat: None,
+            reconnect: None,
         }
     }
 
@@ -213,7 +239,10 @@ struct Unsent {
 /// The sans-io lifecycle of one socket; see the module docs.
 #[derive(Debug)]
 pub(crate) struct Session {
-    pub(crate) settings: Settings,
+    /// The socket's own settings, once it changed any of `defaults`: most change none, and
+    /// every socket keeps its session.
+    own: Option<Box<Settings>>,
+    defaults: &'static Settings,
     phase: Phase,
     role: Role,
     /// Set by a local close: never reconnect after it.
@@ -251,11 +280,24 @@ pub(crate) fn abnormal(reason: impl Into<String>) -> CloseEvent {
 }
 
 impl Session {
-    /// A session with `settings`, taking the reconnect jitter from `random` (`[0, 1)`).
-    pub(crate) fn new(settings: Settings, random: fn() -> f64) -> Self {
+    /// The settings in effect.
+    pub(crate) fn settings(&self) -> &Settings {
+        self.own.as_deref().unwrap_or(self.defaults)
+    }
+
+    /// The settings, to change before the socket opens.
+    pub(crate) fn settings_mut(&mut self) -> &mut Settings {
+        let defaults = self.defaults;
+        self.own.get_or_insert_with(|| Box::new(defaults.clone()))
+    }
+
+    /// A session with the settings `defaults` (until changed), taking the reconnect jitter
+    /// from `random` (`[0, 1)`).
+    pub(crate) fn new(defaults: &'static Settings, random: fn() -> f64) -> Self {
         Self {
             random,
-            settings,
+            own: None,
+            defaults,
             phase: Phase::Idle,
             role: Role::Client,
             closed_locally: false,
@@ -310,7 +352,7 @@ impl Session {
     pub(crate) fn open_started(&mut self, now: Time) {
         self.phase = Phase::Connecting { attempt: 0 };
         self.role = Role::Client;
-        self.stage_deadline = self.settings.open_timeout.map(|t| now + t);
+        self.stage_deadline = self.settings().open_timeout.map(|t| now + t);
     }
 
     /// Whether `open()` is connecting (its first attempt, not a reconnect).
@@ -372,7 +414,7 @@ impl Session {
     pub(crate) fn closing(&mut self, now: Time) {
         if self.phase == Phase::Open && !self.dropping && !self.closing {
             self.closing = true;
-            self.close_deadline = self.settings.close_timeout.map(|t| now + t);
+            self.close_deadline = self.settings().close_timeout.map(|t| now + t);
         }
     }
 
@@ -395,7 +437,7 @@ impl Session {
                     && !self.closed_locally
                     && !matches!(error, Some(Error::HandlerPanicked(_)))
                     && self
-                        .settings
+                        .settings()
                         .reconnect
                         .as_ref()
                         .is_some_and(|p| p.retries(&event));
@@ -424,7 +466,7 @@ impl Session {
 
     /// Schedules the attempt after `done`, or gives up.
     fn retry(&mut self, now: Time, done: u32) {
-        let Some(policy) = self.settings.reconnect.as_ref() else {
+        let Some(policy) = self.settings().reconnect.as_ref() else {
             return self.give_up();
         };
         if self.closed_locally || !policy.allows(done) {
@@ -475,7 +517,7 @@ impl Session {
     /// Whether a message of `len` bytes must wait to be kept: the buffer is too full for
     /// it now, but would take it once empty (a message it can never take fails at once).
     pub(crate) fn must_wait_to_keep(&self, len: usize) -> bool {
-        let cap = self.settings.reconnect.as_ref().map_or(0, |r| r.buffer);
+        let cap = self.settings().reconnect.as_ref().map_or(0, |r| r.buffer);
         len <= cap && self.unsent_bytes().saturating_add(len) > cap
     }
 
@@ -485,7 +527,7 @@ impl Session {
     /// # Errors
     /// [`Error::NotOpen`] with no buffer, [`Error::Capacity`] when it is full.
     pub(crate) fn keep(&mut self, msg: MsgEvent) -> Result<()> {
-        let cap = self.settings.reconnect.as_ref().map_or(0, |r| r.buffer);
+        let cap = self.settings().reconnect.as_ref().map_or(0, |r| r.buffer);
         if cap == 0 {
             return Err(Error::NotOpen);
         }
@@ -503,10 +545,10 @@ impl Session {
 
     /// The probe (ping or heartbeat) in effect, with its interval and timeout.
     fn probe(&self) -> Option<(Probe, Duration, Duration)> {
-        match &self.settings.heartbeat {
+        match &self.settings().heartbeat {
             Some(hb) => Some((Probe::Text(hb.message.clone()), hb.interval, hb.timeout)),
             None => self
-                .settings
+                .settings()
                 .keepalive_for(self.role)
                 .map(|k| (Probe::Ping, k.interval, k.timeout)),
         }
@@ -531,7 +573,7 @@ impl Session {
                     Some(sent) => sent + timeout,
                 })
             }
-            Timer::Read => self.settings.read_timeout.map(|t| self.last_received + t),
+            Timer::Read => self.settings().read_timeout.map(|t| self.last_received + t),
             Timer::Message if self.phase == Phase::Open => self.stage_deadline,
             Timer::Message => None,
         }
@@ -557,7 +599,7 @@ impl Session {
         allow(dead_code, reason = "used by the native backend")
     )]
     pub(crate) fn message_started(&mut self, now: Time) {
-        self.stage_deadline = self.settings.message_timeout.map(|t| now + t);
+        self.stage_deadline = self.settings().message_timeout.map(|t| now + t);
     }
 
     /// The message that began is complete (or the connection is over).
@@ -596,7 +638,7 @@ impl Session {
         match timer {
             Timer::Open => {
                 self.stage_deadline = None;
-                let secs = decimal_secs(self.settings.open_timeout.unwrap_or_default());
+                let secs = decimal_secs(self.settings().open_timeout.unwrap_or_default());
                 let what = "the opening handshake did not complete in time";
                 let attempt = match self.phase {
                     Phase::Connecting { attempt: n @ 1.. } => {
@@ -660,7 +702,7 @@ impl Session {
                 self.retry_deadline = None;
                 if let Phase::Waiting { attempt } = self.phase {
                     self.phase = Phase::Connecting { attempt };
-                    self.stage_deadline = self.settings.open_timeout.map(|t| now + t);
+                    self.stage_deadline = self.settings().open_timeout.map(|t| now + t);
                     self.actions.push_back(Action::Connect { attempt });
                 }
             }
@@ -730,9 +772,16 @@ mod tests {
             .buffer(100)
     }
 
+    /// A session with `settings` (a native socket's, changed).
+    fn with_settings(settings: Settings) -> Session {
+        let mut s = Session::new(&NATIVE, || 0.5);
+        *s.settings_mut() = settings;
+        s
+    }
+
     /// A client session, opened at time 0.
     fn open_client(settings: Settings) -> Session {
-        let mut s = Session::new(settings, || 0.5);
+        let mut s = with_settings(settings);
         s.open_started(Time::ZERO);
         assert!(s.transport_opened(Time::ZERO, Role::Client).is_empty());
         assert!(matches!(actions(&mut s)[..], [Action::Opened]));
@@ -755,7 +804,7 @@ mod tests {
 
     #[test]
     fn an_open_that_takes_too_long_is_dropped_with_a_timeout() {
-        let mut s = Session::new(Settings::native(), || 0.5);
+        let mut s = with_settings(Settings::native());
         s.open_started(secs(100));
         assert_eq!(s.poll_timeout(), Some(secs(110)));
         s.handle_timeout(secs(110) - MS);
@@ -776,7 +825,7 @@ mod tests {
 
     #[test]
     fn the_open_timeout_can_be_turned_off_and_stops_once_open() {
-        let mut s = Session::new(with(|s| s.open_timeout = None), || 0.5);
+        let mut s = with_settings(with(|s| s.open_timeout = None));
         s.open_started(Time::ZERO);
         assert_eq!(s.poll_timeout(), None);
         let mut s = open_client(Settings::native());
@@ -842,7 +891,7 @@ mod tests {
 
     #[test]
     fn servers_ping_by_default_and_clients_do_not() {
-        let mut server = Session::new(Settings::native(), || 0.5);
+        let mut server = with_settings(Settings::native());
         server.transport_opened(Time::ZERO, Role::Server);
         assert_eq!(
             server.poll_timeout(),
@@ -850,7 +899,7 @@ mod tests {
         );
         let client = open_client(Settings::native());
         assert_eq!(client.poll_timeout(), None);
-        let mut off = Session::new(with(|s| s.keepalive = Some(None)), || 0.5);
+        let mut off = with_settings(with(|s| s.keepalive = Some(None)));
         off.transport_opened(Time::ZERO, Role::Server);
         assert_eq!(off.poll_timeout(), None);
     }
@@ -858,7 +907,7 @@ mod tests {
     #[test]
     fn the_heartbeat_replaces_the_ping_and_names_itself_when_unanswered() {
         let hb = Heartbeat::new(secs(2), secs(1), "hb");
-        let mut s = Session::new(with(|s| s.heartbeat = Some(Box::new(hb))), || 0.5);
+        let mut s = with_settings(with(|s| s.heartbeat = Some(Box::new(hb))));
         s.transport_opened(Time::ZERO, Role::Server);
         actions(&mut s);
         s.handle_timeout(secs(2));
@@ -1048,7 +1097,7 @@ mod tests {
         let mut s = open_client(Settings::native());
         s.transport_closed(Time::ZERO, lost(1006), None);
         assert!(s.is_closed());
-        let mut s = Session::new(with(|s| s.reconnect = Some(Box::new(quick()))), || 0.5);
+        let mut s = with_settings(with(|s| s.reconnect = Some(Box::new(quick()))));
         s.transport_opened(Time::ZERO, Role::Server);
         s.transport_closed(Time::ZERO, lost(1006), None);
         assert!(s.is_closed());

@@ -33,7 +33,7 @@ use tokio::sync::Notify;
 use crate::handlers::Handlers;
 use crate::protocol::deflate::{self, DeflateParams};
 use crate::protocol::{CloseCode, Connection, ConnectionState, ProtocolError, Role};
-use crate::session::{Action, Session, Settings, Time};
+use crate::session::{Action, Session, Time};
 use crate::{
     CloseEvent, DeflateConfig, Error, Heartbeat, KeepAlive, Limits, MsgEvent, ReadyState,
     Reconnect, Result,
@@ -337,6 +337,7 @@ struct Reader {
 type SharedWriter = Arc<Mutex<Option<Writing>>>;
 
 /// Fixed before the socket opens: what the facade and `WebSocketExt` set.
+#[derive(Clone)]
 struct Config {
     limits: Limits,
     /// How long a client may take to send its upgrade request.
@@ -352,6 +353,37 @@ struct Config {
     memory_budget: Option<crate::MemoryBudget>,
 }
 
+/// The settings of every socket that changes none.
+static DEFAULT_CONFIG: Config = Config {
+    limits: Limits::DEFAULT,
+    handshake_timeout: upgrade::HANDSHAKE_TIMEOUT,
+    write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+    allowed_origins: None,
+    deflate: None,
+    client: None,
+    memory_budget: None,
+};
+
+/// A socket's `Config`: the defaults, shared, until the socket changes one. Most sockets
+/// change none, and every socket keeps its settings for life.
+#[derive(Default)]
+struct OwnConfig(Option<Box<Config>>);
+
+impl std::ops::Deref for OwnConfig {
+    type Target = Config;
+
+    fn deref(&self) -> &Config {
+        self.0.as_deref().unwrap_or(&DEFAULT_CONFIG)
+    }
+}
+
+impl std::ops::DerefMut for OwnConfig {
+    fn deref_mut(&mut self) -> &mut Config {
+        self.0
+            .get_or_insert_with(|| Box::new(DEFAULT_CONFIG.clone()))
+    }
+}
+
 impl Config {
     /// The client settings, made on first use.
     fn client(&mut self) -> &mut ClientConfig {
@@ -360,7 +392,7 @@ impl Config {
 }
 
 /// What only a client uses, fixed before `open`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct ClientConfig {
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// The subprotocols `open` offered, offered again on reconnect.
@@ -513,7 +545,7 @@ pub(crate) struct Shared {
     proto: Mutex<Option<Proto>>,
     handlers: Mutex<Handlers>,
     id: String,
-    config: Mutex<Config>,
+    config: Mutex<OwnConfig>,
     /// The lifecycle: timeouts, keep-alive, heartbeat, reconnect, the unsent queue.
     session: Mutex<Session>,
     link: Mutex<Link>,
@@ -536,16 +568,8 @@ impl Socket {
     pub(crate) fn new() -> Self {
         Self(Arc::new(Shared {
             id: crate::socket::next_id(crate::backplane::node_id()),
-            config: Mutex::new(Config {
-                limits: Limits::default(),
-                handshake_timeout: HANDSHAKE_TIMEOUT,
-                write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
-                allowed_origins: None,
-                deflate: None,
-                client: None,
-                memory_budget: None,
-            }),
-            session: Mutex::new(Session::new(Settings::native(), rng::unit_f64)),
+            config: Mutex::new(OwnConfig::default()),
+            session: Mutex::new(Session::new(&crate::session::NATIVE, rng::unit_f64)),
             proto: Mutex::new(None),
             link: Mutex::new(Link::default()),
             driving: driving::Driving::default(),
@@ -636,27 +660,27 @@ impl Socket {
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<Reconnect>) {
-        lock(&self.0.session).settings.reconnect = policy.map(Box::new);
+        lock(&self.0.session).settings_mut().reconnect = policy.map(Box::new);
     }
 
     pub(crate) fn set_heartbeat(&self, heartbeat: Option<Heartbeat>) {
-        lock(&self.0.session).settings.heartbeat = heartbeat.map(Box::new);
+        lock(&self.0.session).settings_mut().heartbeat = heartbeat.map(Box::new);
     }
 
     pub(crate) fn set_open_timeout(&self, timeout: Option<std::time::Duration>) {
-        lock(&self.0.session).settings.open_timeout = timeout;
+        lock(&self.0.session).settings_mut().open_timeout = timeout;
     }
 
     pub(crate) fn set_message_timeout(&self, timeout: Option<std::time::Duration>) {
-        lock(&self.0.session).settings.message_timeout = timeout;
+        lock(&self.0.session).settings_mut().message_timeout = timeout;
     }
 
     pub(crate) fn set_read_timeout(&self, timeout: Option<std::time::Duration>) {
-        lock(&self.0.session).settings.read_timeout = timeout;
+        lock(&self.0.session).settings_mut().read_timeout = timeout;
     }
 
     pub(crate) fn set_keepalive(&self, keepalive: Option<KeepAlive>) {
-        lock(&self.0.session).settings.keepalive = Some(keepalive);
+        lock(&self.0.session).settings_mut().keepalive = Some(keepalive);
     }
 
     pub(crate) async fn open(&self, url: url::Url, protocols: &[&str]) -> Result<()> {
@@ -672,7 +696,7 @@ impl Socket {
         protocols: &[&str],
     ) -> Result<()> {
         self.check_unconnected()?;
-        lock(&self.0.session).settings.reconnect = None;
+        lock(&self.0.session).settings_mut().reconnect = None;
         self.open_with(url, protocols, Some(stream)).await
     }
 
@@ -1062,8 +1086,8 @@ impl Socket {
         let role = lock(&self.0.proto).as_ref().map(|p| p.conn.role());
         let session = lock(&self.0.session);
         match role {
-            Some(role) => session.settings.keepalive_for(role),
-            None => session.settings.keepalive.flatten(),
+            Some(role) => session.settings().keepalive_for(role),
+            None => session.settings().keepalive.flatten(),
         }
     }
 

@@ -25,7 +25,7 @@ use web_sys::{BinaryType, MessageEvent};
 
 use crate::handlers::Handlers;
 use crate::protocol::{CloseCode, Role};
-use crate::session::{Action, Probe, Session, Settings, Time};
+use crate::session::{Action, Probe, Session, Time};
 use crate::{CloseEvent, Error, MsgEvent, ReadyState, Result};
 use timer::{defer_drop, Timer};
 
@@ -205,7 +205,7 @@ impl Socket {
             handlers: RefCell::new(Handlers::default()),
             listeners: RefCell::new(None),
             pending: RefCell::new(Pending::default()),
-            session: RefCell::new(Session::new(Settings::browser(), js_sys::Math::random)),
+            session: RefCell::new(Session::new(&crate::session::BROWSER, js_sys::Math::random)),
             timer: RefCell::new(None),
         }))
     }
@@ -293,15 +293,15 @@ impl Socket {
     }
 
     pub(crate) fn set_reconnect(&self, policy: Option<crate::Reconnect>) {
-        self.0.session.borrow_mut().settings.reconnect = policy.map(Box::new);
+        self.0.session.borrow_mut().settings_mut().reconnect = policy.map(Box::new);
     }
 
     pub(crate) fn set_heartbeat(&self, heartbeat: Option<crate::Heartbeat>) {
-        self.0.session.borrow_mut().settings.heartbeat = heartbeat.map(Box::new);
+        self.0.session.borrow_mut().settings_mut().heartbeat = heartbeat.map(Box::new);
     }
 
     pub(crate) fn set_open_timeout(&self, timeout: Option<Duration>) {
-        self.0.session.borrow_mut().settings.open_timeout = timeout;
+        self.0.session.borrow_mut().settings_mut().open_timeout = timeout;
     }
 
     pub(crate) async fn open(&self, url: String, protocols: &[&str]) -> Result<()> {
@@ -587,7 +587,7 @@ impl Socket {
             });
             // A connection that ended may still be followed by a reconnect (its close event
             // decides): only a socket closed for good, or one that cannot reconnect, fails.
-            let reconnects = self.0.session.borrow().settings.reconnect.is_some();
+            let reconnects = self.0.session.borrow().settings().reconnect.is_some();
             if self.is_closed_for_good() || (ended && !reconnects) {
                 return Err(Error::Closed);
             }
