@@ -858,7 +858,7 @@ impl Socket {
         async move {
             while let Some(current) = reader.as_mut() {
                 // The read loop's copies of the message routes go with it.
-                let driver::EndState { close, error, .. } = driver::read_loop(&self, current).await;
+                let (close, error) = driver::read_loop(&self, current).await.into_outcome();
                 // The halves go with the connection.
                 drop(reader.take());
                 // The connection is over, however it ended (a vanished peer leaves the protocol

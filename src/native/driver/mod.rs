@@ -28,7 +28,5 @@ mod read_size;
 mod scratch;
 mod writer;
 
-pub(super) use read_loop::{
-    close_after_panic, finish, panic_message, read_loop, EndState, ABNORMAL,
-};
+pub(super) use read_loop::{close_after_panic, finish, panic_message, read_loop, ABNORMAL};
 pub(super) use writer::wake_writer;

@@ -72,18 +72,20 @@ pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> 
                     .write_timeout
                     .unwrap_or_default()
                     .as_secs_f32();
-                ended.close.get_or_insert_with(|| {
+                ended.outcome().close.get_or_insert_with(|| {
                     abnormal(format!(
                         "Abnormal Closure: the peer stopped reading (nothing could be written for {secs} s)"
                     ))
                 });
                 ended
+                    .outcome()
                     .error
                     .get_or_insert(Error::Timeout("the peer stopped reading"));
                 abort(sock);
             }
             // The writer failed: the connection is gone.
             ended
+                .outcome()
                 .close
                 .get_or_insert_with(|| abnormal("the connection failed while writing"));
             break;
@@ -144,13 +146,13 @@ pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> 
                 next = run_actions(sock, &mut ended);
                 due = session_due(sock);
             }
-            read = read_some(&mut reader.rd, size.len(), &mut direct), if !paused => match read {
+            read = std::future::poll_fn(|cx| poll_read_some(&mut reader.rd, cx, size.len(), &mut direct)), if !paused => match read {
                 Ok(Input::Buffer(read)) if read.bytes().is_empty() => {
-                    ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
+                    ended.outcome().close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
                 }
                 Ok(Input::Direct(0)) => {
-                    ended.close.get_or_insert_with(|| abnormal(ABNORMAL));
+                    ended.outcome().close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
                 }
                 Ok(Input::Buffer(read)) => {
@@ -170,7 +172,7 @@ pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> 
                     };
                 }
                 Err(e) => {
-                    ended.close.get_or_insert_with(|| abnormal(format!("Abnormal Closure: {e}")));
+                    ended.outcome().close.get_or_insert_with(|| abnormal(format!("Abnormal Closure: {e}")));
                     next = Next::Stop;
                 }
             },
@@ -196,19 +198,24 @@ enum Input {
 
 /// Reads at most `max` bytes into the thread's read buffer, or straight onto the message
 /// when a direct read is lent (at most `DIRECT_READ_MAX` bytes, so the unmasking that follows finds them in cache).
-async fn read_some(
+///
+/// A poll function, not a future the event loop keeps: every connection keeps its event
+/// loop's state for life. The direct read's future is made afresh at each poll; it keeps
+/// nothing between polls (what a poll read is on the message).
+fn poll_read_some(
     rd: &mut Reading,
+    cx: &mut Context<'_>,
     max: usize,
     direct: &mut Option<DirectRead>,
-) -> std::io::Result<Input> {
+) -> Poll<std::io::Result<Input>> {
     match direct {
         Some(read) => {
             let want = read.want().min(DIRECT_READ_MAX) as u64;
-            rd.take(want).read_buf(read.buf()).await.map(Input::Direct)
+            let mut limited = rd.take(want);
+            let mut reading = std::pin::pin!(limited.read_buf(read.buf()));
+            reading.as_mut().poll(cx).map_ok(Input::Direct)
         }
-        None => std::future::poll_fn(|cx| scratch::poll_read(rd, cx, max))
-            .await
-            .map(Input::Buffer),
+        None => scratch::poll_read(rd, cx, max).map_ok(Input::Buffer),
     }
 }
 
@@ -256,9 +263,9 @@ fn run_actions(sock: &Socket, ended: &mut EndState) -> Next {
                     }
                     None => abort(sock),
                 }
-                ended.close.get_or_insert(event);
+                ended.outcome().close.get_or_insert(event);
                 if let Some(error) = error {
-                    ended.error.get_or_insert(error);
+                    ended.outcome().error.get_or_insert(error);
                 }
                 next = Next::Stop;
             }
@@ -332,8 +339,9 @@ fn abort(sock: &Socket) {
 /// How the connection ended, collected while it runs.
 #[derive(Default)]
 pub(in crate::native) struct EndState {
-    pub(in crate::native) close: Option<CloseEvent>,
-    pub(in crate::native) error: Option<Error>,
+    /// How it ended, once that is known. Boxed: every connection keeps its read loop's
+    /// state for life, and this is set only at the end.
+    outcome: Option<Box<Outcome>>,
     /// Where messages go: the read loop's copies.
     routes: Routes,
     /// Dispatching stopped with events left in the protocol core: the stream was full.
@@ -408,7 +416,23 @@ impl Routes {
     }
 }
 
+/// How a connection ended: its close event, and the error to report after it.
+#[derive(Default)]
+struct Outcome {
+    close: Option<CloseEvent>,
+    error: Option<Error>,
+}
+
 impl EndState {
+    fn outcome(&mut self) -> &mut Outcome {
+        self.outcome.get_or_insert_default()
+    }
+
+    /// The close event and error it ended with (if it said).
+    pub(in crate::native) fn into_outcome(self) -> (Option<CloseEvent>, Option<Error>) {
+        self.outcome.map_or((None, None), |o| (o.close, o.error))
+    }
+
     /// Whether the stream (if messages go to one) holds all it may, on an open socket (a
     /// closing one delivers what is left, so that its closing handshake completes).
     fn held_back(&self, sock: &Socket) -> bool {
@@ -457,7 +481,9 @@ impl EndState {
     fn handler_panicked(&mut self, sock: &Socket, panic: Box<dyn std::any::Any + Send>) {
         let what = panic_message(panic.as_ref());
         close_after_panic(sock, &what);
-        self.error.get_or_insert(Error::HandlerPanicked(what));
+        self.outcome()
+            .error
+            .get_or_insert(Error::HandlerPanicked(what));
     }
 }
 
@@ -584,7 +610,7 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
             Event::Ping(_) | Event::Pong(_) => {}
             Event::Close { code, reason } => {
                 sock.set_state(ReadyState::Closing);
-                ended.close = Some(CloseEvent {
+                ended.outcome().close = Some(CloseEvent {
                     code: code.map_or(1005, |c| c.as_u16()),
                     reason,
                     was_clean: true,
@@ -597,7 +623,7 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
             Event::Error(err) => {
                 tracing::debug!(id = %shared.id, "failing the connection: {err}");
                 sock.set_state(ReadyState::Closing);
-                ended.close = Some(CloseEvent {
+                ended.outcome().close = Some(CloseEvent {
                     code: err.close_code().as_u16(),
                     reason: err.to_string(),
                     was_clean: false,
