@@ -788,6 +788,26 @@ async fn a_handler_or_stream_set_while_reading_takes_the_next_message() {
     assert!(first.try_recv().is_err() && second.try_recv().is_err());
 }
 
+/// Answers to input that fills a read exactly are held for the next read, which finds
+/// nothing more: they are written then, not left waiting for more input.
+#[tokio::test]
+async fn answers_to_a_read_that_fills_its_buffer_exactly_are_written() {
+    let addr = spawn_echo_server().await;
+    let mut tcp = raw_client(addr, "/").await;
+    // 128 frames of 128 bytes (6 of header and mask, 122 of text): one read of 16 KiB, as
+    // much as a connection's first reads take.
+    let payload = [b'x'; 122];
+    let frames: Vec<u8> = (0..128).flat_map(|_| client_frame(0x1, &payload)).collect();
+    assert_eq!(frames.len(), 16 * 1024);
+    tcp.write_all(&frames).await.unwrap();
+    for _ in 0..128 {
+        assert_eq!(
+            read_server_frame(&mut tcp).await,
+            Some((0x1, payload.to_vec()))
+        );
+    }
+}
+
 /// A send from a thread outside any runtime is written: a writer task runs only while
 /// output waits for it, and the socket starts it on the runtime its connection was made on.
 #[tokio::test]

@@ -13,10 +13,10 @@
 //!
 //! | signal (`Shared::handoff`) | set by | read by | means |
 //! |---|---|---|---|
-//! | `dispatching` | read task, while handlers run | `send_with` | a send need not wake the writer: `write_through` follows |
+//! | `dispatching` | read task, while handlers run | `send_with` | a send need not wake the writer: the read task writes it through, at once or once its reads find no more input |
 //! | `writer_wanted` | `wake_writer`: sends, the read task, `close` | writer task, before it ends | output waits, or the connection ends: look again |
 //! | `writer_running` | `wake_writer` (starts a task), writer task (ends) | `wake_writer` | a writer task runs: none is started |
-//! | `unflushed` | `write_through` (TLS could not flush) | writer task | flush before waiting again |
+//! | `unflushed` | `write_through` (TLS could not flush) | writer task | flush before ending |
 //! | `reader_done` | read loop at its end, writer on a failed write, `release` | writer task, read loop, `flush` | the connection is over: flush what is left and stop |
 //! | `write_stalled` | writer (no progress for the write timeout) | read loop | end with 1006 and `Error::Timeout` |
 //! | `writer_done` | writer task at its end | `flush` | nothing more will be written |

@@ -97,6 +97,10 @@ pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> 
             next = process_with(sock, &reader.wr, |_| {}, &mut ended, true);
             continue;
         }
+        // Nothing is read while paused, so answers held for the next read go now.
+        if paused && std::mem::take(&mut ended.unwritten) {
+            super::writer::write_through(sock, &reader.wr);
+        }
         // Whether we wait for the end of a closing handshake, and the rest of a big frame
         // to read straight into the message (no copy, big reads). What the last round's
         // dispatch saw holds unless a frame or message is under way: only this task feeds
@@ -146,7 +150,7 @@ pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> 
                 next = run_actions(sock, &mut ended);
                 due = session_due(sock);
             }
-            read = std::future::poll_fn(|cx| poll_read_some(&mut reader.rd, cx, size.len(), &mut direct)), if !paused => match read {
+            read = std::future::poll_fn(|cx| poll_read_some(sock, reader, cx, size.len(), &mut direct, &mut ended.unwritten)), if !paused => match read {
                 Ok(Input::Buffer(read)) if read.bytes().is_empty() => {
                     ended.outcome().close.get_or_insert_with(|| abnormal(ABNORMAL));
                     next = Next::Stop;
@@ -198,11 +202,29 @@ enum Input {
 
 /// Reads at most `max` bytes into the thread's read buffer, or straight onto the message
 /// when a direct read is lent (at most `DIRECT_READ_MAX` bytes, so the unmasking that follows finds them in cache).
+/// A read that finds nothing to read first writes the answers held for it (`unwritten`,
+/// see `process_with`).
 ///
 /// A poll function, not a future the event loop keeps: every connection keeps its event
 /// loop's state for life. The direct read's future is made afresh at each poll; it keeps
 /// nothing between polls (what a poll read is on the message).
 fn poll_read_some(
+    sock: &Socket,
+    reader: &mut Reader,
+    cx: &mut Context<'_>,
+    max: usize,
+    direct: &mut Option<DirectRead>,
+    unwritten: &mut bool,
+) -> Poll<std::io::Result<Input>> {
+    let polled = poll_read_into(&mut reader.rd, cx, max, direct);
+    if polled.is_pending() && std::mem::take(unwritten) {
+        super::writer::write_through(sock, &reader.wr);
+    }
+    polled
+}
+
+/// `poll_read_some`'s read.
+fn poll_read_into(
     rd: &mut Reading,
     cx: &mut Context<'_>,
     max: usize,
@@ -350,6 +372,9 @@ pub(in crate::native) struct EndState {
     big_message: bool,
     /// What the last look into the protocol core saw, for the next round (taken by it).
     seen: Option<Seen>,
+    /// Answers wait in the core's output for the read that drains the socket or finds
+    /// nothing (`poll_read_some`): answers to input read together leave together.
+    unwritten: bool,
 }
 
 /// The protocol core as the read loop last saw it, kept so that a round of the loop need
@@ -530,8 +555,8 @@ fn process(
 ///
 /// `drained`: the read that brought the input did not fill its buffer, so the peer has
 /// likely sent nothing more yet. After a read that filled it, more input is probably
-/// waiting: the answers are left to the writer task, which runs once the read task has
-/// read what is there, and writes all the answers together. A direct read (the rest of a
+/// waiting: the answers are held (`EndState::unwritten`) until a read drains the socket or
+/// finds nothing, and then written together. A direct read (the rest of a
 /// big frame, read onto its message), or input that completed a message as big, is always
 /// followed by a write-through: one big answer is worth a write of its own, and held back
 /// it would wait for the next message's reads.
@@ -546,9 +571,10 @@ fn process_with(
     let next = dispatch(sock, feed, ended);
     sock.0.handoff.dispatching.store(false, Ordering::Release);
     if drained || std::mem::take(&mut ended.big_message) {
+        ended.unwritten = false;
         super::writer::write_through(sock, wr);
     } else {
-        super::writer::wake_writer(sock);
+        ended.unwritten = true;
     }
     next
 }
