@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use unisock::WebSocket;
 
 /// The most heap an idle connection may keep, the server task's own future included
-/// (about 380 bytes here): about 2,680 bytes. bench/NOTES.md says where they go.
-const IDLE_HEAP_MAX: i64 = 2_750;
+/// (about 380 bytes here): about 2,370 bytes. bench/NOTES.md says where they go.
+const IDLE_HEAP_MAX: i64 = 2_450;
 
 struct Counting;
 
