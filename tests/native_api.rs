@@ -813,16 +813,7 @@ async fn answers_to_a_read_that_fills_its_buffer_exactly_are_written() {
 #[tokio::test]
 async fn a_send_from_a_thread_outside_the_runtime_is_written() {
     let addr = spawn_echo_server().await;
-    let ws = WebSocket::new();
-    let (tx, mut echoes) = tokio::sync::mpsc::unbounded_channel();
-    ws.on_message(move |m| {
-        let _ = tx.send(m);
-    });
-    with_timeout(ws.open(&format!("ws://{addr}/"), &[]))
-        .await
-        .unwrap();
-    let reader = ws.clone();
-    tokio::spawn(async move { reader.read().await });
+    let (ws, mut events) = open_client(addr).await;
     let sender = ws.clone();
     let sent = std::thread::spawn(move || {
         assert!(tokio::runtime::Handle::try_current().is_err());
@@ -833,7 +824,7 @@ async fn a_send_from_a_thread_outside_the_runtime_is_written() {
     assert!(sent.iter().all(Result::is_ok), "{sent:?}");
     for text in ["1", "2", "3"] {
         assert_eq!(
-            with_timeout(echoes.recv()).await,
+            with_timeout(events.messages.recv()).await,
             Some(MsgEvent::Text(text.into()))
         );
     }

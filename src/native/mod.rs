@@ -1,9 +1,10 @@
 //! The native backend: a thin Tokio driver around the sans-io [`crate::protocol::Connection`].
 //!
 //! Contract: `Socket` implements every method that `socket.rs` forwards to, with the same
-//! signatures as `web::Socket`. One writer task per connection owns the write half and
-//! drains the connection's output (coalescing everything queued into one write); the
-//! caller of `read()` owns the read half and dispatches events to the handlers.
+//! signatures as `web::Socket`. The caller of `read()` owns the read half, dispatches
+//! events to the handlers and writes the answers through; a writer task, started only
+//! while output waits for it, drains the rest (coalescing everything queued into one
+//! write).
 //!
 //! The lifecycle (open timeout, keep-alive, heartbeat, read and close timeouts, reconnect,
 //! messages kept while reconnecting) is [`crate::session::Session`]'s: `read()` and `open()`
@@ -784,9 +785,9 @@ impl Socket {
         Ok(())
     }
 
-    /// Starts a server socket whose 101 answered `request`: installs the protocol state,
-    /// starts the writer task and leaves the event loop for the first handle that drives
-    /// the socket (`on_open` is the loop's first event).
+    /// Starts a server socket whose 101 answered `request`: installs the protocol state
+    /// and leaves the event loop for the first handle that drives the socket (`on_open` is
+    /// the loop's first event).
     pub(crate) fn attach_server(
         &self,
         stream: BoxIo,

@@ -1,6 +1,6 @@
 //! The tasks that run one connection: the read loop (whoever calls `read()`), which reads,
 //! dispatches events to the handlers and drives the session, and the writer task, which
-//! drains the protocol core's output to the socket.
+//! drains the protocol core's output to the socket while output waits for it.
 //!
 //! Files by role: `read_loop` (the event loop and the end of a connection), `writer` (the
 //! writer task and the read task's `write_through`), `scratch` (the per-thread read buffer), `read_size` (how much a read takes).

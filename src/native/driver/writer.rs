@@ -79,8 +79,8 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
             (queued, ended, failed, proto.conn.role())
         };
         let idle = out.is_empty() && more.is_empty();
-        // The writes are boxed: the writer task's state, which every connection keeps for
-        // life, then holds no timer and no write in progress while it waits.
+        // The writes are boxed: they hold a timer and a write in progress, and the task,
+        // started for each burst of output, is then as small to make as it can be.
         let result = if idle {
             if shared.handoff.unflushed.swap(false, Ordering::AcqRel) {
                 Box::pin(flush(&mut half, write_timeout)).await
