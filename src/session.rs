@@ -27,10 +27,6 @@ pub(crate) type Time = Duration;
 pub(crate) const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the peer's half of the closing handshake (and, as a client, for the
 /// server to end TCP afterwards).
-#[cfg_attr(
-    all(target_arch = "wasm32", target_os = "unknown"),
-    allow(dead_code, reason = "used by the native backend and the unit tests")
-)]
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The settings of a socket's lifecycle, fixed before it opens.
@@ -69,10 +65,6 @@ pub(crate) static BROWSER: Settings = Settings::browser();
 
 impl Settings {
     /// The defaults of a native socket.
-    #[cfg_attr(
-        all(target_arch = "wasm32", target_os = "unknown"),
-        allow(dead_code, reason = "used by the native backend and the unit tests")
-    )]
     pub(crate) const fn native() -> Self {
         Self {
             open_timeout: Some(DEFAULT_OPEN_TIMEOUT),
@@ -91,15 +83,9 @@ impl Settings {
         allow(dead_code, reason = "used by the browser backend and the unit tests")
     )]
     pub(crate) const fn browser() -> Self {
-        Self {
-            open_timeout: Some(DEFAULT_OPEN_TIMEOUT),
-            close_timeout: None,
-            read_timeout: None,
-            message_timeout: None,
-            keepalive: None,
-            heartbeat: None,
-            reconnect: None,
-        }
+        let mut browser = Self::native();
+        browser.close_timeout = None;
+        browser
     }
 
     /// The keep-alive in effect for `role`: the one set, else the role's default.
