@@ -788,6 +788,60 @@ async fn a_handler_or_stream_set_while_reading_takes_the_next_message() {
     assert!(first.try_recv().is_err() && second.try_recv().is_err());
 }
 
+/// Messages that arrive together are taken from the protocol core in runs. A handler that
+/// subscribes a stream part way through a run gets the rest of the run on the stream, in
+/// order: none is lost or handed to the handler after the switch.
+#[tokio::test]
+async fn a_stream_subscribed_by_a_handler_mid_run_gets_the_rest_in_order() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (connected, accepted) =
+        tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let server = WebSocket::new();
+    let (handled_tx, mut handled) = tokio::sync::mpsc::unbounded_channel();
+    let (stream_tx, mut streams) = tokio::sync::mpsc::unbounded_channel();
+    let handle = server.clone();
+    server.on_message(move |m| {
+        let switch = m.txt() == Some("3");
+        let _ = handled_tx.send(m);
+        if switch {
+            let mut stream = handle.clone();
+            // The first poll subscribes: from then on the stream takes the messages.
+            assert!(futures_util::FutureExt::now_or_never(stream.next()).is_none());
+            let _ = stream_tx.send(stream);
+        }
+    });
+    let (raw, upgraded) = tokio::join!(
+        common::raw_handshake(connected.unwrap(), addr, "/"),
+        server.upgrade(accepted.unwrap().0)
+    );
+    upgraded.unwrap();
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.read().await }
+    });
+    // One write, so that the server reads them together.
+    let frames: Vec<u8> = (0..10)
+        .flat_map(|i| client_frame(0x1, i.to_string().as_bytes()))
+        .collect();
+    let mut raw = raw;
+    raw.write_all(&frames).await.unwrap();
+    for i in 0..4 {
+        assert_eq!(
+            with_timeout(handled.recv()).await,
+            Some(MsgEvent::Text(i.to_string()))
+        );
+    }
+    let mut stream = with_timeout(streams.recv()).await.unwrap();
+    for i in 4..10 {
+        assert_eq!(
+            with_timeout(stream.next()).await,
+            Some(MsgEvent::Text(i.to_string()))
+        );
+    }
+    assert!(handled.try_recv().is_err());
+}
+
 /// Answers to input that fills a read exactly are held for the next read, which finds
 /// nothing more: they are written then, not left waiting for more input.
 #[tokio::test]

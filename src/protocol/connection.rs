@@ -375,6 +375,33 @@ impl Connection {
         !self.events.is_empty()
     }
 
+    /// Moves the data messages at the front of the event queue, oldest first, onto `into`:
+    /// at most `max`, and none past an event of another kind. Taking a message has no
+    /// consequence in the protocol (unlike a ping, a close or an error, see
+    /// [`Connection::next_event`]), so a driver may take a run of them at once and hand
+    /// them out one by one.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn take_messages(&mut self, into: &mut VecDeque<MsgEvent>, max: usize) {
+        for _ in 0..max {
+            match self.events.pop_message() {
+                Some(msg) => into.push_back(msg),
+                None => break,
+            }
+        }
+        if self.events.is_empty() {
+            self.message.events_taken();
+        }
+    }
+
+    /// Returns messages taken by [`Connection::take_messages`] and not handed out, in
+    /// their order, ahead of every event still queued.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn put_back_messages(&mut self, msgs: &mut VecDeque<MsgEvent>) {
+        while let Some(msg) = msgs.pop_back() {
+            self.events.push_front(Event::Message(msg));
+        }
+    }
+
     /// Whether a frame has begun and is not all received.
     #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn is_mid_frame(&self) -> bool {
@@ -1234,6 +1261,25 @@ impl Events {
         let event = self.first.take()?;
         self.first = self.rest.pop_front();
         Some(event)
+    }
+
+    /// The oldest event if it is a data message.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn pop_message(&mut self) -> Option<MsgEvent> {
+        if !matches!(self.first, Some(Event::Message(_))) {
+            return None;
+        }
+        match self.pop_front() {
+            Some(Event::Message(msg)) => Some(msg),
+            _ => None,
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn push_front(&mut self, event: Event) {
+        if let Some(first) = self.first.replace(event) {
+            self.rest.push_front(first);
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -2423,5 +2469,49 @@ mod tests {
     fn connection_is_send() {
         fn assert_send<T: Send>() {}
         assert_send::<Connection>();
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn messages_are_taken_in_runs_that_stop_at_other_events() {
+        let mut conn = server();
+        let mut input = Vec::new();
+        for text in ["a", "b", "c"] {
+            input.extend(masked(0x81, text.as_bytes()));
+        }
+        input.extend(masked(0x89, b"ping"));
+        input.extend(masked(0x82, b"d"));
+        conn.receive_data(&input);
+
+        let mut run = VecDeque::new();
+        conn.take_messages(&mut run, 2);
+        assert_eq!(
+            Vec::from(run.clone()),
+            [MsgEvent::Text("a".into()), MsgEvent::Text("b".into())]
+        );
+        // The rest of the run, but not past the ping.
+        conn.take_messages(&mut run, 64);
+        assert_eq!(run.len(), 3);
+        assert!(
+            !conn.has_data_to_send(),
+            "a ping is answered only once taken"
+        );
+        conn.take_messages(&mut run, 64);
+        assert_eq!(run.len(), 3, "nothing is taken past a ping");
+
+        // Put back, they come first again, in order, before the ping and what follows.
+        run.pop_front();
+        conn.put_back_messages(&mut run);
+        assert!(run.is_empty());
+        assert_eq!(
+            events(&mut conn),
+            [
+                Event::Message(MsgEvent::Text("b".into())),
+                Event::Message(MsgEvent::Text("c".into())),
+                Event::Ping(b"ping".to_vec()),
+                Event::Message(MsgEvent::Binary(b"d".to_vec())),
+            ]
+        );
+        assert!(conn.has_data_to_send(), "the ping was answered when taken");
     }
 }

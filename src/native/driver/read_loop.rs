@@ -2,6 +2,7 @@
 //! calls the handlers, carries out the session's actions, and reports how the connection
 //! ended.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -423,6 +424,12 @@ impl Routes {
         self.retake(shared, now)
     }
 
+    /// Whether messages go to `on_message` (no stream) and that has not changed since the
+    /// copies were taken.
+    fn unchanged_handler_only(&self, shared: &crate::native::Shared) -> bool {
+        self.stream.is_none() && self.taken == Some(shared.routes.load(Ordering::Acquire))
+    }
+
     #[cold]
     fn retake(&mut self, shared: &crate::native::Shared, now: u64) -> VecDeque<crate::MsgEvent> {
         // Taken after the count: a change after this load bumps it again.
@@ -579,7 +586,52 @@ fn process_with(
     next
 }
 
+/// The most messages dispatch takes from the protocol core under one lock.
+const BATCH_MAX: usize = 64;
+
+thread_local! {
+    /// The messages dispatch took from a protocol core ahead (see `dispatch`): one queue per
+    /// thread, reused, as a dispatch hands all it took to the handlers before it returns.
+    static BATCH: Cell<VecDeque<crate::MsgEvent>> = const { Cell::new(VecDeque::new()) };
+}
+
 fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndState) -> Next {
+    let mut batch = BATCH.with(Cell::take);
+    let next = dispatch_with(sock, feed, ended, &mut batch);
+    // Not empty only when the connection went away during the handlers.
+    batch.clear();
+    BATCH.with(|kept| kept.set(batch));
+    next
+}
+
+/// Takes the next event from the protocol core (under its lock), and with a message the
+/// messages right behind it, up to `BATCH_MAX`, onto `batch`: one lock for a run of
+/// pipelined messages instead of one each. Only while messages go to `on_message`, without
+/// a memory budget: a stream takes them only as it has room, and a budget counts them
+/// until taken.
+fn take_event(
+    shared: &crate::native::Shared,
+    conn: &mut Connection,
+    ended: &mut EndState,
+    batch: &mut VecDeque<crate::MsgEvent>,
+) -> (Option<Event>, bool) {
+    let event = conn.next_event();
+    if matches!(event, Some(Event::Message(_)))
+        && ended.routes.unchanged_handler_only(shared)
+        && conn.memory_budget().is_none()
+    {
+        conn.take_messages(batch, BATCH_MAX);
+    }
+    ended.seen = Some(Seen::of(conn));
+    (event, conn.has_data_to_send())
+}
+
+fn dispatch_with(
+    sock: &Socket,
+    feed: impl FnOnce(&mut Connection),
+    ended: &mut EndState,
+    batch: &mut VecDeque<crate::MsgEvent>,
+) -> Next {
     let shared = &sock.0;
     let held = ended.held_back(sock);
     // The input and the first event under one lock.
@@ -594,9 +646,7 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
             ended.held = true;
             return Next::Continue;
         }
-        let first = (proto.conn.next_event(), proto.conn.has_data_to_send());
-        ended.seen = Some(Seen::of(&proto.conn));
-        Some(first)
+        Some(take_event(shared, &mut proto.conn, ended, batch))
     };
     let mut next = Next::Continue;
     // One event at a time, so that handlers answer messages before a close or an error
@@ -604,21 +654,22 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
     loop {
         let (ev, wake) = match first.take() {
             Some(first) => first,
-            // Only this task feeds the core, so the handlers added no event.
-            None if ended.seen.is_some_and(|seen| !seen.events) => break,
-            None if ended.held_back(sock) => {
-                ended.held = true;
-                break;
-            }
-            None => {
-                let mut guard = lock(&shared.proto);
-                let Some(proto) = guard.as_mut() else {
-                    return Next::Stop;
-                };
-                let next = (proto.conn.next_event(), proto.conn.has_data_to_send());
-                ended.seen = Some(Seen::of(&proto.conn));
-                next
-            }
+            None => match batch.pop_front() {
+                Some(msg) => (Some(Event::Message(msg)), false),
+                // Only this task feeds the core, so the handlers added no event.
+                None if ended.seen.is_some_and(|seen| !seen.events) => break,
+                None if ended.held_back(sock) => {
+                    ended.held = true;
+                    break;
+                }
+                None => {
+                    let mut guard = lock(&shared.proto);
+                    let Some(proto) = guard.as_mut() else {
+                        return Next::Stop;
+                    };
+                    take_event(shared, &mut proto.conn, ended, batch)
+                }
+            },
         };
         if wake && !shared.handoff.dispatching.load(Ordering::Acquire) {
             super::writer::wake_writer(sock);
@@ -632,6 +683,15 @@ fn dispatch(sock: &Socket, feed: impl FnOnce(&mut Connection), ended: &mut EndSt
                 }
                 ended.big_message |= msg.len() >= DIRECT_READ_MIN;
                 ended.deliver(sock, msg);
+                if !batch.is_empty() && !ended.routes.unchanged_handler_only(shared) {
+                    // A handler changed where messages go (a stream takes them only as it
+                    // has room): the ones taken ahead go back to the core.
+                    if let Some(proto) = lock(&shared.proto).as_mut() {
+                        proto.conn.put_back_messages(batch);
+                    }
+                    batch.clear();
+                    ended.seen = None;
+                }
             }
             Event::Ping(_) | Event::Pong(_) => {}
             Event::Close { code, reason } => {
