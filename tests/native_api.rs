@@ -910,6 +910,35 @@ async fn spawn_dropping_server() -> std::net::SocketAddr {
     addr
 }
 
+/// `buffered_amount` is changed by every send and every write, from any thread. After many
+/// sends from several threads at once, while the writes drain them, a flush finds it back
+/// at 0: a lost update would leave it above 0, and the flush waiting for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_amount_returns_to_zero_after_sends_from_many_threads() {
+    const THREADS: usize = 4;
+    const EACH: usize = 2_000;
+    let addr = spawn_echo_server().await;
+    let (ws, mut events) = open_client(addr).await;
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let ws = ws.clone();
+            std::thread::spawn(move || {
+                for i in 0..EACH {
+                    ws.send_text(&format!("{t} {i}")).unwrap();
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    with_timeout(ws.flush()).await.unwrap();
+    assert_eq!(ws.buffered_amount(), 0);
+    for _ in 0..THREADS * EACH {
+        with_timeout(events.messages.recv()).await.unwrap();
+    }
+}
+
 /// After any close, unclean (1006) or clean (a local close), a send fails with `Closed`
 /// and queues nothing: nothing is dropped silently.
 #[tokio::test]

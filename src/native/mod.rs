@@ -537,6 +537,7 @@ pub(crate) struct Shared {
     /// Bumped when the message handler or the stream sender changes, so the read loop can
     /// keep its own copies (`driver::Routes`) instead of locking for them per message.
     routes: AtomicU64,
+    /// `buffered_amount`: read by anyone, changed only under the lock of `proto`.
     buffered: AtomicUsize,
     send_cap: AtomicUsize,
     /// Read by handles without a lock.
@@ -908,7 +909,10 @@ impl Socket {
         }
         // What the lost connection held is lost with it; what waits is the session's.
         let unsent = lock(&self.0.session).unsent_bytes();
+        // Under the core's lock, as every change of `buffered` (see `queue`).
+        let proto = lock(&self.0.proto);
         self.0.buffered.store(unsent, Ordering::Release);
+        drop(proto);
         self.0.handoff.written.notify_waiters();
     }
 
@@ -1219,7 +1223,9 @@ impl Socket {
         proto.charge_send(buffered.saturating_add(len))?;
         outgoing.encode(&mut proto.conn)?;
         proto.queued += len;
-        self.0.buffered.fetch_add(len, Ordering::AcqRel);
+        // Every change of `buffered` holds this lock (the writes' `release_buffered`), so a
+        // store adds to it: no locked instruction per message.
+        self.0.buffered.store(buffered + len, Ordering::Release);
         drop(guard);
         if !self.0.handoff.dispatching.load(Ordering::Acquire) {
             driver::wake_writer(self);

@@ -22,6 +22,10 @@
 //! | `writer_done` | writer task at its end | `flush` | nothing more will be written |
 //! | `wake_reader` | writer on a failure, `close` | read loop, reconnect waits | look at the state again |
 //! | `written` | writer task, `write_through` | `flush` | `buffered_amount` went down |
+//!
+//! `Shared::buffered` (`buffered_amount`) is read by anyone but changed only under the
+//! protocol core's lock: a send adds its bytes with a plain store, a write that took them
+//! subtracts them (`release_buffered`), and reconnecting resets it.
 
 mod read_loop;
 mod read_size;

@@ -134,7 +134,12 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
             return;
         }
         *lock(&wr) = Some(half);
-        written(shared, queued);
+        if queued > 0 {
+            let proto = lock(&shared.proto);
+            release_buffered(shared, queued);
+            drop(proto);
+        }
+        notify_written(shared);
     }
     shared.handoff.writer_done.store(true, Ordering::Release);
     shared.handoff.written.notify_waiters();
@@ -219,18 +224,25 @@ fn write_what_goes(sock: &Socket, wr: &SharedWriter) -> bool {
         needed = true;
     }
     if !proto.conn.has_data_to_send() {
-        let queued = std::mem::take(&mut proto.queued);
+        release_buffered(shared, std::mem::take(&mut proto.queued));
         drop(guard);
-        written(shared, queued);
+        notify_written(shared);
     }
     needed
 }
 
-/// `queued` payload bytes were written: `buffered_amount` goes down, and a `flush` waiting
-/// for it is told (none usually is, and then no lock is taken).
-fn written(shared: &crate::native::Shared, queued: usize) {
+/// `queued` payload bytes were written: `buffered_amount` goes down. Only under the lock of
+/// the protocol core, as every change of `Shared::buffered` is: a send then adds to it with
+/// a plain store, not a locked instruction per message.
+fn release_buffered(shared: &crate::native::Shared, queued: usize) {
     // SeqCst: see `Socket::flush`.
     shared.buffered.fetch_sub(queued, Ordering::SeqCst);
+}
+
+/// A write took queued bytes: a `flush` waiting for it is told (none usually is, and then
+/// no lock is taken).
+fn notify_written(shared: &crate::native::Shared) {
+    // SeqCst: see `Socket::flush`.
     if shared.handoff.flushing.load(Ordering::SeqCst) > 0 {
         shared.handoff.written.notify_waiters();
     }
