@@ -322,20 +322,8 @@ async fn a_slow_stream_consumer_holds_at_most_its_queue() {
     const COUNT: usize = 16_000;
     let frame =
         |i: usize| common::client_frame(0x1, format!("{i} {}", "x".repeat(8 * 1024)).as_bytes());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (connected, accepted) =
-        tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
     let server = WebSocket::new();
-    let (raw, upgraded) = tokio::join!(
-        common::raw_handshake(connected.unwrap(), addr, "/"),
-        server.upgrade(accepted.unwrap().0)
-    );
-    upgraded.unwrap();
-    tokio::spawn({
-        let server = server.clone();
-        async move { server.read().await }
-    });
+    let raw = common::raw_peer_of_reading(&server).await;
     // The read task runs first (one thread), and holds the event loop from then on.
     tokio::task::yield_now().await;
     let mut stream = server.clone();

@@ -793,10 +793,6 @@ async fn a_handler_or_stream_set_while_reading_takes_the_next_message() {
 /// order: none is lost or handed to the handler after the switch.
 #[tokio::test]
 async fn a_stream_subscribed_by_a_handler_mid_run_gets_the_rest_in_order() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (connected, accepted) =
-        tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
     let server = WebSocket::new();
     let (handled_tx, mut handled) = tokio::sync::mpsc::unbounded_channel();
     let (stream_tx, mut streams) = tokio::sync::mpsc::unbounded_channel();
@@ -811,20 +807,11 @@ async fn a_stream_subscribed_by_a_handler_mid_run_gets_the_rest_in_order() {
             let _ = stream_tx.send(stream);
         }
     });
-    let (raw, upgraded) = tokio::join!(
-        common::raw_handshake(connected.unwrap(), addr, "/"),
-        server.upgrade(accepted.unwrap().0)
-    );
-    upgraded.unwrap();
-    tokio::spawn({
-        let server = server.clone();
-        async move { server.read().await }
-    });
+    let mut raw = common::raw_peer_of_reading(&server).await;
     // One write, so that the server reads them together.
     let frames: Vec<u8> = (0..10)
         .flat_map(|i| client_frame(0x1, i.to_string().as_bytes()))
         .collect();
-    let mut raw = raw;
     raw.write_all(&frames).await.unwrap();
     for i in 0..4 {
         assert_eq!(

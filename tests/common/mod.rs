@@ -93,6 +93,25 @@ pub async fn raw_client_small_buffer(addr: SocketAddr, path: &str) -> tokio::net
     raw_handshake(tcp, addr, path).await
 }
 
+/// Upgrades `server` over a new local TCP connection, runs its `read()` on a task, and
+/// returns the client's end once its handshake is done (frames are then written by hand).
+pub async fn raw_peer_of_reading(server: &WebSocket) -> tokio::net::TcpStream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (connected, accepted) =
+        tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+    let (raw, upgraded) = tokio::join!(
+        raw_handshake(connected.unwrap(), addr, "/"),
+        server.upgrade(accepted.unwrap().0)
+    );
+    upgraded.unwrap();
+    tokio::spawn({
+        let server = server.clone();
+        async move { server.read().await }
+    });
+    raw
+}
+
 /// Completes the opening handshake on a connection to `addr` (asserting the 101).
 pub async fn raw_handshake(
     mut tcp: tokio::net::TcpStream,
