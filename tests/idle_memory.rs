@@ -51,6 +51,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Held by each test while it counts: the count is the whole process's.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Opens `n` WebSocket connections to `addr`, each upgraded and then pinged once: its
 /// pong shows that the server's event loop runs for it.
 fn open_idle(addr: std::net::SocketAddr, n: usize, into: &mut Vec<std::net::TcpStream>) {
@@ -77,8 +80,9 @@ fn open_idle(addr: std::net::SocketAddr, n: usize, into: &mut Vec<std::net::TcpS
     }
 }
 
-#[test]
-fn an_idle_connection_keeps_little_on_the_heap() {
+/// A current-thread runtime (run by whoever blocks on it) with an echo server on it, as
+/// examples/echo_server.rs, and the server's address.
+fn echo_server() -> (tokio::runtime::Runtime, std::net::SocketAddr) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,6 +106,15 @@ fn an_idle_connection_keeps_little_on_the_heap() {
             });
         }
     });
+    (rt, addr)
+}
+
+#[test]
+fn an_idle_connection_keeps_little_on_the_heap() {
+    let _counting = COUNTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (rt, addr) = echo_server();
     // The clients run on their own thread while the server's runtime runs on this one.
     let (first, more) = (100, 1000);
     let (done, finished) = tokio::sync::oneshot::channel();
@@ -129,5 +142,74 @@ fn an_idle_connection_keeps_little_on_the_heap() {
         "an idle connection keeps {per_connection} bytes on the heap"
     );
     assert!(per_connection > 0, "{per_connection}");
+    drop(open);
+}
+
+/// Echoes one masked binary message of `len` bytes over `tcp` and reads the echo back whole.
+fn echo_big(tcp: &mut std::net::TcpStream, len: usize) {
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&(len as u64).to_be_bytes());
+    frame.extend_from_slice(&[0; 4]); // a zero mask key: the payload goes as it is
+    frame.extend((0..len).map(|i| (i % 251) as u8));
+    tcp.write_all(&frame).unwrap();
+    drop(frame);
+    let mut head = [0u8; 10];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(head[..2], [0x82, 127]);
+    assert_eq!(
+        u64::from_be_bytes(head[2..].try_into().unwrap()),
+        len as u64
+    );
+    let mut echoed = vec![0; len];
+    tcp.read_exact(&mut echoed).unwrap();
+    assert!(echoed
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b == (i % 251) as u8));
+}
+
+/// Once a connection has echoed a big message and is idle again, it keeps what an idle
+/// connection keeps: the message's buffer, written as the answer's payload, is not kept as
+/// the connection's output buffer.
+#[test]
+fn a_connection_is_as_small_as_an_idle_one_after_echoing_a_big_message() {
+    let _counting = COUNTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (rt, addr) = echo_server();
+    let (n, len) = (8, 1 << 20);
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        open_idle(addr, 1, &mut open); // the runtime's and the thread's first allocations
+        let before = LIVE.load(Ordering::SeqCst);
+        open_idle(addr, n, &mut open);
+        for tcp in open.iter_mut().skip(1) {
+            echo_big(tcp, len);
+            // A ping after it: its pong comes once the echo is written.
+            tcp.write_all(&[0x89, 0x80, 1, 2, 3, 4]).unwrap();
+            let mut pong = [0u8; 2];
+            tcp.read_exact(&mut pong).unwrap();
+            assert_eq!(pong, [0x8a, 0x00]);
+        }
+        let _ = done.send((open, before));
+    });
+    let (open, before) = rt.block_on(finished).unwrap();
+    // A writer task that wrote an echo ends once it finds nothing more to write: until
+    // then it holds its buffers.
+    rt.block_on(async {
+        while tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            > n + 2
+        {
+            tokio::task::yield_now().await;
+        }
+    });
+    let per_connection = (LIVE.load(Ordering::SeqCst) - before) / i64::try_from(n).unwrap();
+    assert!(
+        per_connection <= IDLE_HEAP_MAX,
+        "a connection keeps {per_connection} bytes on the heap after echoing {len} bytes"
+    );
     drop(open);
 }

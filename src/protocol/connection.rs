@@ -196,8 +196,12 @@ pub struct Connection {
     /// keeps no buffer for them.
     control: Vec<u8>,
     events: Events,
-    /// Encoded frames not yet written: the first segment of the output.
+    /// Encoded frames not yet written: the first segment of the output, from `out_start`.
     out: Vec<u8>,
+    /// The bytes at the front of `out` already written: a partial write of a big segment
+    /// moves this instead of shifting the rest of the segment down. Below `out.len()`, or 0
+    /// with `out` empty.
+    out_start: usize,
     /// The segments that follow `out`: big payloads handed over by
     /// [`Connection::send_message`] (sent from their own buffer, not copied), and the frames
     /// queued after them.
@@ -231,6 +235,21 @@ pub(crate) const PONG_BACKLOG: usize = 64 * 1024;
 /// of them go out together from one buffer; from 64 KiB on the copy costs more than a
 /// segment of its own.
 pub const OWNED_SEND_MIN: usize = 64 * 1024;
+
+/// The most capacity the output buffer keeps once written: a bigger one is a handed-over
+/// payload's (or a burst's) buffer, freed once written, so that a connection does not hold
+/// its biggest message's memory for the rest of its life.
+const OUT_KEEP: usize = OWNED_SEND_MIN;
+
+/// Empties a writer's written buffer before it becomes the output buffer again (freed
+/// instead if it is bigger than [`OUT_KEEP`]).
+fn give_back(buf: &mut Vec<u8>) {
+    if buf.capacity() > OUT_KEEP {
+        *buf = Vec::new();
+    } else {
+        buf.clear();
+    }
+}
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -267,6 +286,7 @@ impl Connection {
             control: Vec::new(),
             events: Events::default(),
             out: Vec::new(),
+            out_start: 0,
             out_more: VecDeque::new(),
             more_appendable: false,
             deferred_pong: None,
@@ -692,7 +712,8 @@ impl Connection {
     pub fn abort(&mut self) {
         self.state = ConnectionState::Failed;
         self.input_done = true;
-        self.out.clear();
+        self.out = Vec::new();
+        self.out_start = 0;
         self.out_more.clear();
         self.deferred_pong = None;
     }
@@ -700,7 +721,7 @@ impl Connection {
     /// The encoded frames waiting to be written to the peer.
     #[must_use]
     pub fn data_to_send(&self) -> &[u8] {
-        &self.out
+        self.out.get(self.out_start..).unwrap_or_default()
     }
 
     /// The output's segments in order, as many as fit in `dst`, for a vectored write (a
@@ -721,8 +742,8 @@ impl Connection {
     /// assert_eq!(conn.data_to_send().len(), OWNED_SEND_MIN - 2);
     /// ```
     pub fn data_to_send_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let segments = std::iter::once(&self.out)
-            .chain(&self.out_more)
+        let segments = std::iter::once(self.data_to_send())
+            .chain(self.out_more.iter().map(Vec::as_slice))
             .filter(|s| !s.is_empty());
         let mut filled = 0;
         for (slot, segment) in dst.iter_mut().zip(segments) {
@@ -733,25 +754,44 @@ impl Connection {
     }
 
     /// Marks the first `n` bytes of the output ([`Connection::data_to_send`], then the
-    /// segments after it) as written. A segment written whole gives way to the next one.
+    /// segments after it) as written. A segment written whole gives way to the next one;
+    /// one written in part keeps its rest where it is (a big payload is not shifted down at
+    /// each partial write).
     pub fn consume(&mut self, mut n: usize) {
         while n > 0 && !self.out.is_empty() {
-            if n >= self.out.len() {
-                n -= self.out.len();
-                self.out.clear();
+            let left = self.out.len() - self.out_start;
+            if n >= left {
+                n -= left;
+                self.out_written();
                 self.next_segment();
             } else {
-                self.out.drain(..n);
+                self.out_start += n;
                 n = 0;
             }
         }
         self.release_deferred_pong();
     }
 
+    /// `out` was written whole: empty it for the next frames, or free it if it is a big
+    /// payload's buffer (see [`OUT_KEEP`]).
+    fn out_written(&mut self) {
+        self.out_start = 0;
+        give_back(&mut self.out);
+    }
+
+    /// Drops the written front of `out`, for a writer that takes `out` whole.
+    fn drop_written(&mut self) {
+        if self.out_start > 0 {
+            self.out.drain(..self.out_start);
+            self.out_start = 0;
+        }
+    }
+
     /// Takes all the bytes waiting to be written, leaving the queue empty (handed-over
     /// payloads are joined into one buffer here: a writer that wants them as they are uses
     /// [`Connection::swap_data_to_send`]).
     pub fn take_data_to_send(&mut self) -> Vec<u8> {
+        self.drop_written();
         let mut out = mem::take(&mut self.out);
         for segment in self.out_more.drain(..) {
             out.extend_from_slice(&segment);
@@ -776,7 +816,7 @@ impl Connection {
 
     /// Bytes waiting to be written, over all segments.
     fn out_len(&self) -> usize {
-        self.out.len() + self.out_more.iter().map(Vec::len).sum::<usize>()
+        self.out.len() - self.out_start + self.out_more.iter().map(Vec::len).sum::<usize>()
     }
 
     /// The buffer new frames are appended to: the last segment of the output.
@@ -810,7 +850,8 @@ impl Connection {
     /// A big payload handed over by [`Connection::send_message`] is its own segment: it
     /// comes from a later call, as it is, without being copied.
     pub fn swap_data_to_send(&mut self, buf: &mut Vec<u8>) {
-        buf.clear();
+        self.drop_written();
+        give_back(buf);
         mem::swap(&mut self.out, buf);
         self.next_segment();
         self.release_deferred_pong();
@@ -820,7 +861,9 @@ impl Connection {
     /// writes them with one vectored write: the first segment is swapped with `buf` (after
     /// clearing it, as [`Connection::swap_data_to_send`]), the segments after it (a payload
     /// handed over by [`Connection::send_message`] and the frames queued behind it) are
-    /// appended to `more`, as they are. Written in order, `buf` then `more` are the wire.
+    /// appended to `more`, as they are. Returns how many bytes at the front of `buf` an
+    /// earlier partial write already took ([`Connection::consume`]): written in order,
+    /// `buf` from there, then `more`, are the wire.
     ///
     /// ```
     /// use std::collections::VecDeque;
@@ -830,7 +873,7 @@ impl Connection {
     /// conn.send_message(MsgEvent::Binary(vec![7; OWNED_SEND_MIN])).unwrap();
     /// conn.send_text("after").unwrap();
     /// let (mut buf, mut more) = (Vec::new(), VecDeque::new());
-    /// conn.swap_all_data_to_send(&mut buf, &mut more);
+    /// assert_eq!(conn.swap_all_data_to_send(&mut buf, &mut more), 0);
     /// assert_eq!(buf[..2], [0x82, 127]); // the header alone: binary, 64-bit length
     /// assert_eq!(buf[2..], (OWNED_SEND_MIN as u64).to_be_bytes());
     /// assert_eq!(more.len(), 2); // the payload as it was handed over, then the text frame
@@ -838,12 +881,19 @@ impl Connection {
     /// assert_eq!(more[1], [0x81, 5, b'a', b'f', b't', b'e', b'r']);
     /// assert!(!conn.has_data_to_send());
     /// ```
-    pub fn swap_all_data_to_send(&mut self, buf: &mut Vec<u8>, more: &mut VecDeque<Vec<u8>>) {
-        buf.clear();
+    #[must_use = "the front of `buf` it counts was written already"]
+    pub fn swap_all_data_to_send(
+        &mut self,
+        buf: &mut Vec<u8>,
+        more: &mut VecDeque<Vec<u8>>,
+    ) -> usize {
+        let written = mem::take(&mut self.out_start);
+        give_back(buf);
         mem::swap(&mut self.out, buf);
         more.extend(self.out_more.drain(..));
         self.more_appendable = false;
         self.release_deferred_pong();
+        written
     }
 
     /// Queues the deferred pong once the output has drained below [`PONG_BACKLOG`].
@@ -1789,7 +1839,7 @@ mod tests {
         let at = payload.as_ptr();
         s.send_message(msg).unwrap();
         let (mut buf, mut more) = (Vec::new(), VecDeque::new());
-        s.swap_all_data_to_send(&mut buf, &mut more);
+        assert_eq!(s.swap_all_data_to_send(&mut buf, &mut more), 0);
         assert_eq!(
             buf,
             [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0],
@@ -1812,13 +1862,13 @@ mod tests {
         s.receive_data(&masked(0x89, b"p"));
         assert_eq!(events(&mut s), vec![Event::Ping(b"p".to_vec())]);
         let (mut buf, mut more) = (b"stale".to_vec(), VecDeque::new());
-        s.swap_all_data_to_send(&mut buf, &mut more);
+        assert_eq!(s.swap_all_data_to_send(&mut buf, &mut more), 0);
         // payload, the frame and header after it, payload, the last frame
         assert_eq!(more.len(), 4);
         let wire: Vec<u8> = buf.iter().chain(more.iter().flatten()).copied().collect();
         assert_eq!(wire, expected);
         // Then the pong, on its own, and nothing more.
-        s.swap_all_data_to_send(&mut buf, &mut more);
+        assert_eq!(s.swap_all_data_to_send(&mut buf, &mut more), 0);
         assert_eq!(buf, [0x8a, 0x01, b'p']);
         assert_eq!(more.len(), 4, "more is appended to, and nothing was left");
         assert!(!s.has_data_to_send());
@@ -1853,6 +1903,79 @@ mod tests {
             }
             assert!(wire == expected, "seed {seed}: the wire differs");
         }
+    }
+
+    #[test]
+    fn a_writer_taking_over_after_a_partial_write_skips_what_was_written() {
+        // As the native driver does: the read task writes what the socket takes, then the
+        // writer task takes the rest of the output at once.
+        for seed in 1..40u32 {
+            let mut s = server();
+            let expected = queue_around_handed_over(&mut s);
+            let (mut wire, mut x) = (Vec::new(), seed.wrapping_mul(0x9E37_79B9));
+            let (mut buf, mut more) = (Vec::new(), VecDeque::new());
+            while s.has_data_to_send() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let offered = s.data_to_send().len();
+                let n = 1 + (x as usize) % offered;
+                wire.extend_from_slice(&s.data_to_send()[..n]);
+                s.consume(n);
+                let skip = s.swap_all_data_to_send(&mut buf, &mut more);
+                wire.extend_from_slice(&buf[skip..]);
+                wire.extend(more.drain(..).flatten());
+            }
+            assert!(wire == expected, "seed {seed}: the wire differs");
+        }
+    }
+
+    #[test]
+    fn a_partial_write_leaves_the_rest_of_a_big_payload_in_place() {
+        let mut s = server();
+        let payload: Vec<u8> = (0..4 * OWNED_SEND_MIN).map(|i| i as u8).collect();
+        let sent = payload.clone();
+        let at = sent.as_ptr() as usize;
+        s.send_message(MsgEvent::Binary(sent)).unwrap();
+        s.consume(10 + 1000); // the header and the first 1,000 payload bytes
+        for _ in 0..3 {
+            let rest = s.data_to_send();
+            assert_eq!(rest, &payload[1000..]);
+            // Not shifted down to the start of its buffer.
+            assert_eq!(rest.as_ptr() as usize, at + 1000);
+            s.consume(0);
+        }
+        s.consume(OWNED_SEND_MIN);
+        assert_eq!(s.data_to_send(), &payload[1000 + OWNED_SEND_MIN..]);
+        assert_eq!(
+            s.data_to_send().as_ptr() as usize,
+            at + 1000 + OWNED_SEND_MIN
+        );
+    }
+
+    #[test]
+    fn a_big_payload_is_not_kept_as_the_output_buffer_once_written() {
+        // Written by the connection's own writes ...
+        let mut s = server();
+        s.send_message(MsgEvent::Binary(vec![1; 4 * OWNED_SEND_MIN]))
+            .unwrap();
+        while s.has_data_to_send() {
+            let n = s.data_to_send().len().min(100_000);
+            s.consume(n);
+        }
+        assert!(s.out.capacity() <= OUT_KEEP, "{}", s.out.capacity());
+        s.send_text("x").unwrap();
+        assert_eq!(s.data_to_send(), [0x81, 0x01, b'x']);
+        // ... or handed back by a writer that took it.
+        let (mut buf, mut more) = (Vec::with_capacity(4 * OWNED_SEND_MIN), VecDeque::new());
+        assert_eq!(s.swap_all_data_to_send(&mut buf, &mut more), 0);
+        assert_eq!(buf, [0x81, 0x01, b'x']);
+        assert_eq!(s.out.capacity(), 0);
+        // A small one is kept: the next frames reuse it.
+        let mut small = Vec::with_capacity(1024);
+        s.send_text("y").unwrap();
+        s.swap_data_to_send(&mut small);
+        assert_eq!(s.out.capacity(), 1024);
     }
 
     #[test]

@@ -57,7 +57,7 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
         let Some(mut half) = lock(&wr).take() else {
             break;
         };
-        let (queued, ended, failed, role) = {
+        let (written, queued, ended, failed, role) = {
             let mut guard = lock(&shared.proto);
             let Some(proto) = guard.as_mut() else {
                 *lock(&wr) = Some(half);
@@ -65,7 +65,7 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
             };
             // What the last write took off the queue goes back to the memory budget.
             proto.settle_send(shared.buffered.load(Ordering::Acquire));
-            proto.conn.swap_all_data_to_send(&mut out, &mut more);
+            let written = proto.conn.swap_all_data_to_send(&mut out, &mut more);
             // What was queued counts as buffered until its last segment has been taken.
             let queued = if proto.conn.has_data_to_send() {
                 0
@@ -76,8 +76,10 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
             let ended = proto.conn.is_closed()
                 || failed
                 || shared.handoff.reader_done.load(Ordering::Acquire);
-            (queued, ended, failed, proto.conn.role())
+            (written, queued, ended, failed, proto.conn.role())
         };
+        // Written by the read task already (a partial write-through).
+        let first = out.get(written..).unwrap_or_default();
         let idle = out.is_empty() && more.is_empty();
         // The writes are boxed: they hold a timer and a write in progress, and the task,
         // started for each burst of output, is then as small to make as it can be.
@@ -90,14 +92,14 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
         } else if more.is_empty() {
             Box::pin(write_all(
                 &mut half,
-                &mut [IoSlice::new(&out)],
+                &mut [IoSlice::new(first)],
                 write_timeout,
             ))
             .await
         } else {
-            let mut bufs: Vec<IoSlice<'_>> = std::iter::once(&out)
-                .chain(&more)
-                .map(|b| IoSlice::new(b))
+            let mut bufs: Vec<IoSlice<'_>> = std::iter::once(first)
+                .chain(more.iter().map(Vec::as_slice))
+                .map(IoSlice::new)
                 .collect();
             Box::pin(write_all(&mut half, &mut bufs, write_timeout)).await
         };
