@@ -213,3 +213,60 @@ fn a_connection_is_as_small_as_an_idle_one_after_echoing_a_big_message() {
     );
     drop(open);
 }
+
+/// Sends `count` masked text frames of `len` bytes at once over `tcp`, and reads the echoes.
+fn echo_burst(tcp: &mut std::net::TcpStream, count: usize, len: usize) {
+    let mut burst = Vec::new();
+    for _ in 0..count {
+        burst.extend_from_slice(&[0x81, 0x80 | len as u8, 0, 0, 0, 0]);
+        burst.extend(std::iter::repeat_n(b'a', len));
+    }
+    tcp.write_all(&burst).unwrap();
+    let mut echoes = vec![0; count * (2 + len)];
+    tcp.read_exact(&mut echoes).unwrap();
+    assert!(echoes.chunks(2 + len).all(|f| f[..2] == [0x81, len as u8]));
+}
+
+/// The most an output buffer keeps once written (a bigger one is freed): the answers to a
+/// read's worth of input reuse it.
+const OUT_KEEP: i64 = 64 * 1024;
+
+/// A burst of many small messages decodes an event each (10,000 here, in 60 KB): once they
+/// are handled, the connection frees their queue. What it keeps beyond an idle
+/// connection's heap is its output buffer (at most `OUT_KEEP`: here the 20,000 bytes of
+/// answers took 32 KiB); it kept 358,946 bytes in all when the queue stayed.
+#[test]
+fn a_burst_of_small_messages_leaves_no_event_queue_behind() {
+    let _counting = COUNTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (rt, addr) = echo_server();
+    let n = 8;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        open_idle(addr, 1, &mut open); // the runtime's and the thread's first allocations
+        let before = LIVE.load(Ordering::SeqCst);
+        open_idle(addr, n, &mut open);
+        for tcp in open.iter_mut().skip(1) {
+            echo_burst(tcp, 10_000, 0);
+        }
+        let _ = done.send((open, before));
+    });
+    let (open, before) = rt.block_on(finished).unwrap();
+    rt.block_on(async {
+        while tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+            > n + 2
+        {
+            tokio::task::yield_now().await;
+        }
+    });
+    let per_connection = (LIVE.load(Ordering::SeqCst) - before) / i64::try_from(n).unwrap();
+    assert!(
+        per_connection <= IDLE_HEAP_MAX + OUT_KEEP,
+        "a connection keeps {per_connection} bytes on the heap after a burst"
+    );
+    drop(open);
+}

@@ -241,6 +241,10 @@ pub const OWNED_SEND_MIN: usize = 64 * 1024;
 /// its biggest message's memory for the rest of its life.
 const OUT_KEEP: usize = OWNED_SEND_MIN;
 
+/// The most events the event queue keeps room for once empty: the runs of pipelined
+/// messages a read brings (as many as 64 are dispatched together) reuse it.
+const EVENTS_KEEP: usize = 64;
+
 /// Empties a writer's written buffer before it becomes the output buffer again (freed
 /// instead if it is bigger than [`OUT_KEEP`]).
 fn give_back(buf: &mut Vec<u8>) {
@@ -1286,6 +1290,10 @@ impl Connection {
 
 /// The decoded events not yet taken, oldest first. The first one waits in place: most reads
 /// decode one event, which then needs no queue, and an idle connection keeps none.
+///
+/// A read of many small frames queues an event each (a 64 KiB read of empty frames, over
+/// 10,000): once all are taken, a queue grown past [`EVENTS_KEEP`] is freed, so that a
+/// burst does not leave the connection holding it for life.
 #[derive(Default)]
 struct Events {
     /// The oldest event; `None` only while `rest` is empty too.
@@ -1305,7 +1313,22 @@ impl Events {
     fn pop_front(&mut self) -> Option<Event> {
         let event = self.first.take()?;
         self.first = self.rest.pop_front();
+        self.free_if_drained();
         Some(event)
+    }
+
+    /// Frees a queue that a burst grew past [`EVENTS_KEEP`], once it is empty.
+    #[inline]
+    fn free_if_drained(&mut self) {
+        if self.first.is_none() && self.rest.capacity() > EVENTS_KEEP {
+            self.free_rest();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_rest(&mut self) {
+        self.rest = VecDeque::new();
     }
 
     /// Moves the oldest events onto `into` while they are data messages, at most `max`.
@@ -1327,6 +1350,7 @@ impl Events {
             }
         }
         self.first = self.rest.pop_front();
+        self.free_if_drained();
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -1976,6 +2000,32 @@ mod tests {
         s.send_text("y").unwrap();
         s.swap_data_to_send(&mut small);
         assert_eq!(s.out.capacity(), 1024);
+    }
+
+    #[test]
+    #[cfg(not(target_arch = "wasm32"))]
+    fn the_event_queue_of_a_burst_is_freed_once_taken() {
+        let burst: Vec<u8> = (0..1000).flat_map(|_| masked(0x81, b"")).collect();
+        // Taken one by one ...
+        let mut s = server();
+        s.receive_data(&burst);
+        assert!(s.events.rest.capacity() >= 999);
+        while s.next_event().is_some() {}
+        assert_eq!(s.events.rest.capacity(), 0);
+        // ... or in runs.
+        s.receive_data(&burst);
+        let mut run = VecDeque::new();
+        while s.has_events() {
+            s.take_messages(&mut run, 64);
+            run.clear();
+        }
+        assert_eq!(s.events.rest.capacity(), 0);
+        // Room for a run of pipelined messages is kept.
+        let few: Vec<u8> = (0..40).flat_map(|_| masked(0x81, b"")).collect();
+        s.receive_data(&few);
+        let kept = s.events.rest.capacity();
+        while s.next_event().is_some() {}
+        assert_eq!(s.events.rest.capacity(), kept);
     }
 
     #[test]
