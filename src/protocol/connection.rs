@@ -911,6 +911,31 @@ impl Connection {
         }
     }
 
+    /// Frees what a quiet connection keeps for the next burst: the output buffer once
+    /// written (a burst of answers leaves up to 64 KiB) and the event queue once empty. For
+    /// a driver to call when the connection has been quiet a while (natively, when a
+    /// keep-alive probe is due), so that an idle connection holds no buffer.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// conn.send_text("written").unwrap();
+    /// conn.consume(9);
+    /// conn.release_idle_buffers();
+    /// conn.send_text("more").unwrap(); // a new output buffer, as for the first frame
+    /// assert_eq!(conn.data_to_send(), [0x81, 4, b'm', b'o', b'r', b'e']);
+    /// ```
+    pub fn release_idle_buffers(&mut self) {
+        if !self.has_data_to_send() {
+            self.out = Vec::new();
+            self.out_start = 0;
+            self.out_more = VecDeque::new();
+        }
+        if self.events.is_empty() {
+            self.events.rest = VecDeque::new();
+        }
+    }
+
     /// Whether any bytes wait to be written.
     #[must_use]
     pub fn has_data_to_send(&self) -> bool {

@@ -270,6 +270,10 @@ fn run_actions(sock: &Socket, ended: &mut EndState) -> Next {
             }
             Action::Probe(probe) => {
                 tracing::trace!(id = %sock.0.id, "probing a quiet connection");
+                // Quiet for a while: what a burst grew goes now.
+                if let Some(p) = lock(&sock.0.proto).as_mut() {
+                    p.conn.release_idle_buffers();
+                }
                 let _ = match probe {
                     Probe::Text(text) => sock.send_text(&text),
                     Probe::Ping => sock.send_with(crate::native::Outgoing::Ping(b"")),
