@@ -159,15 +159,8 @@ fn echo_big(tcp: &mut std::net::TcpStream, len: usize) {
     frame.extend((0..len).map(|i| (i % 251) as u8));
     tcp.write_all(&frame).unwrap();
     drop(frame);
-    let mut head = [0u8; 10];
-    tcp.read_exact(&mut head).unwrap();
-    assert_eq!(head[..2], [0x82, 127]);
-    assert_eq!(
-        u64::from_be_bytes(head[2..].try_into().unwrap()),
-        len as u64
-    );
-    let mut echoed = vec![0; len];
-    tcp.read_exact(&mut echoed).unwrap();
+    let (opcode, echoed) = read_frame(tcp);
+    assert_eq!((opcode, echoed.len()), (0x82, len));
     assert!(echoed
         .iter()
         .enumerate()
@@ -183,41 +176,61 @@ fn a_connection_is_as_small_as_an_idle_one_after_echoing_a_big_message() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (rt, addr) = echo_server();
-    let (n, len) = (8, 1 << 20);
+    let (per_connection, _open) = heap_per_connection(
+        &rt,
+        addr,
+        8,
+        |tcp| {
+            echo_big(tcp, 1 << 20);
+            // A ping after it: its pong comes once the echo is written.
+            tcp.write_all(&[0x89, 0x80, 1, 2, 3, 4]).unwrap();
+            assert_eq!(read_frame(tcp), (0x8a, Vec::new()));
+        },
+        |_| {},
+    );
+    assert!(
+        per_connection <= IDLE_HEAP_MAX,
+        "a connection keeps {per_connection} bytes on the heap after echoing 1 MiB"
+    );
+}
+
+/// Opens one connection to the echo server at `addr` on `rt` (the runtime's and the
+/// client thread's first allocations), then `n` more, each handed to `each` as soon as it
+/// is open, and then all to `then`; on a thread of their own while the server runs here.
+/// Returns the heap each of the `n` keeps once the server's tasks are down to one a
+/// connection (writer tasks hold their buffers until they end), and the connections.
+fn heap_per_connection(
+    rt: &tokio::runtime::Runtime,
+    addr: std::net::SocketAddr,
+    n: usize,
+    each: fn(&mut std::net::TcpStream),
+    then: fn(&mut std::net::TcpStream),
+) -> (i64, Vec<std::net::TcpStream>) {
     let (done, finished) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
         let mut open = Vec::new();
-        open_idle(addr, 1, &mut open); // the runtime's and the thread's first allocations
+        open_idle(addr, 1, &mut open);
         let before = LIVE.load(Ordering::SeqCst);
-        open_idle(addr, n, &mut open);
-        for tcp in open.iter_mut().skip(1) {
-            echo_big(tcp, len);
-            // A ping after it: its pong comes once the echo is written.
-            tcp.write_all(&[0x89, 0x80, 1, 2, 3, 4]).unwrap();
-            let mut pong = [0u8; 2];
-            tcp.read_exact(&mut pong).unwrap();
-            assert_eq!(pong, [0x8a, 0x00]);
+        for _ in 0..n {
+            open_idle(addr, 1, &mut open);
+            each(open.last_mut().unwrap());
         }
+        open.iter_mut().skip(1).for_each(then);
         let _ = done.send((open, before));
     });
     let (open, before) = rt.block_on(finished).unwrap();
-    // A writer task that wrote an echo ends once it finds nothing more to write: until
-    // then it holds its buffers.
     rt.block_on(async {
-        while tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-            > n + 2
-        {
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        while tasks() > n + 2 {
             tokio::task::yield_now().await;
         }
     });
     let per_connection = (LIVE.load(Ordering::SeqCst) - before) / i64::try_from(n).unwrap();
-    assert!(
-        per_connection <= IDLE_HEAP_MAX,
-        "a connection keeps {per_connection} bytes on the heap after echoing {len} bytes"
-    );
-    drop(open);
+    (per_connection, open)
 }
 
 /// Sends `count` masked text frames of `len` bytes at once over `tcp`, and reads the echoes.
@@ -247,34 +260,12 @@ fn a_burst_of_small_messages_leaves_no_event_queue_behind() {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let (rt, addr) = echo_server();
-    let n = 8;
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut open = Vec::new();
-        open_idle(addr, 1, &mut open); // the runtime's and the thread's first allocations
-        let before = LIVE.load(Ordering::SeqCst);
-        open_idle(addr, n, &mut open);
-        for tcp in open.iter_mut().skip(1) {
-            echo_burst(tcp, 10_000, 0);
-        }
-        let _ = done.send((open, before));
-    });
-    let (open, before) = rt.block_on(finished).unwrap();
-    rt.block_on(async {
-        while tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-            > n + 2
-        {
-            tokio::task::yield_now().await;
-        }
-    });
-    let per_connection = (LIVE.load(Ordering::SeqCst) - before) / i64::try_from(n).unwrap();
+    let (per_connection, _open) =
+        heap_per_connection(&rt, addr, 8, |tcp| echo_burst(tcp, 10_000, 0), |_| {});
     assert!(
         per_connection <= IDLE_HEAP_MAX + OUT_KEEP,
         "a connection keeps {per_connection} bytes on the heap after a burst"
     );
-    drop(open);
 }
 
 /// Reads one unmasked frame from the server: its first byte and its payload.
@@ -315,33 +306,13 @@ fn a_quiet_connection_frees_what_a_burst_left_when_probed() {
                 .timeout(std::time::Duration::from_secs(60)),
         ));
     });
-    let n = 8;
-    let (done, finished) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut open = Vec::new();
-        open_idle(addr, 1, &mut open);
-        let before = LIVE.load(Ordering::SeqCst);
-        for _ in 0..n {
-            open_idle(addr, 1, &mut open);
-            let tcp = open.last_mut().unwrap();
-            echo_burst(tcp, 10_000, 0);
-        }
-        for tcp in open.iter_mut().skip(1) {
-            assert_eq!(read_frame(tcp), (0x89, Vec::new()), "the keep-alive probe");
-        }
-        let _ = done.send((open, before));
-    });
-    let (mut open, before) = rt.block_on(finished).unwrap();
-    rt.block_on(async {
-        while tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-            > n + 2
-        {
-            tokio::task::yield_now().await;
-        }
-    });
-    let per_connection = (LIVE.load(Ordering::SeqCst) - before) / i64::try_from(n).unwrap();
+    let (per_connection, mut open) = heap_per_connection(
+        &rt,
+        addr,
+        8,
+        |tcp| echo_burst(tcp, 10_000, 0),
+        |tcp| assert_eq!(read_frame(tcp), (0x89, Vec::new()), "the keep-alive probe"),
+    );
     // Still open: each answers a ping.
     let check = std::thread::spawn(move || {
         for tcp in &mut open {
