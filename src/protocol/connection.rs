@@ -746,11 +746,19 @@ impl Connection {
     /// assert_eq!(conn.data_to_send().len(), OWNED_SEND_MIN - 2);
     /// ```
     pub fn data_to_send_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let segments = std::iter::once(self.data_to_send())
-            .chain(self.out_more.iter().map(Vec::as_slice))
-            .filter(|s| !s.is_empty());
+        let mut slots = dst.iter_mut();
         let mut filled = 0;
-        for (slot, segment) in dst.iter_mut().zip(segments) {
+        let first = self.data_to_send();
+        if !first.is_empty() {
+            let Some(slot) = slots.next() else { return 0 };
+            *slot = IoSlice::new(first);
+            filled = 1;
+        }
+        for segment in &self.out_more {
+            if segment.is_empty() {
+                continue;
+            }
+            let Some(slot) = slots.next() else { break };
             *slot = IoSlice::new(segment);
             filled += 1;
         }
