@@ -847,7 +847,8 @@ impl Connection {
     }
 
     /// Swaps the bytes waiting to be written with `buf`, after clearing `buf`: a writer
-    /// that hands its written buffer back this way keeps both allocations in use.
+    /// that hands its written buffer back this way keeps both allocations in use (a written
+    /// buffer above 64 KiB, a big payload's, is freed instead).
     ///
     /// ```
     /// use unisock::protocol::{Connection, Role};
