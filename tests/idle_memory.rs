@@ -3,7 +3,9 @@
 //! over real 127.0.0.1 connections, and the live heap grows by at most `IDLE_HEAP_MAX` per
 //! connection. An idle connection keeps its socket state and its event loop, but no read
 //! buffer (reads share one per thread), no writer task (one runs only while output waits)
-//! and no timer or write in progress.
+//! and no timer or write in progress. Traffic leaves little behind: after a big message
+//! a connection keeps about what an idle one keeps, after a burst of small ones at most its
+//! output buffer, and once probed for quiet not that either.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(unsafe_code, reason = "a counting GlobalAlloc needs unsafe impls")]
 
