@@ -137,9 +137,7 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
         }
         *lock(&wr) = Some(half);
         if queued > 0 {
-            let proto = lock(&shared.proto);
-            release_buffered(shared, queued);
-            drop(proto);
+            release_buffered(shared, &lock(&shared.proto), queued);
         }
         notify_written(shared);
     }
@@ -226,7 +224,8 @@ fn write_what_goes(sock: &Socket, wr: &SharedWriter) -> bool {
         needed = true;
     }
     if !proto.conn.has_data_to_send() {
-        release_buffered(shared, std::mem::take(&mut proto.queued));
+        let queued = std::mem::take(&mut proto.queued);
+        release_buffered(shared, &guard, queued);
         drop(guard);
         notify_written(shared);
     }
@@ -234,9 +233,13 @@ fn write_what_goes(sock: &Socket, wr: &SharedWriter) -> bool {
 }
 
 /// `queued` payload bytes were written: `buffered_amount` goes down. Only under the lock of
-/// the protocol core, as every change of `Shared::buffered` is: a send then adds to it with
-/// a plain store, not a locked instruction per message.
-fn release_buffered(shared: &crate::native::Shared, queued: usize) {
+/// the protocol core (`_core`, its guard), as every change of `Shared::buffered` is: a send
+/// then adds to it with a plain store, not a locked instruction per message.
+fn release_buffered(
+    shared: &crate::native::Shared,
+    _core: &std::sync::MutexGuard<'_, Option<crate::native::Proto>>,
+    queued: usize,
+) {
     // SeqCst: see `Socket::flush`.
     shared.buffered.fetch_sub(queued, Ordering::SeqCst);
 }
