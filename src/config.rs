@@ -5,7 +5,10 @@
 /// A peer can never make a socket allocate more than these limits: a frame or message
 /// whose announced length is over the limit is refused (close code 1009) before its payload
 /// is read. Within them, a message's memory grows with the bytes that arrive (at most twice
-/// them, or 64 KiB past them), not with the length a frame's header announces.
+/// them, or 64 KiB past them), not with the length a frame's header announces. (While big
+/// messages arrive, the next may be received into the buffer of a big message already
+/// sent: memory the socket held anyway, see
+/// [`Connection::recycle_written`](crate::protocol::Connection::recycle_written).)
 ///
 /// ```
 /// let limits = unisock::Limits::default().max_message_size(1 << 20);

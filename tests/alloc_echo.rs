@@ -16,12 +16,17 @@ use unisock::WebSocket;
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Bytes asked for by allocations and reallocations (a reallocation counts its new size).
+static BYTES: AtomicU64 = AtomicU64::new(0);
+/// Held by each test while it counts: the counters are the whole process's.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 // SAFETY: every method forwards to `System` with the caller's arguments unchanged; the
 // counter is an atomic and allocates nothing.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract, passed on as is.
         unsafe { System.alloc(layout) }
     }
@@ -31,6 +36,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
         // SAFETY: as for `dealloc`; the caller upholds `realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -83,9 +89,8 @@ fn round_trip(tcp: &mut TcpStream, frame: &[u8], len: usize, echo: &mut [u8; 127
     assert!(echo[2..].iter().all(|&b| b == b'x'));
 }
 
-#[test]
-fn echoing_allocates_only_the_message_payload() {
-    let addr = spawn_server();
+/// Connects to the echo server at `addr` and completes the opening handshake.
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     tcp.set_nodelay(true).unwrap();
@@ -101,6 +106,16 @@ fn echoing_allocates_only_the_message_payload() {
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"));
+    tcp
+}
+
+#[test]
+fn echoing_allocates_only_the_message_payload() {
+    let _counting = COUNTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let addr = spawn_server();
+    let mut tcp = connect(addr);
 
     let (len, n) = (100, 2000u64);
     let f = frame(len);
@@ -123,5 +138,49 @@ fn echoing_allocates_only_the_message_payload() {
     assert!(
         allocs >= n,
         "the payload allocation was expected: {allocs} for {n}"
+    );
+}
+
+/// Echoes one binary message of `len` bytes (masked with a zero key, so the payload goes as
+/// it is) and reads the echo back whole into `echo`.
+fn big_round_trip(tcp: &mut TcpStream, frame: &[u8], echo: &mut Vec<u8>) {
+    tcp.write_all(frame).unwrap();
+    let mut head = [0u8; 10];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(head[..2], [0x82, 127]);
+    let len = usize::try_from(u64::from_be_bytes(head[2..].try_into().unwrap())).unwrap();
+    assert_eq!(len, frame.len() - 14);
+    echo.resize(len, 0);
+    tcp.read_exact(echo).unwrap();
+    assert!(echo[..] == frame[14..], "the echo differs");
+}
+
+/// Big messages echoed one after another reuse the server's memory: the buffer of an echo
+/// that was written is kept, and the next message as big is received into it, instead of a
+/// new buffer grown (and faulted in) as the bytes arrive.
+#[test]
+fn echoing_big_messages_reuses_their_buffers() {
+    let _counting = COUNTING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let addr = spawn_server();
+    let mut tcp = connect(addr);
+    let len = 1 << 20;
+    let mut frame = vec![0x82, 0xff];
+    frame.extend_from_slice(&(len as u64).to_be_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend((0..len).map(|i| (i % 251) as u8));
+    let mut echo = Vec::with_capacity(len);
+    big_round_trip(&mut tcp, &frame, &mut echo);
+    let before = BYTES.load(Ordering::Relaxed);
+    let n = 20;
+    for _ in 0..n {
+        big_round_trip(&mut tcp, &frame, &mut echo);
+    }
+    let per_message = (BYTES.load(Ordering::Relaxed) - before) / n;
+    // Growing a fresh buffer to 1 MiB as the bytes arrive asks for about 2 MiB in all.
+    assert!(
+        per_message < len as u64 / 8,
+        "{per_message} bytes allocated per 1 MiB message echoed"
     );
 }

@@ -237,23 +237,14 @@ pub(crate) const PONG_BACKLOG: usize = 64 * 1024;
 pub const OWNED_SEND_MIN: usize = 64 * 1024;
 
 /// The most capacity the output buffer keeps once written: a bigger one is a handed-over
-/// payload's (or a burst's) buffer, freed once written, so that a connection does not hold
-/// its biggest message's memory for the rest of its life.
+/// payload's (or a burst's) buffer, freed once written (or kept for the next big message
+/// received, see [`Connection::recycle_written`]), so that a connection does not hold its
+/// biggest message's memory for the rest of its life.
 const OUT_KEEP: usize = OWNED_SEND_MIN;
 
 /// The most events the event queue keeps room for once empty: the runs of pipelined
 /// messages a read brings (as many as 64 are dispatched together) reuse it.
 const EVENTS_KEEP: usize = 64;
-
-/// Empties a writer's written buffer before it becomes the output buffer again (freed
-/// instead if it is bigger than [`OUT_KEEP`]).
-fn give_back(buf: &mut Vec<u8>) {
-    if buf.capacity() > OUT_KEEP {
-        *buf = Vec::new();
-    } else {
-        buf.clear();
-    }
-}
 
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -788,7 +779,51 @@ impl Connection {
     /// payload's buffer (see [`OUT_KEEP`]).
     fn out_written(&mut self) {
         self.out_start = 0;
-        give_back(&mut self.out);
+        let mut out = mem::take(&mut self.out);
+        self.give_back(&mut out);
+        self.out = out;
+    }
+
+    /// Empties a written buffer before it becomes the output buffer again; one bigger than
+    /// [`OUT_KEEP`] is handed to [`Connection::recycle_written`] instead.
+    fn give_back(&mut self, buf: &mut Vec<u8>) {
+        if buf.capacity() > OUT_KEEP {
+            self.recycle_written(mem::take(buf));
+        } else {
+            buf.clear();
+        }
+    }
+
+    /// Takes back a written buffer, for a driver that wrote the segments of
+    /// [`Connection::swap_all_data_to_send`] itself: while the messages received are bigger
+    /// than 64 KiB, the biggest such buffer is kept (empty) and the next message as big is
+    /// received into it, not into fresh memory grown as its bytes arrive. Otherwise, or once a
+    /// smaller message arrives, it is freed. So an echo or a relay of big messages reuses its
+    /// buffers, and other connections keep none.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Event, Role};
+    /// use unisock::{Limits, MsgEvent};
+    ///
+    /// let mut conn = Connection::new(Role::Client, Limits::default());
+    /// let frame = |len: usize| {
+    ///     let mut f = vec![0x82, 127];
+    ///     f.extend_from_slice(&(len as u64).to_be_bytes());
+    ///     f.resize(10 + len, 7);
+    ///     f
+    /// };
+    /// conn.receive_data(&frame(100_000));
+    /// let Some(Event::Message(MsgEvent::Binary(msg))) = conn.next_event() else { panic!() };
+    /// let buf = msg.as_ptr();
+    /// conn.recycle_written(msg); // as if it had been sent back and written
+    /// conn.receive_data(&frame(90_000));
+    /// let Some(Event::Message(MsgEvent::Binary(next))) = conn.next_event() else { panic!() };
+    /// assert_eq!((next.as_ptr(), next.len()), (buf, 90_000)); // the same memory
+    /// ```
+    pub fn recycle_written(&mut self, buf: Vec<u8>) {
+        if buf.capacity() > OUT_KEEP {
+            self.message.keep_spare(buf);
+        }
     }
 
     /// Drops the written front of `out`, for a writer that takes `out` whole.
@@ -864,7 +899,7 @@ impl Connection {
     /// comes from a later call, as it is, without being copied.
     pub fn swap_data_to_send(&mut self, buf: &mut Vec<u8>) {
         self.drop_written();
-        give_back(buf);
+        self.give_back(buf);
         mem::swap(&mut self.out, buf);
         self.next_segment();
         self.release_deferred_pong();
@@ -901,7 +936,7 @@ impl Connection {
         more: &mut VecDeque<Vec<u8>>,
     ) -> usize {
         let written = mem::take(&mut self.out_start);
-        give_back(buf);
+        self.give_back(buf);
         mem::swap(&mut self.out, buf);
         more.extend(self.out_more.drain(..));
         self.more_appendable = false;
@@ -943,6 +978,7 @@ impl Connection {
         if self.events.is_empty() {
             self.events.rest = VecDeque::new();
         }
+        self.message.release_spare();
     }
 
     /// Whether any bytes wait to be written.
@@ -2034,6 +2070,40 @@ mod tests {
         s.send_text("y").unwrap();
         s.swap_data_to_send(&mut small);
         assert_eq!(s.out.capacity(), 1024);
+    }
+
+    #[test]
+    fn a_big_echo_is_received_into_the_buffer_of_the_last_one() {
+        let big = 4 * OWNED_SEND_MIN;
+        let frame = masked(0x82, &vec![5; big]);
+        for by_writer in [false, true] {
+            let mut s = server();
+            s.receive_data(&frame);
+            let Some(Event::Message(MsgEvent::Binary(msg))) = s.next_event() else {
+                panic!("no message")
+            };
+            let at = msg.as_ptr();
+            s.send_message(MsgEvent::Binary(msg)).unwrap();
+            if by_writer {
+                let (mut buf, mut more) = (Vec::new(), VecDeque::new());
+                let _ = s.swap_all_data_to_send(&mut buf, &mut more);
+                more.into_iter()
+                    .for_each(|written| s.recycle_written(written));
+            } else {
+                while s.has_data_to_send() {
+                    let n = s.data_to_send().len().min(100_000);
+                    s.consume(n);
+                }
+            }
+            for piece in frame.chunks(10_000) {
+                s.receive_data(piece);
+            }
+            let Some(Event::Message(MsgEvent::Binary(next))) = s.next_event() else {
+                panic!("no message")
+            };
+            assert_eq!(next.as_ptr(), at, "by_writer: {by_writer}");
+            assert!(next == vec![5; big]);
+        }
     }
 
     #[test]

@@ -30,6 +30,13 @@ pub(crate) struct MessageBuffer {
     /// What the payload (and the finished messages not yet taken) hold of the memory
     /// budget, if there is one.
     grant: Grant,
+    /// A written payload's buffer, empty, for the next message as big (see
+    /// [`MessageBuffer::keep_spare`]): an echo or a relay of big messages then reuses two
+    /// buffers instead of allocating, growing and faulting in fresh memory for each.
+    spare: Vec<u8>,
+    /// The last message received was bigger than [`RESERVE_AHEAD`]: only then is a spare
+    /// kept.
+    receiving_big: bool,
 }
 
 /// The most room reserved ahead of the bytes received: a frame's header announces its
@@ -110,9 +117,20 @@ impl MessageBuffer {
         payload: &[u8],
         mask: Option<[u8; 4]>,
     ) -> Result<MsgEvent, ProtocolError> {
-        self.grant
-            .cover(self.data.capacity().saturating_add(payload.len()))?;
-        let mut data = Vec::with_capacity(payload.len());
+        let len = payload.len();
+        let spare = if self.receiving_big || len > RESERVE_AHEAD {
+            self.received_size(len);
+            self.spare_for(len, self.data.capacity())
+        } else {
+            None
+        };
+        let mut data = match spare {
+            Some(spare) => spare,
+            None => {
+                self.grant.cover(self.data.capacity().saturating_add(len))?;
+                Vec::with_capacity(len)
+            }
+        };
         match mask {
             Some(key) => extend_masked(&mut data, payload, key, 0),
             None => data.extend_from_slice(payload),
@@ -213,12 +231,22 @@ impl MessageBuffer {
     /// it sent (or `needed` more). On the message's last frame the room stops at the
     /// message's end, so a message sent in one frame ends up exactly its size.
     ///
+    /// A kept spare buffer (see [`MessageBuffer::keep_spare`]) that holds the whole
+    /// message, and at most twice it, is taken instead of growing.
+    ///
     /// # Errors
     /// [`ProtocolError::MemoryBudgetExhausted`] when the memory budget cannot cover it.
     fn make_room(&mut self, needed: usize) -> Result<(), ProtocolError> {
         let len = self.data.len();
         if self.data.capacity() - len >= needed {
             return Ok(());
+        }
+        if self.spare.capacity() != 0 {
+            if let Some(mut spare) = self.spare_for(self.message_end, 0) {
+                spare.extend_from_slice(&self.data);
+                self.data = spare;
+                return Ok(());
+            }
         }
         let mut grow = len.max(needed);
         if self.message_end != 0 {
@@ -227,6 +255,46 @@ impl MessageBuffer {
         self.grant.cover(len.saturating_add(grow))?;
         self.data.reserve_exact(grow);
         Ok(())
+    }
+
+    /// The spare buffer, if there is one for a message of `len` bytes (`len` up to the
+    /// buffer's size, at least half of it; 0: not known yet) and the memory budget covers it
+    /// beside `held` bytes.
+    #[cold]
+    fn spare_for(&mut self, len: usize, held: usize) -> Option<Vec<u8>> {
+        let room = self.spare.capacity();
+        if len == 0 || room < len || room / 2 > len {
+            return None;
+        }
+        self.grant.cover(held.saturating_add(room)).ok()?;
+        Some(mem::take(&mut self.spare))
+    }
+
+    /// Keeps `buf`, a written payload's buffer, for the next message to arrive as big: while
+    /// the messages received are bigger than [`RESERVE_AHEAD`], one such buffer (the
+    /// biggest) is kept; a smaller message, [`MessageBuffer::release_spare`] or the
+    /// connection's end frees it. So a connection holds a written buffer beyond its
+    /// message only while it receives big messages itself.
+    pub(crate) fn keep_spare(&mut self, mut buf: Vec<u8>) {
+        if self.receiving_big && buf.capacity() > self.spare.capacity() {
+            buf.clear();
+            self.spare = buf;
+        }
+    }
+
+    /// Frees the spare buffer, if one is kept.
+    pub(crate) fn release_spare(&mut self) {
+        self.spare = Vec::new();
+    }
+
+    /// A message of `len` bytes was received: one no bigger than [`RESERVE_AHEAD`] ends a
+    /// run of big ones, and the spare buffer goes.
+    #[cold]
+    fn received_size(&mut self, len: usize) {
+        self.receiving_big = len > RESERVE_AHEAD;
+        if !self.receiving_big {
+            self.release_spare();
+        }
     }
 
     /// Lends out the payload so far, for a read straight onto its end, with room for at
@@ -255,6 +323,9 @@ impl MessageBuffer {
         self.fragments = 0;
         self.message_end = 0;
         let data = mem::take(&mut self.data);
+        if self.receiving_big != (data.len() > RESERVE_AHEAD) {
+            self.received_size(data.len());
+        }
         // Still covered until the event loop takes it (`events_taken`).
         self.grant.hand_over(data.capacity());
         match text {
@@ -382,5 +453,130 @@ mod tests {
             .unwrap();
         m.append(&[0x82], None, 0, true).unwrap();
         assert_eq!(m.finish(), Err(ProtocolError::InvalidUtf8));
+    }
+
+    /// Receives a binary message of `len` bytes in one final frame, in pieces of at most
+    /// 64 KiB (as reads bring them); returns its payload.
+    fn receive(m: &mut MessageBuffer, len: usize) -> Vec<u8> {
+        m.begin_frame(
+            &header(Opcode::Binary, true, len as u64),
+            &limits(1 << 30),
+            false,
+        )
+        .unwrap();
+        let mut left = len;
+        while left > 0 {
+            let piece = left.min(RESERVE_AHEAD);
+            left -= piece;
+            m.append(&vec![7; piece], None, 0, left == 0).unwrap();
+        }
+        match m.finish() {
+            Ok(MsgEvent::Binary(data)) => data,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const BIG: usize = 1 << 20;
+
+    #[test]
+    fn a_written_buffer_is_reused_while_big_messages_arrive() {
+        let mut m = MessageBuffer::default();
+        let first = receive(&mut m, BIG);
+        let at = first.as_ptr();
+        m.keep_spare(first);
+        assert_eq!(m.spare.capacity(), BIG);
+        // The next message as big (or down to half its size) is received into it, whole.
+        let next = receive(&mut m, BIG / 2 + 1);
+        assert_eq!((next.as_ptr(), next.capacity()), (at, BIG));
+        assert_eq!(next, vec![7; BIG / 2 + 1]);
+        assert_eq!(m.spare.capacity(), 0);
+        // A message that would use less than half of it is not.
+        m.keep_spare(next);
+        let small = receive(&mut m, BIG / 2 - 1);
+        assert_eq!(small.capacity(), BIG / 2 - 1);
+        assert_eq!(m.spare.capacity(), BIG, "kept: big messages still arrive");
+        // Nor one bigger than it.
+        let bigger = receive(&mut m, BIG + 1);
+        assert_eq!(bigger.capacity(), BIG + 1);
+        // Nor while the message's length is not known (its last frame has not begun).
+        m.begin_frame(
+            &header(Opcode::Binary, false, BIG as u64),
+            &limits(1 << 30),
+            false,
+        )
+        .unwrap();
+        m.append(&vec![7; RESERVE_AHEAD + 1], None, 0, false)
+            .unwrap();
+        assert_eq!(m.spare.capacity(), BIG);
+        assert!(m.capacity() < BIG);
+    }
+
+    #[test]
+    fn the_spare_buffer_goes_when_a_small_message_arrives() {
+        for whole in [false, true] {
+            let mut m = MessageBuffer::default();
+            let big = receive(&mut m, BIG);
+            m.keep_spare(big);
+            if whole {
+                m.whole(false, &[1; 16], None).unwrap();
+            } else {
+                receive(&mut m, 16);
+            }
+            assert_eq!(m.spare.capacity(), 0, "whole: {whole}");
+            // And none is kept until big messages arrive again.
+            m.keep_spare(vec![0; BIG]);
+            assert_eq!(m.spare.capacity(), 0, "whole: {whole}");
+        }
+        // A message received whole (all its bytes in one read) takes the spare as well.
+        let mut m = MessageBuffer::default();
+        let big = receive(&mut m, BIG);
+        let at = big.as_ptr();
+        m.keep_spare(big);
+        match m.whole(false, &vec![1; BIG - 1], None) {
+            Ok(MsgEvent::Binary(data)) => assert_eq!(data.as_ptr(), at),
+            other => panic!("{other:?}"),
+        }
+        // Nothing kept before the first big message, and none after `release_spare`.
+        let mut m = MessageBuffer::default();
+        m.keep_spare(vec![0; BIG]);
+        assert_eq!(m.spare.capacity(), 0);
+        let big = receive(&mut m, BIG);
+        m.keep_spare(big);
+        m.release_spare();
+        assert_eq!(m.spare.capacity(), 0);
+    }
+
+    #[test]
+    fn the_spare_buffer_is_drawn_from_the_memory_budget() {
+        // The budget covers the spare's whole size once a message takes it, as it would a
+        // buffer grown to that size.
+        let budget = MemoryBudget::new(4 * BIG);
+        let mut m = MessageBuffer::default();
+        m.set_budget(Some(budget.clone()));
+        let big = receive(&mut m, BIG);
+        m.events_taken();
+        m.keep_spare(big);
+        m.begin_frame(
+            &header(Opcode::Binary, true, BIG as u64),
+            &limits(1 << 30),
+            false,
+        )
+        .unwrap();
+        assert_eq!(m.capacity(), BIG);
+        assert_eq!(budget.used(), BIG - crate::budget::STEP); // the first step is its own
+                                                              // When the budget cannot cover it, the message grows as the bytes arrive instead.
+        let budget = MemoryBudget::new(BIG / 2);
+        let mut m = MessageBuffer::default();
+        let big = receive(&mut m, BIG);
+        m.keep_spare(big);
+        m.set_budget(Some(budget.clone()));
+        m.begin_frame(
+            &header(Opcode::Binary, true, BIG as u64),
+            &limits(1 << 30),
+            false,
+        )
+        .unwrap();
+        assert_eq!(m.capacity(), RESERVE_AHEAD);
+        assert_eq!(m.spare.capacity(), BIG);
     }
 }

@@ -50,6 +50,9 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
     // `more` takes the segments after it (handed-over payloads), written in the same write.
     let mut out = Vec::new();
     let mut more = VecDeque::new();
+    // The biggest segment of the last write, handed back to the connection at the next
+    // round (`Connection::recycle_written`): an echo of big messages reuses its buffers.
+    let mut written_segment = Vec::new();
     let write_timeout = lock(&shared.config).write_timeout;
     loop {
         // Asked from here on: this round's look at the output sees it.
@@ -65,6 +68,11 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
             };
             // What the last write took off the queue goes back to the memory budget.
             proto.settle_send(shared.buffered.load(Ordering::Acquire));
+            if written_segment.capacity() != 0 {
+                proto
+                    .conn
+                    .recycle_written(std::mem::take(&mut written_segment));
+            }
             let written = proto.conn.swap_all_data_to_send(&mut out, &mut more);
             // What was queued counts as buffered until its last segment has been taken.
             let queued = if proto.conn.has_data_to_send() {
@@ -103,7 +111,11 @@ async fn write_loop(sock: Socket, wr: SharedWriter) {
                 .collect();
             Box::pin(write_all(&mut half, &mut bufs, write_timeout)).await
         };
-        more.clear();
+        for segment in more.drain(..) {
+            if segment.capacity() > written_segment.capacity() {
+                written_segment = segment;
+            }
+        }
         if let Err(e) = result {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 shared.handoff.write_stalled.store(true, Ordering::Release);
