@@ -32,8 +32,13 @@ pub(crate) struct MessageBuffer {
     grant: Grant,
     /// A written payload's buffer, empty, for the next message as big (see
     /// [`MessageBuffer::keep_spare`]): an echo or a relay of big messages then reuses two
-    /// buffers instead of allocating, growing and faulting in fresh memory for each.
-    spare: Vec<u8>,
+    /// buffers instead of allocating, growing and faulting in fresh memory for each. Boxed:
+    /// most connections never keep one, and every connection keeps this state for life.
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes of state for life instead of 24, for a buffer few connections keep"
+    )]
+    spare: Option<Box<Vec<u8>>>,
     /// The last message received was bigger than [`RESERVE_AHEAD`]: only then is a spare
     /// kept.
     receiving_big: bool,
@@ -241,7 +246,7 @@ impl MessageBuffer {
         if self.data.capacity() - len >= needed {
             return Ok(());
         }
-        if self.spare.capacity() != 0 {
+        if self.spare.is_some() {
             if let Some(mut spare) = self.spare_for(self.message_end, 0) {
                 spare.extend_from_slice(&self.data);
                 self.data = spare;
@@ -262,12 +267,12 @@ impl MessageBuffer {
     /// beside `held` bytes.
     #[cold]
     fn spare_for(&mut self, len: usize, held: usize) -> Option<Vec<u8>> {
-        let room = self.spare.capacity();
+        let room = self.spare_room();
         if len == 0 || room < len || room / 2 > len {
             return None;
         }
         self.grant.cover(held.saturating_add(room)).ok()?;
-        Some(mem::take(&mut self.spare))
+        self.spare.take().map(|spare| *spare)
     }
 
     /// Keeps `buf`, a written payload's buffer, for the next message to arrive as big: while
@@ -276,15 +281,20 @@ impl MessageBuffer {
     /// connection's end frees it. So a connection holds a written buffer beyond its
     /// message only while it receives big messages itself.
     pub(crate) fn keep_spare(&mut self, mut buf: Vec<u8>) {
-        if self.receiving_big && buf.capacity() > self.spare.capacity() {
+        if self.receiving_big && buf.capacity() > self.spare_room() {
             buf.clear();
-            self.spare = buf;
+            self.spare = Some(Box::new(buf));
         }
+    }
+
+    /// The size of the spare buffer (0 without one).
+    fn spare_room(&self) -> usize {
+        self.spare.as_ref().map_or(0, |spare| spare.capacity())
     }
 
     /// Frees the spare buffer, if one is kept.
     pub(crate) fn release_spare(&mut self) {
-        self.spare = Vec::new();
+        self.spare = None;
     }
 
     /// A message of `len` bytes was received: one no bigger than [`RESERVE_AHEAD`] ends a
@@ -484,17 +494,17 @@ mod tests {
         let first = receive(&mut m, BIG);
         let at = first.as_ptr();
         m.keep_spare(first);
-        assert_eq!(m.spare.capacity(), BIG);
+        assert_eq!(m.spare_room(), BIG);
         // The next message as big (or down to half its size) is received into it, whole.
         let next = receive(&mut m, BIG / 2 + 1);
         assert_eq!((next.as_ptr(), next.capacity()), (at, BIG));
         assert_eq!(next, vec![7; BIG / 2 + 1]);
-        assert_eq!(m.spare.capacity(), 0);
+        assert_eq!(m.spare_room(), 0);
         // A message that would use less than half of it is not.
         m.keep_spare(next);
         let small = receive(&mut m, BIG / 2 - 1);
         assert_eq!(small.capacity(), BIG / 2 - 1);
-        assert_eq!(m.spare.capacity(), BIG, "kept: big messages still arrive");
+        assert_eq!(m.spare_room(), BIG, "kept: big messages still arrive");
         // Nor one bigger than it.
         let bigger = receive(&mut m, BIG + 1);
         assert_eq!(bigger.capacity(), BIG + 1);
@@ -507,7 +517,7 @@ mod tests {
         .unwrap();
         m.append(&vec![7; RESERVE_AHEAD + 1], None, 0, false)
             .unwrap();
-        assert_eq!(m.spare.capacity(), BIG);
+        assert_eq!(m.spare_room(), BIG);
         assert!(m.capacity() < BIG);
     }
 
@@ -522,10 +532,10 @@ mod tests {
             } else {
                 receive(&mut m, 16);
             }
-            assert_eq!(m.spare.capacity(), 0, "whole: {whole}");
+            assert_eq!(m.spare_room(), 0, "whole: {whole}");
             // And none is kept until big messages arrive again.
             m.keep_spare(vec![0; BIG]);
-            assert_eq!(m.spare.capacity(), 0, "whole: {whole}");
+            assert_eq!(m.spare_room(), 0, "whole: {whole}");
         }
         // A message received whole (all its bytes in one read) takes the spare as well.
         let mut m = MessageBuffer::default();
@@ -539,11 +549,11 @@ mod tests {
         // Nothing kept before the first big message, and none after `release_spare`.
         let mut m = MessageBuffer::default();
         m.keep_spare(vec![0; BIG]);
-        assert_eq!(m.spare.capacity(), 0);
+        assert_eq!(m.spare_room(), 0);
         let big = receive(&mut m, BIG);
         m.keep_spare(big);
         m.release_spare();
-        assert_eq!(m.spare.capacity(), 0);
+        assert_eq!(m.spare_room(), 0);
     }
 
     #[test]
@@ -577,6 +587,6 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.capacity(), RESERVE_AHEAD);
-        assert_eq!(m.spare.capacity(), BIG);
+        assert_eq!(m.spare_room(), BIG);
     }
 }
