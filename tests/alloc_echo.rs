@@ -109,13 +109,17 @@ fn connect(addr: std::net::SocketAddr) -> TcpStream {
     tcp
 }
 
-#[test]
-fn echoing_allocates_only_the_message_payload() {
-    let _counting = COUNTING
+/// Holds the counters for the calling test, and connects it to a new echo server.
+fn counting_client() -> (std::sync::MutexGuard<'static, ()>, TcpStream) {
+    let counting = COUNTING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let addr = spawn_server();
-    let mut tcp = connect(addr);
+    (counting, connect(spawn_server()))
+}
+
+#[test]
+fn echoing_allocates_only_the_message_payload() {
+    let (_counting, mut tcp) = counting_client();
 
     let (len, n) = (100, 2000u64);
     let f = frame(len);
@@ -160,11 +164,7 @@ fn big_round_trip(tcp: &mut TcpStream, frame: &[u8], echo: &mut Vec<u8>) {
 /// new buffer grown (and faulted in) as the bytes arrive.
 #[test]
 fn echoing_big_messages_reuses_their_buffers() {
-    let _counting = COUNTING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let addr = spawn_server();
-    let mut tcp = connect(addr);
+    let (_counting, mut tcp) = counting_client();
     let len = 1 << 20;
     let mut frame = vec![0x82, 0xff];
     frame.extend_from_slice(&(len as u64).to_be_bytes());

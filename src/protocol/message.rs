@@ -465,15 +465,20 @@ mod tests {
         assert_eq!(m.finish(), Err(ProtocolError::InvalidUtf8));
     }
 
-    /// Receives a binary message of `len` bytes in one final frame, in pieces of at most
-    /// 64 KiB (as reads bring them); returns its payload.
-    fn receive(m: &mut MessageBuffer, len: usize) -> Vec<u8> {
+    /// Begins a binary frame of `len` bytes (`fin`: the message's last).
+    fn begin_binary(m: &mut MessageBuffer, len: usize, fin: bool) {
         m.begin_frame(
-            &header(Opcode::Binary, true, len as u64),
+            &header(Opcode::Binary, fin, len as u64),
             &limits(1 << 30),
             false,
         )
         .unwrap();
+    }
+
+    /// Receives a binary message of `len` bytes in one final frame, in pieces of at most
+    /// 64 KiB (as reads bring them); returns its payload.
+    fn receive(m: &mut MessageBuffer, len: usize) -> Vec<u8> {
+        begin_binary(m, len, true);
         let mut left = len;
         while left > 0 {
             let piece = left.min(RESERVE_AHEAD);
@@ -509,12 +514,7 @@ mod tests {
         let bigger = receive(&mut m, BIG + 1);
         assert_eq!(bigger.capacity(), BIG + 1);
         // Nor while the message's length is not known (its last frame has not begun).
-        m.begin_frame(
-            &header(Opcode::Binary, false, BIG as u64),
-            &limits(1 << 30),
-            false,
-        )
-        .unwrap();
+        begin_binary(&mut m, BIG, false);
         m.append(&vec![7; RESERVE_AHEAD + 1], None, 0, false)
             .unwrap();
         assert_eq!(m.spare_room(), BIG);
@@ -566,26 +566,17 @@ mod tests {
         let big = receive(&mut m, BIG);
         m.events_taken();
         m.keep_spare(big);
-        m.begin_frame(
-            &header(Opcode::Binary, true, BIG as u64),
-            &limits(1 << 30),
-            false,
-        )
-        .unwrap();
+        begin_binary(&mut m, BIG, true);
         assert_eq!(m.capacity(), BIG);
-        assert_eq!(budget.used(), BIG - crate::budget::STEP); // the first step is its own
-                                                              // When the budget cannot cover it, the message grows as the bytes arrive instead.
+        // The first step is the connection's own.
+        assert_eq!(budget.used(), BIG - crate::budget::STEP);
+        // When the budget cannot cover it, the message grows as the bytes arrive instead.
         let budget = MemoryBudget::new(BIG / 2);
         let mut m = MessageBuffer::default();
         let big = receive(&mut m, BIG);
         m.keep_spare(big);
         m.set_budget(Some(budget.clone()));
-        m.begin_frame(
-            &header(Opcode::Binary, true, BIG as u64),
-            &limits(1 << 30),
-            false,
-        )
-        .unwrap();
+        begin_binary(&mut m, BIG, true);
         assert_eq!(m.capacity(), RESERVE_AHEAD);
         assert_eq!(m.spare_room(), BIG);
     }
