@@ -246,6 +246,16 @@ const OUT_KEEP: usize = OWNED_SEND_MIN;
 /// messages a read brings (as many as 64 are dispatched together) reuse it.
 const EVENTS_KEEP: usize = 64;
 
+/// Empties a written buffer before it becomes the output buffer again; one bigger than
+/// [`OUT_KEEP`] is taken out instead, for [`Connection::recycle_written`].
+fn empty_written(buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    if buf.capacity() > OUT_KEEP {
+        return Some(mem::take(buf));
+    }
+    buf.clear();
+    None
+}
+
 impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
@@ -779,18 +789,16 @@ impl Connection {
     /// payload's buffer (see [`OUT_KEEP`]).
     fn out_written(&mut self) {
         self.out_start = 0;
-        let mut out = mem::take(&mut self.out);
-        self.give_back(&mut out);
-        self.out = out;
+        if let Some(big) = empty_written(&mut self.out) {
+            self.recycle_written(big);
+        }
     }
 
-    /// Empties a written buffer before it becomes the output buffer again; one bigger than
-    /// [`OUT_KEEP`] is handed to [`Connection::recycle_written`] instead.
+    /// A writer's written buffer, emptied to become the output buffer again (see
+    /// [`empty_written`]).
     fn give_back(&mut self, buf: &mut Vec<u8>) {
-        if buf.capacity() > OUT_KEEP {
-            self.recycle_written(mem::take(buf));
-        } else {
-            buf.clear();
+        if let Some(big) = empty_written(buf) {
+            self.recycle_written(big);
         }
     }
 
