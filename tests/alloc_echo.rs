@@ -178,9 +178,11 @@ fn echoing_big_messages_reuses_their_buffers() {
         big_round_trip(&mut tcp, &frame, &mut echo);
     }
     let per_message = (BYTES.load(Ordering::Relaxed) - before) / n;
-    // Growing a fresh buffer to 1 MiB as the bytes arrive asks for about 2 MiB in all.
+    // Growing a fresh buffer to 1 MiB as the bytes arrive asks for about 2 MiB in all;
+    // reused, a message asks for a few bytes. The bound leaves room for a few messages of
+    // the 20 that begin before the last echo's buffer is handed back.
     assert!(
-        per_message < len as u64 / 8,
+        per_message < len as u64 / 2,
         "{per_message} bytes allocated per 1 MiB message echoed"
     );
 }
