@@ -4,8 +4,9 @@
 //! connection. An idle connection keeps its socket state and its event loop, but no read
 //! buffer (reads share one per thread), no writer task (one runs only while output waits)
 //! and no timer or write in progress. Traffic leaves little behind: after a big message
-//! a connection keeps about what an idle one keeps, after a burst of small ones at most its
-//! output buffer, and once probed for quiet not that either.
+//! and a small one a connection keeps about what an idle one keeps, after a burst of small
+//! ones at most its output buffer (and after big ones, the last one's buffer), and once
+//! probed for quiet none of these.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(unsafe_code, reason = "a counting GlobalAlloc needs unsafe impls")]
 

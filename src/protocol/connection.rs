@@ -785,8 +785,8 @@ impl Connection {
         self.release_deferred_pong();
     }
 
-    /// `out` was written whole: empty it for the next frames, or free it if it is a big
-    /// payload's buffer (see [`OUT_KEEP`]).
+    /// `out` was written whole: empty it for the next frames, or hand it to
+    /// [`Connection::recycle_written`] if it is a big payload's buffer (see [`OUT_KEEP`]).
     fn out_written(&mut self) {
         self.out_start = 0;
         if let Some(big) = empty_written(&mut self.out) {
@@ -891,7 +891,7 @@ impl Connection {
 
     /// Swaps the bytes waiting to be written with `buf`, after clearing `buf`: a writer
     /// that hands its written buffer back this way keeps both allocations in use (a written
-    /// buffer above 64 KiB, a big payload's, is freed instead).
+    /// buffer above 64 KiB, a big payload's, goes to [`Connection::recycle_written`] instead).
     ///
     /// ```
     /// use unisock::protocol::{Connection, Role};
