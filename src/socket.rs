@@ -540,8 +540,10 @@ impl WebSocket {
     /// ws.read().await;
     /// # }
     /// ```
-    pub async fn read(&self) {
-        self.inner.read().await
+    // Not an `async fn` of its own: it hands out the backend's future, one level less for
+    // every message to poll.
+    pub fn read(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.inner.read()
     }
 
     /// Resolves with the [`CloseEvent`] once the socket has closed for good (at once if it

@@ -59,6 +59,21 @@ impl Driving {
         self.changed.notify_waiters();
     }
 
+    /// Waits until the driver is parked or has finished (at once if it is now).
+    async fn parked_or_finished(&self) {
+        let changed = self.changed.notified();
+        let mut changed = std::pin::pin!(changed);
+        // Before the look at the slot: a park after it notifies this waiter.
+        changed.as_mut().enable();
+        {
+            let slot = lock(&self.slot);
+            if slot.finished || slot.parked.is_some() {
+                return;
+            }
+        }
+        changed.await;
+    }
+
     /// Takes the driver away for good (every handle is gone): the loop, with the read half
     /// and the handle it holds, is dropped.
     pub(super) fn take(&self) -> Option<Driver> {
@@ -108,25 +123,32 @@ impl Drop for Held<'_> {
 }
 
 impl Socket {
-    /// Runs the driver until the socket closed for good, or waits while another handle
-    /// runs it (taking over if that one lets go).
-    pub(super) async fn drive(&self) {
+    /// Runs the event loop (the driver) until the socket closed for good, or waits while
+    /// another handle runs it (taking over if that one lets go); at once on a socket that
+    /// was never connected.
+    ///
+    /// One `async fn`, not one calling another: every message polls each level of the
+    /// futures it is awaited in, and with many connections each level's state is a cache
+    /// line of its own to miss.
+    pub(crate) async fn read(&self) {
+        if lock(&self.0.proto).is_none() {
+            return;
+        }
         let driving = &self.0.driving;
         loop {
-            let changed = driving.changed.notified();
-            let mut changed = std::pin::pin!(changed);
-            changed.as_mut().enable();
-            let Ok(taken) = driving.take_unfinished() else {
-                return;
-            };
-            if let Some(driver) = taken {
-                return Held {
-                    driving,
-                    driver: Some(driver),
+            match driving.take_unfinished() {
+                Err(Finished) => return,
+                Ok(Some(driver)) => {
+                    return Held {
+                        driving,
+                        driver: Some(driver),
+                    }
+                    .await
                 }
-                .await;
+                // Boxed: waiting for another handle is rare, and its state (a `Notified`)
+                // would otherwise sit in this future beside what every message polls.
+                Ok(None) => Box::pin(driving.parked_or_finished()).await,
             }
-            changed.await;
         }
     }
 

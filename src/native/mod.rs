@@ -424,11 +424,17 @@ struct Link {
 }
 
 /// The hand-off between the read task and the writer task of a connection; the rules are
-/// the table in `driver`'s module docs. The flags and the reader's wake-up come first: the
-/// read loop looks at them every round (see `Shared`).
+/// the table in `driver`'s module docs. What the read loop looks at every round comes last,
+/// next to the fields of `Shared` every message touches (see `Shared`).
 #[derive(Default)]
 #[repr(C)]
 struct Handoff {
+    /// Notified after a write, when `flushing` says someone waits for it.
+    written: Notify,
+    wake_reader: Signal,
+    /// How many `flush` calls wait for `written`: without any, a write notifies no one
+    /// (a notification takes a lock).
+    flushing: AtomicUsize,
     /// Set when the read loop has ended: the writer flushes what is left and stops.
     reader_done: AtomicBool,
     /// Set when the writer task has ended.
@@ -445,12 +451,6 @@ struct Handoff {
     /// Output waits for a writer task (or the connection ends): a running one looks again
     /// before it ends.
     writer_wanted: AtomicBool,
-    wake_reader: Signal,
-    /// Notified after a write, when `flushing` says someone waits for it.
-    written: Notify,
-    /// How many `flush` calls wait for `written`: without any, a write notifies no one
-    /// (a notification takes a lock).
-    flushing: AtomicUsize,
 }
 
 /// A wake-up for the one task that reads (the caller of `read()`): a raised flag and that
@@ -460,8 +460,9 @@ struct Handoff {
 #[derive(Default)]
 #[repr(C)]
 pub(crate) struct Signal {
-    raised: AtomicBool,
     waker: Mutex<Option<std::task::Waker>>,
+    /// Last: the read loop looks at it every round (see `Handoff`).
+    raised: AtomicBool,
 }
 
 impl Signal {
@@ -480,13 +481,26 @@ impl Signal {
         cx: &mut std::task::Context<'_>,
         stored: &mut Option<std::task::Waker>,
     ) -> std::task::Poll<()> {
+        let same = stored.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if !same {
+            *stored = Some(cx.waker().clone());
+        }
+        self.poll_stored(cx, same)
+    }
+
+    /// As [`Signal::poll`], for a poller that keeps track of its waker itself: `same` says
+    /// the signal holds `cx`'s waker already (from this poller's last poll).
+    pub(crate) fn poll_stored(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        same: bool,
+    ) -> std::task::Poll<()> {
         // Looked at first: most polls find it down, and a load takes no write.
         if self.raised.load(Ordering::Relaxed) && self.raised.swap(false, Ordering::SeqCst) {
             return std::task::Poll::Ready(());
         }
-        if !stored.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if !same {
             *lock(&self.waker) = Some(cx.waker().clone());
-            *stored = Some(cx.waker().clone());
             // A raise between the swap above and the store woke the old waker: look again.
             if self.raised.swap(false, Ordering::SeqCst) {
                 return std::task::Poll::Ready(());
@@ -531,9 +545,11 @@ struct Ending {
 /// current connection, the task hand-off, and what handles read without a lock.
 #[repr(C)]
 pub(crate) struct Shared {
-    // The fields every message touches come first, in this order, so that they share a
-    // few cache lines: with many connections, each message's first touch of a line of its
-    // socket misses the cache.
+    // The fields every message touches are together, in this order (the hand-off's are at
+    // its end, the protocol core's at its start), so that they share a few cache lines:
+    // with many connections, each message's first touch of a line of its socket misses
+    // the cache.
+    handoff: Handoff,
     /// Bumped when the message handler or the stream sender changes, so the read loop can
     /// keep its own copies (`driver::Routes`) instead of locking for them per message.
     routes: AtomicU64,
@@ -542,7 +558,6 @@ pub(crate) struct Shared {
     send_cap: AtomicUsize,
     /// Read by handles without a lock.
     state: AtomicU8,
-    handoff: Handoff,
     /// The protocol state of the current connection.
     proto: Mutex<Option<Proto>>,
     handlers: Mutex<Handlers>,
@@ -840,15 +855,6 @@ impl Socket {
         self.set_state(ReadyState::Open);
         // No writer task yet: one starts when output waits for it (`driver::wake_writer`).
         Box::pin(self.clone().run(reader))
-    }
-
-    /// Runs the event loop (see `driving`) until the socket closed for good; at once on a
-    /// socket that was never connected.
-    pub(crate) async fn read(&self) {
-        if lock(&self.0.proto).is_none() {
-            return;
-        }
-        self.drive().await;
     }
 
     /// The event loop of the socket's connections, from the first until it closed for good.

@@ -177,24 +177,21 @@ impl MaskSource {
 /// server.consume(5);
 /// assert!(!server.has_data_to_send());
 /// ```
+#[repr(C)]
 pub struct Connection {
-    role: Role,
-    limits: Limits,
+    // The fields an echoed message uses come first, so that a server with many connections
+    // touches few cache lines of each (every first touch of one misses the cache there).
     state: ConnectionState,
-    /// The start of a header split across `receive_data` calls.
-    header_buf: [u8; FrameHeader::MAX_LEN],
-    /// How much of `header_buf` is filled (at most 14: a byte is enough).
-    header_len: u8,
+    role: Role,
     /// Set by the peer's close or a protocol error: later input is ignored.
     input_done: bool,
-    /// The frame whose payload is arriving, if a header has been read.
-    frame: Option<InFrame>,
-    /// The data message being received.
-    message: MessageBuffer,
-    /// The payload of the control frame being received (at most 125 bytes), handed to its
-    /// event when the frame ends: empty between control frames, so that an idle connection
-    /// keeps no buffer for them.
-    control: Vec<u8>,
+    /// How much of `header_buf` is filled (at most 14: a byte is enough).
+    header_len: u8,
+    /// Whether the last of `out_more` takes more frames (it is not a handed-over payload).
+    more_appendable: bool,
+    /// permessage-deflate, once negotiated (natively). Boxed: its state is 320 bytes, and
+    /// most connections never negotiate it.
+    deflate: Option<Box<Codec>>,
     events: Events,
     /// Encoded frames not yet written: the first segment of the output, from `out_start`.
     out: Vec<u8>,
@@ -206,15 +203,21 @@ pub struct Connection {
     /// [`Connection::send_message`] (sent from their own buffer, not copied), and the frames
     /// queued after them.
     out_more: VecDeque<Vec<u8>>,
-    /// Whether the last of `out_more` takes more frames (it is not a handed-over payload).
-    more_appendable: bool,
+    limits: Limits,
+    /// The frame whose payload is arriving, if a header has been read.
+    frame: Option<InFrame>,
     /// The payload of the newest ping, while its pong waits for the output to drain
     /// (see [`PONG_BACKLOG`]).
     deferred_pong: Option<Vec<u8>>,
+    /// The data message being received (what a message uses of it first).
+    message: MessageBuffer,
+    /// The payload of the control frame being received (at most 125 bytes), handed to its
+    /// event when the frame ends: empty between control frames, so that an idle connection
+    /// keeps no buffer for them.
+    control: Vec<u8>,
     mask_source: MaskSource,
-    /// permessage-deflate, once negotiated (natively). Boxed: its state is 320 bytes, and
-    /// most connections never negotiate it.
-    deflate: Option<Box<Codec>>,
+    /// The start of a header split across `receive_data` calls.
+    header_buf: [u8; FrameHeader::MAX_LEN],
 }
 
 thread_local! {

@@ -13,13 +13,21 @@ use crate::{Limits, MsgEvent};
 /// The message being received: its type, the payload so far (already unmasked) and the
 /// UTF-8 state of a text message.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(crate) struct MessageBuffer {
+    // What a message sent as one frame uses come first (see `Connection`).
+    data: Vec<u8>,
+    /// What the payload (and the finished messages not yet taken) hold of the memory
+    /// budget, if there is one.
+    grant: Grant,
     /// `Some(true)` for text, `Some(false)` for binary, `None` between messages.
     text: Option<bool>,
-    data: Vec<u8>,
-    utf8: Utf8Validator,
+    /// The last message received was bigger than [`RESERVE_AHEAD`]: only then is a spare
+    /// kept.
+    receiving_big: bool,
     /// The message is compressed (permessage-deflate): `data` holds the inflated bytes.
     compressed: bool,
+    utf8: Utf8Validator,
     /// Compressed payload bytes received so far (when `compressed`).
     wire_len: u64,
     /// Data frames of the message so far, empty ones included.
@@ -27,9 +35,6 @@ pub(crate) struct MessageBuffer {
     /// The length of the whole payload once the message's last frame (FIN set) has begun
     /// (uncompressed messages); 0 before (a plain `usize`: the socket state is kept small).
     message_end: usize,
-    /// What the payload (and the finished messages not yet taken) hold of the memory
-    /// budget, if there is one.
-    grant: Grant,
     /// A written payload's buffer, empty, for the next message as big (see
     /// [`MessageBuffer::keep_spare`]): an echo or a relay of big messages then reuses two
     /// buffers instead of allocating, growing and faulting in fresh memory for each. Boxed:
@@ -39,9 +44,6 @@ pub(crate) struct MessageBuffer {
         reason = "8 bytes of state for life instead of 24, for a buffer few connections keep"
     )]
     spare: Option<Box<Vec<u8>>>,
-    /// The last message received was bigger than [`RESERVE_AHEAD`]: only then is a spare
-    /// kept.
-    receiving_big: bool,
 }
 
 /// The most room reserved ahead of the bytes received: a frame's header announces its

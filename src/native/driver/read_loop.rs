@@ -38,68 +38,140 @@ enum Next {
     Stop,
 }
 
+/// The read loop's state across rounds, in one struct and in this order, what every round
+/// uses first: with many connections, each message's first touch of a cache line of its
+/// connection's state misses the cache, and loose locals (or a `select!`'s futures) would
+/// be spread over the whole of the event loop's future.
+#[repr(C)]
+struct Looping {
+    next: Next,
+    /// Whether the closing handshake was seen to start (and the session told).
+    closing_seen: bool,
+    /// Whether a message has begun and is not complete: the session times it.
+    in_message: bool,
+    ended: EndState,
+    size: ReadSize,
+    /// The session's next timeout. Reads only move its clocks (reported when the timer
+    /// goes off), so it is asked again only then, when woken, and when the closing starts.
+    due: Option<Instant>,
+    /// When the round that read last began: a Tokio instant, turned into session time only
+    /// when the timer goes off.
+    last_received: Instant,
+    /// Kept across rounds: a round then registers no timer and no waiter (see `Alarm`).
+    alarm: Alarm,
+    /// The waker the last round was polled with: the wake-up signal holds it, and the timer
+    /// too while `alarm.registered`.
+    waker: Option<Waker>,
+    /// The rest of a big frame, lent for a read straight onto its message. Boxed: only big
+    /// frames have one, and this state is every connection's for life.
+    direct: Option<Box<DirectRead>>,
+}
+
+/// What woke a round of the read loop.
+enum Woke {
+    Signal,
+    Timer,
+    Read(std::io::Result<Input>),
+}
+
+impl Looping {
+    /// Polls, in this order, the wake-up, the timer and (unless `paused`) the read: the
+    /// wake-up and the timer, cheap to poll while pending, cannot be starved by a busy
+    /// peer, and a fixed order costs no random number per round (as `select!`'s does).
+    fn poll_round(
+        &mut self,
+        cx: &mut Context<'_>,
+        sock: &Socket,
+        reader: &mut Reader,
+        paused: bool,
+    ) -> Poll<Woke> {
+        let same = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if !same {
+            self.waker = Some(cx.waker().clone());
+            self.alarm.registered = false;
+        }
+        if sock.0.handoff.wake_reader.poll_stored(cx, same).is_ready() {
+            return Poll::Ready(Woke::Signal);
+        }
+        let now = Instant::now();
+        if self.alarm.poll_due(cx, self.due, now).is_ready() {
+            return Poll::Ready(Woke::Timer);
+        }
+        if paused {
+            return Poll::Pending;
+        }
+        let read = poll_read_some(
+            sock,
+            reader,
+            cx,
+            self.size.len(),
+            &mut self.direct,
+            &mut self.ended.unwritten,
+        );
+        if read.is_ready() {
+            self.last_received = now;
+        }
+        read.map(Woke::Read)
+    }
+}
+
 /// Runs the event loop: reads, feeds the protocol core, calls the handlers, until closed.
 pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> EndState {
     let shared = &sock.0;
-    let mut ended = EndState::default();
-    let mut size = ReadSize::default();
-    // `on_open`, first of all.
-    let mut next = run_actions(sock, &mut ended);
-
-    if !reader.leftover.is_empty() && next == Next::Continue {
-        let leftover = std::mem::take(&mut reader.leftover);
-        next = process(sock, &reader.wr, &leftover, &mut ended, true);
-    }
-    // The session's next timeout. Reads only move its clocks (reported when the timer goes
-    // off), so it is asked again only then, when woken, and when the closing starts.
-    let mut due = session_due(sock);
-    let mut closing_seen = false;
-    // Whether a message has begun and is not complete: the session times it.
-    let mut in_message = false;
-    // A Tokio instant, turned into session time only when the timer goes off: a read takes
-    // the clock, not the subtraction too.
-    let mut last_received = Instant::now();
-    // Kept across rounds: a round then registers no timer and no waiter (see `Alarm`).
-    let mut alarm = Alarm {
-        timer: std::pin::pin!(unarmed()),
+    let mut st = Looping {
+        next: Next::Continue,
+        closing_seen: false,
+        in_message: false,
+        ended: EndState::default(),
+        size: ReadSize::default(),
+        due: None,
+        last_received: Instant::now(),
+        alarm: Alarm::new(Box::pin(unarmed())),
         waker: None,
+        direct: None,
     };
-    // The waker the wake-up signal holds for this task.
-    let mut stored = None;
-    while next == Next::Continue {
+    // `on_open`, first of all.
+    st.next = run_actions(sock, &mut st.ended);
+
+    if !reader.leftover.is_empty() && st.next == Next::Continue {
+        let leftover = std::mem::take(&mut reader.leftover);
+        st.next = process(sock, &reader.wr, &leftover, &mut st.ended, true);
+    }
+    st.due = session_due(sock);
+    while st.next == Next::Continue {
         if shared.handoff.reader_done.load(Ordering::Acquire) {
             if shared.handoff.write_stalled.load(Ordering::Acquire) {
                 let secs = lock(&shared.config)
                     .write_timeout
                     .unwrap_or_default()
                     .as_secs_f32();
-                ended.outcome().close.get_or_insert_with(|| {
+                st.ended.outcome().close.get_or_insert_with(|| {
                     abnormal(format!(
                         "Abnormal Closure: the peer stopped reading (nothing could be written for {secs} s)"
                     ))
                 });
-                ended
+                st.ended
                     .outcome()
                     .error
                     .get_or_insert(Error::Timeout("the peer stopped reading"));
                 abort(sock);
             }
             // The writer failed: the connection is gone.
-            ended
+            st.ended
                 .outcome()
                 .close
                 .get_or_insert_with(|| abnormal("the connection failed while writing"));
             break;
         }
         // Backpressure: while the stream is full nothing more is read (or dispatched).
-        let paused = ended.stream_paused(sock);
-        if !paused && ended.held {
-            ended.held = false;
-            next = process_with(sock, &reader.wr, |_| {}, &mut ended, true);
+        let paused = st.ended.stream_paused(sock);
+        if !paused && st.ended.held {
+            st.ended.held = false;
+            st.next = process_with(sock, &reader.wr, |_| {}, &mut st.ended, true);
             continue;
         }
         // Nothing is read while paused, so answers held for the next read go now.
-        if paused && std::mem::take(&mut ended.unwritten) {
+        if paused && std::mem::take(&mut st.ended.unwritten) {
             super::writer::write_through(sock, &reader.wr);
         }
         // Whether we wait for the end of a closing handshake, and the rest of a big frame
@@ -107,20 +179,22 @@ pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> 
         // dispatch saw holds unless a frame or message is under way: only this task feeds
         // the core, and a close (from a handler or elsewhere) raises the wake-up, whose round
         // dispatches nothing, so the round after it looks again.
-        let (closing, receiving, mut direct) = match ended.seen.take() {
-            Some(seen) if !seen.mid_frame && !seen.receiving => (seen.closing, false, None),
+        let (closing, receiving) = match st.ended.seen.take() {
+            Some(seen) if !seen.mid_frame && !seen.receiving => (seen.closing, false),
             _ => match lock(&shared.proto).as_mut() {
-                Some(p) => (
-                    p.conn.state() != ConnectionState::Open,
-                    p.conn.is_receiving_message(),
-                    p.conn.begin_direct_read(DIRECT_READ_MIN),
-                ),
-                None => (false, false, None),
+                Some(p) => {
+                    st.direct = p.conn.begin_direct_read(DIRECT_READ_MIN).map(Box::new);
+                    (
+                        p.conn.state() != ConnectionState::Open,
+                        p.conn.is_receiving_message(),
+                    )
+                }
+                None => (false, false),
             },
         };
         // Only a message that spans reads changes this between rounds: small ones cost nothing.
-        if receiving != in_message {
-            in_message = receiving;
+        if receiving != st.in_message {
+            st.in_message = receiving;
             let mut session = lock(&shared.session);
             if receiving {
                 session.message_started(now());
@@ -128,69 +202,87 @@ pub(in crate::native) async fn read_loop(sock: &Socket, reader: &mut Reader) -> 
                 session.message_ended();
             }
             drop(session);
-            due = session_due(sock);
+            st.due = session_due(sock);
         }
-        if closing && !closing_seen {
-            closing_seen = true;
+        if closing && !st.closing_seen {
+            st.closing_seen = true;
             lock(&shared.session).closing(now());
-            due = session_due(sock);
+            st.due = session_due(sock);
         }
-        // In this order, not at random (which costs a random number per round): the wake-up
-        // and the timer, cheap to poll while pending, cannot be starved by a busy peer.
-        tokio::select! {
-            biased;
-            () = std::future::poll_fn(|cx| shared.handoff.wake_reader.poll(cx, &mut stored)) => {
-                due = session_due(sock);
-            }
-            () = std::future::poll_fn(|cx| alarm.poll_due(cx, due)) => {
+        let woke = std::future::poll_fn(|cx| st.poll_round(cx, sock, reader, paused)).await;
+        match woke {
+            Woke::Signal => st.due = session_due(sock),
+            Woke::Timer => {
                 {
                     let mut session = lock(&shared.session);
-                    session.received(session_time(last_received));
+                    session.received(session_time(st.last_received));
                     session.handle_timeout(now());
                 }
-                next = run_actions(sock, &mut ended);
-                due = session_due(sock);
+                st.next = run_actions(sock, &mut st.ended);
+                st.due = session_due(sock);
             }
-            read = std::future::poll_fn(|cx| poll_read_some(sock, reader, cx, size.len(), &mut direct, &mut ended.unwritten)), if !paused => match read {
-                Ok(Input::Buffer(read)) if read.bytes().is_empty() => {
-                    ended.outcome().close.get_or_insert_with(|| abnormal(ABNORMAL));
-                    next = Next::Stop;
-                }
-                Ok(Input::Direct(0)) => {
-                    ended.outcome().close.get_or_insert_with(|| abnormal(ABNORMAL));
-                    next = Next::Stop;
-                }
-                Ok(Input::Buffer(read)) => {
-                    last_received = Instant::now();
-                    // A read that took less than it could drained the socket.
-                    let n = read.bytes().len();
-                    next = process(sock, &reader.wr, read.bytes(), &mut ended, n < size.len());
-                    size.adapt(n);
-                }
-                Ok(Input::Direct(_)) => {
-                    last_received = Instant::now();
-                    // Answered at once, however much is waiting (see `process_with`).
-                    size.read_direct();
-                    next = match direct.take() {
-                        Some(read) => process_with(sock, &reader.wr, |conn| conn.end_direct_read(read), &mut ended, true),
-                        None => Next::Continue,
-                    };
-                }
-                Err(e) => {
-                    ended.outcome().close.get_or_insert_with(|| abnormal(format!("Abnormal Closure: {e}")));
-                    next = Next::Stop;
-                }
-            },
+            Woke::Read(read) => st.next = st.received(sock, reader, read),
         }
         // A direct read that did not complete (another branch won, the peer left) hands
         // the message back unchanged.
-        if let Some(read) = direct.take() {
+        if let Some(read) = st.direct.take() {
             if let Some(p) = lock(&shared.proto).as_mut() {
-                p.conn.end_direct_read(read);
+                p.conn.end_direct_read(*read);
             }
         }
     }
-    ended
+    st.ended
+}
+
+impl Looping {
+    /// Takes in what a read brought; `Stop` once the connection is to end.
+    fn received(&mut self, sock: &Socket, reader: &Reader, read: std::io::Result<Input>) -> Next {
+        let ended = &mut self.ended;
+        match read {
+            Ok(Input::Buffer(read)) if read.bytes().is_empty() => {
+                ended
+                    .outcome()
+                    .close
+                    .get_or_insert_with(|| abnormal(ABNORMAL));
+                Next::Stop
+            }
+            Ok(Input::Direct(0)) => {
+                ended
+                    .outcome()
+                    .close
+                    .get_or_insert_with(|| abnormal(ABNORMAL));
+                Next::Stop
+            }
+            Ok(Input::Buffer(read)) => {
+                // A read that took less than it could drained the socket.
+                let n = read.bytes().len();
+                let next = process(sock, &reader.wr, read.bytes(), ended, n < self.size.len());
+                self.size.adapt(n);
+                next
+            }
+            Ok(Input::Direct(_)) => {
+                // Answered at once, however much is waiting (see `process_with`).
+                self.size.read_direct();
+                match self.direct.take() {
+                    Some(read) => process_with(
+                        sock,
+                        &reader.wr,
+                        |conn| conn.end_direct_read(*read),
+                        ended,
+                        true,
+                    ),
+                    None => Next::Continue,
+                }
+            }
+            Err(e) => {
+                ended
+                    .outcome()
+                    .close
+                    .get_or_insert_with(|| abnormal(format!("Abnormal Closure: {e}")));
+                Next::Stop
+            }
+        }
+    }
 }
 
 /// What a read brought.
@@ -214,7 +306,7 @@ fn poll_read_some(
     reader: &mut Reader,
     cx: &mut Context<'_>,
     max: usize,
-    direct: &mut Option<DirectRead>,
+    direct: &mut Option<Box<DirectRead>>,
     unwritten: &mut bool,
 ) -> Poll<std::io::Result<Input>> {
     let polled = poll_read_into(&mut reader.rd, cx, max, direct);
@@ -229,7 +321,7 @@ fn poll_read_into(
     rd: &mut Reading,
     cx: &mut Context<'_>,
     max: usize,
-    direct: &mut Option<DirectRead>,
+    direct: &mut Option<Box<DirectRead>>,
 ) -> Poll<std::io::Result<Input>> {
     match direct {
         Some(read) => {
@@ -313,45 +405,64 @@ fn unarmed() -> Sleep {
 
 /// The read loop's one timer, kept across rounds, for the earliest of its deadlines
 /// (closing handshake, keep-alive, read timeout), and the waker it was last polled with.
-struct Alarm<'a> {
-    timer: Pin<&'a mut Sleep>,
-    /// Set while the timer is registered with this waker at its current deadline.
-    waker: Option<Waker>,
+#[repr(C)]
+struct Alarm {
+    /// The timer's deadline: a round compares the time with this copy, and touches the
+    /// timer itself (another cache line) only when it may have gone off.
+    armed: Instant,
+    /// Set while the timer is registered at its current deadline with the waker of the
+    /// read loop's last round (`Looping::waker`; a new waker clears it).
+    registered: bool,
+    /// Boxed: it is touched only when it may have gone off, and inline it would sit between
+    /// the fields every round uses.
+    timer: Pin<Box<Sleep>>,
 }
 
-impl Alarm<'_> {
-    /// Ready once `due` has passed (never when there is none).
+impl Alarm {
+    fn new(timer: Pin<Box<Sleep>>) -> Self {
+        Self {
+            armed: timer.deadline(),
+            registered: false,
+            timer,
+        }
+    }
+
+    /// Ready once `due` has passed (never when there is none); `now` is the time.
     ///
     /// Most rounds move a deadline later (every read restarts the keep-alive and
     /// read-timeout clocks), and moving a registered timer, or registering a new one each
     /// round, costs a trip through the runtime's timer wheel per message. The timer instead
     /// stays armed where it is when the deadline moves later; when it goes off early it is
     /// re-armed for the deadline of that moment. It is moved at once only when the deadline
-    /// comes nearer. While it is registered with this task's waker and has not gone off, it
-    /// is not polled again: it will wake the task.
-    fn poll_due(&mut self, cx: &mut Context<'_>, due: Option<Instant>) -> Poll<()> {
+    /// comes nearer. While it is registered with this task's waker and its deadline has not
+    /// come (a timer never goes off before it), it is not polled again: it will wake the task.
+    fn poll_due(&mut self, cx: &mut Context<'_>, due: Option<Instant>, now: Instant) -> Poll<()> {
         let Some(due) = due else {
             return Poll::Pending;
         };
         loop {
-            if self.timer.deadline() > due {
-                self.timer.as_mut().reset(due);
-                self.waker = None;
+            if self.armed > due {
+                self.arm(due);
             }
-            let registered = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
-            if registered && !self.timer.is_elapsed() {
+            if self.registered && now < self.armed {
                 return Poll::Pending;
             }
             if self.timer.as_mut().poll(cx).is_pending() {
-                self.waker = Some(cx.waker().clone());
+                self.registered = true;
                 return Poll::Pending;
             }
-            self.waker = None;
+            self.registered = false;
             if Instant::now() >= due {
                 return Poll::Ready(());
             }
-            self.timer.as_mut().reset(due);
+            self.arm(due);
         }
+    }
+
+    fn arm(&mut self, at: Instant) {
+        self.timer.as_mut().reset(at);
+        self.armed = at;
+        self.registered = false;
     }
 }
 
@@ -363,23 +474,25 @@ fn abort(sock: &Socket) {
     super::writer::wake_writer(sock);
 }
 
-/// How the connection ended, collected while it runs.
+/// How the connection ended, collected while it runs. What every message uses first (see
+/// `Looping`).
 #[derive(Default)]
+#[repr(C)]
 pub(in crate::native) struct EndState {
-    /// How it ended, once that is known. Boxed: every connection keeps its read loop's
-    /// state for life, and this is set only at the end.
-    outcome: Option<Box<Outcome>>,
-    /// Where messages go: the read loop's copies.
-    routes: Routes,
     /// Dispatching stopped with events left in the protocol core: the stream was full.
     held: bool,
     /// A message as big as a direct read's was delivered by the events being dispatched.
     big_message: bool,
-    /// What the last look into the protocol core saw, for the next round (taken by it).
-    seen: Option<Seen>,
     /// Answers wait in the core's output for the read that drains the socket or finds
     /// nothing (`poll_read_some`): answers to input read together leave together.
     unwritten: bool,
+    /// What the last look into the protocol core saw, for the next round (taken by it).
+    seen: Option<Seen>,
+    /// Where messages go: the read loop's copies.
+    routes: Routes,
+    /// How it ended, once that is known. Boxed: every connection keeps its read loop's
+    /// state for life, and this is set only at the end.
+    outcome: Option<Box<Outcome>>,
 }
 
 /// The protocol core as the read loop last saw it, kept so that a round of the loop need
@@ -409,11 +522,12 @@ impl Seen {
 /// handler), refreshed when `Shared::routes` says they changed: a message then takes an
 /// atomic load instead of two locks and a reference count.
 #[derive(Default)]
+#[repr(C)]
 struct Routes {
     /// The `Shared::routes` count these were taken at (`None`: not yet taken).
     taken: Option<u64>,
-    stream: Option<crate::native::messages::StreamTx>,
     on_message: Option<crate::send_sync::Handler<crate::MsgEvent>>,
+    stream: Option<crate::native::messages::StreamTx>,
 }
 
 impl Routes {
