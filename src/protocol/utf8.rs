@@ -102,12 +102,30 @@ fn last_char_start(chunk: &[u8]) -> usize {
 /// [`ProtocolError::InvalidUtf8`] unless `data` is valid UTF-8.
 #[allow(unsafe_code)]
 pub(crate) fn into_string(data: Vec<u8>) -> Result<String, ProtocolError> {
-    if simdutf8::basic::from_utf8(&data).is_err() {
+    if !is_short_ascii(&data) && simdutf8::basic::from_utf8(&data).is_err() {
         return Err(ProtocolError::InvalidUtf8);
     }
-    // SAFETY: simdutf8 just found all of `data` valid UTF-8 (`into_string_agrees_with_std`
-    // checks it against std on valid and invalid text).
+    // SAFETY: all of `data` is ASCII, or simdutf8 just found it valid UTF-8 (both are
+    // checked against std on valid and invalid text by `into_string_agrees_with_std` and
+    // `short_ascii_is_exactly_ascii`).
     Ok(unsafe { String::from_utf8_unchecked(data) })
+}
+
+/// Whether `data` is ASCII and at most 16 bytes long: two word loads, where a validator's
+/// call and setup cost several times the check on such short text (a chat line, a ping).
+fn is_short_ascii(data: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let word = |bytes: Option<&[u8]>| {
+        bytes
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(HIGH, u64::from_ne_bytes)
+    };
+    match data.len() {
+        // The first and the last 8 bytes, overlapping below 16.
+        n @ 8..=16 => (word(data.get(..8)) | word(data.get(n - 8..))) & HIGH == 0,
+        0..8 => data.iter().fold(0, |all, b| all | b) < 0x80,
+        _ => false,
+    }
 }
 
 /// The length of the character a (valid) lead byte starts.
@@ -217,6 +235,28 @@ mod tests {
             assert_eq!(into_string(text.clone()).ok(), String::from_utf8(text).ok());
         }
         assert_eq!(into_string(Vec::new()), Ok(String::new()));
+    }
+
+    #[test]
+    fn short_ascii_is_exactly_ascii() {
+        for len in 0..=20 {
+            let ascii: Vec<u8> = (0..len).map(|i| b'a' + i).collect();
+            assert_eq!(is_short_ascii(&ascii), len <= 16, "len {len}");
+            // One byte with its high bit set anywhere makes it not ASCII.
+            for at in 0..ascii.len() {
+                let mut other = ascii.clone();
+                other[at] = 0xC3;
+                assert!(!is_short_ascii(&other), "len {len}, at {at}");
+                assert_eq!(
+                    into_string(other.clone()).ok(),
+                    String::from_utf8(other).ok()
+                );
+            }
+            assert_eq!(
+                into_string(ascii.clone()).ok(),
+                String::from_utf8(ascii).ok()
+            );
+        }
     }
 
     #[test]
