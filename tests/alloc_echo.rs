@@ -1,7 +1,8 @@
 //! Allocations on the echo hot path, counted by a global allocator: a unisock server
-//! echoing messages over a real 127.0.0.1 socket allocates once per message (the owned
-//! payload `MsgEvent` hands to the handler) and nothing else: the read buffer, the
-//! connection's output buffer and the writer's buffer are reused.
+//! echoing small messages over a real 127.0.0.1 socket allocates nothing once warm (the
+//! owned payload `MsgEvent` hands to the handler takes the buffer of the last message
+//! sent), and the read buffer, the connection's output buffer and the writer's buffer are
+//! reused.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(unsafe_code, reason = "a counting GlobalAlloc needs unsafe impls")]
 
@@ -117,8 +118,11 @@ fn counting_client() -> (std::sync::MutexGuard<'static, ()>, TcpStream) {
     (counting, connect(spawn_server()))
 }
 
+/// Once warm, echoing a small message allocates nothing: the owned `MsgEvent` the handler
+/// is given takes the buffer of the last message sent (copied into the output), and the
+/// read, output and writer buffers are reused.
 #[test]
-fn echoing_allocates_only_the_message_payload() {
+fn echoing_small_messages_allocates_nothing_once_warm() {
     let (_counting, mut tcp) = counting_client();
 
     let (len, n) = (100, 2000u64);
@@ -132,16 +136,12 @@ fn echoing_allocates_only_the_message_payload() {
         round_trip(&mut tcp, &f, len, &mut echo);
     }
     let allocs = ALLOCS.load(Ordering::Relaxed) - before;
-    // One per message (the String in MsgEvent::Text), plus a little slack for one-off
-    // growth (e.g. a runtime's internal queues); the test's own side allocates nothing.
+    // A little slack for one-off growth (e.g. a runtime's internal queues); the test's own
+    // side allocates nothing. One allocation per message would be 2,000.
     assert!(
-        allocs <= n + 20,
+        allocs <= 20,
         "{allocs} allocations for {n} echoed messages ({:.2} per message)",
         allocs as f64 / n as f64
-    );
-    assert!(
-        allocs >= n,
-        "the payload allocation was expected: {allocs} for {n}"
     );
 }
 

@@ -638,7 +638,11 @@ impl Connection {
         {
             Some(compressed) => self.write_frame_rsv(opcode, RSV1, &compressed),
             None if payload.len() >= OWNED_SEND_MIN => self.write_owned_frame(opcode, payload),
-            None => self.write_frame(opcode, &payload),
+            None => {
+                self.write_frame(opcode, &payload);
+                // Copied: its buffer can hold the next message received.
+                super::pool::give(payload);
+            }
         }
         Ok(())
     }

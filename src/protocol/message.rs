@@ -134,8 +134,15 @@ impl MessageBuffer {
         let mut data = match spare {
             Some(spare) => spare,
             None => {
-                self.grant.cover(self.data.capacity().saturating_add(len))?;
-                Vec::with_capacity(len)
+                let kept = super::pool::take(len);
+                let room = kept.as_ref().map_or(len, Vec::capacity);
+                if let Err(err) = self.grant.cover(self.data.capacity().saturating_add(room)) {
+                    if let Some(kept) = kept {
+                        super::pool::give(kept);
+                    }
+                    return Err(err);
+                }
+                kept.unwrap_or_else(|| Vec::with_capacity(len))
             }
         };
         match mask {

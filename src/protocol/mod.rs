@@ -29,6 +29,7 @@ mod frame;
 pub mod handshake;
 mod mask;
 mod message;
+mod pool;
 mod utf8;
 
 pub use close::CloseCode;
