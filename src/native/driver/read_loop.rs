@@ -239,14 +239,7 @@ impl Looping {
     fn received(&mut self, sock: &Socket, reader: &Reader, read: std::io::Result<Input>) -> Next {
         let ended = &mut self.ended;
         match read {
-            Ok(Input::Buffer(read)) if read.bytes().is_empty() => {
-                ended
-                    .outcome()
-                    .close
-                    .get_or_insert_with(|| abnormal(ABNORMAL));
-                Next::Stop
-            }
-            Ok(Input::Direct(0)) => {
+            Ok(input) if input.is_end() => {
                 ended
                     .outcome()
                     .close
@@ -291,6 +284,16 @@ enum Input {
     Buffer(Scratch),
     /// This many bytes straight onto the message.
     Direct(usize),
+}
+
+impl Input {
+    /// Whether the read found the end of the input: the peer ended TCP.
+    fn is_end(&self) -> bool {
+        match self {
+            Input::Buffer(read) => read.bytes().is_empty(),
+            Input::Direct(n) => *n == 0,
+        }
+    }
 }
 
 /// Reads at most `max` bytes into the thread's read buffer, or straight onto the message
