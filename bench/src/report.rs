@@ -334,7 +334,12 @@ impl Server {
 
 impl Settings {
     fn wants(&self, row: &str) -> bool {
-        self.rows.as_ref().is_none_or(|r| row.contains(r.as_str()))
+        self.rows
+            .as_ref()
+            .is_none_or(|r| match r.strip_suffix('$') {
+                Some(exact) => row == exact,
+                None => row.contains(r.as_str()),
+            })
     }
 }
 
@@ -1030,6 +1035,17 @@ mod tests {
             ["fastwebsockets+batched"]
         );
         assert!(only("unisock,websocket").is_err());
+    }
+
+    /// `--rows ID` runs the rows whose id contains ID; `--rows ID$` only the row with that id.
+    #[test]
+    fn rows_match_by_part_or_exactly_with_a_dollar() {
+        let with = |rows: &str| Settings::parse(&["--rows".into(), rows.into()]).unwrap();
+        let part = with("inflight1_16_c1");
+        assert!(part.wants("inflight1_16_c1") && part.wants("inflight1_16_c1000"));
+        let exact = with("inflight1_16_c1$");
+        assert!(exact.wants("inflight1_16_c1"));
+        assert!(!exact.wants("inflight1_16_c1000"));
     }
 
     /// A peer's cell and the verdict take the better of its two echoes, by the row's
