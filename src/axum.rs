@@ -67,11 +67,31 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
 
 impl WebSocketUpgrade {
     /// The request's offered subprotocols, in order.
+    ///
+    /// ```no_run
+    /// use unisock::axum::WebSocketUpgrade;
+    /// use unisock::{WebSocket, WebSockets};
+    /// async fn ws(upgrade: WebSocketUpgrade, sockets: axum::extract::State<WebSockets>) -> axum::response::Response {
+    ///     let chat = upgrade.offered_protocols().iter().any(|p| p == "chat");
+    ///     upgrade.accept_with_protocol(WebSocket::new(), &sockets, chat.then_some("chat"))
+    /// }
+    /// ```
     pub fn offered_protocols(&self) -> Vec<String> {
         crate::server::offered_protocols(&self.request)
     }
 
     /// The upgrade request.
+    ///
+    /// ```no_run
+    /// use unisock::axum::WebSocketUpgrade;
+    /// use unisock::{WebSocket, WebSockets};
+    /// async fn ws(upgrade: WebSocketUpgrade, sockets: axum::extract::State<WebSockets>) -> axum::response::Response {
+    ///     let room = upgrade.request().uri().query().unwrap_or("lobby").to_string();
+    ///     let ws = WebSocket::new();
+    ///     ws.on_open(move || tracing::info!("joined {room}"));
+    ///     upgrade.accept(ws, &sockets)
+    /// }
+    /// ```
     pub fn request(&self) -> &http::Request<()> {
         &self.request
     }
@@ -81,6 +101,19 @@ impl WebSocketUpgrade {
     /// memory budget and compression options, and its
     /// [`on_upgrade`](WebSockets::on_upgrade) hook run on the 101 response), or the error
     /// status (400/403/426) with the reason.
+    ///
+    /// ```no_run
+    /// use unisock::axum::WebSocketUpgrade;
+    /// use unisock::{WebSocket, WebSockets};
+    /// async fn ws(upgrade: WebSocketUpgrade, sockets: axum::extract::State<WebSockets>) -> axum::response::Response {
+    ///     let ws = WebSocket::new();
+    ///     let echo = ws.clone();
+    ///     ws.on_message(move |msg| {
+    ///         let _ = echo.send(msg);
+    ///     });
+    ///     upgrade.accept(ws, &sockets)
+    /// }
+    /// ```
     pub fn accept(self, ws: WebSocket, sockets: &WebSockets) -> Response {
         self.accept_with_protocol(ws, sockets, None)
     }
@@ -88,6 +121,18 @@ impl WebSocketUpgrade {
     /// As [`WebSocketUpgrade::accept`], selecting a subprotocol for the 101 response. A
     /// `protocol` the client did not offer, or that is not an RFC 7230 token, is a bug in
     /// the handler: it is answered `500 Internal Server Error` with the reason.
+    ///
+    /// ```no_run
+    /// use unisock::axum::WebSocketUpgrade;
+    /// use unisock::{WebSocket, WebSockets};
+    /// async fn ws(upgrade: WebSocketUpgrade, sockets: axum::extract::State<WebSockets>) -> axum::response::Response {
+    ///     if !upgrade.offered_protocols().iter().any(|p| p == "chat.v2") {
+    ///         return (axum::http::StatusCode::BAD_REQUEST, "speak chat.v2").into_response();
+    ///     }
+    ///     upgrade.accept_with_protocol(WebSocket::new(), &sockets, Some("chat.v2"))
+    /// }
+    /// # use axum::response::IntoResponse;
+    /// ```
     pub fn accept_with_protocol(
         self,
         ws: WebSocket,

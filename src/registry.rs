@@ -896,6 +896,23 @@ impl WebSockets {
     ///
     /// # Errors
     /// [`crate::Error::Io`] when the 101 response cannot be written.
+    ///
+    /// ```no_run
+    /// # async fn run() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt, WebSockets};
+    /// let sockets = WebSockets::new();
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+    /// loop {
+    ///     let (tcp, _) = listener.accept().await?;
+    ///     let sockets = sockets.clone();
+    ///     tokio::spawn(async move {
+    ///         let Ok(mut pending) = WebSocket::new().upgrade_pending(tcp).await else { return };
+    ///         pending.response_mut().headers_mut().insert("x-node", "7".parse().unwrap());
+    ///         let _ = sockets.service_pending(pending).await;
+    ///     });
+    /// }
+    /// # }
+    /// ```
     pub fn service_pending(
         &self,
         pending: PendingUpgrade,

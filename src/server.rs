@@ -311,21 +311,85 @@ impl PendingUpgrade {
     }
 
     /// The client's upgrade request.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let (a, b) = tokio::io::duplex(4096); // an in-memory connection
+    /// let client = WebSocket::new();
+    /// let serve = async {
+    ///     let pending = WebSocket::new().upgrade_pending(b).await?;
+    ///     assert_eq!(pending.request().uri().path(), "/chat");
+    ///     pending.commit().await
+    /// };
+    /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/chat", &[]));
+    /// (server?, open?);
+    /// # Ok(()) }
+    /// ```
     pub fn request(&self) -> &http::Request<()> {
         &self.request
     }
 
     /// The 101 response about to be sent; add headers here.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let (a, b) = tokio::io::duplex(4096); // an in-memory connection
+    /// let client = WebSocket::new();
+    /// let serve = async {
+    ///     let mut pending = WebSocket::new().upgrade_pending(b).await?;
+    ///     pending.response_mut().headers_mut().insert("x-node", "7".parse().unwrap());
+    ///     pending.commit().await
+    /// };
+    /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/", &[]));
+    /// (server?, open?);
+    /// assert_eq!(client.response_headers().unwrap()["x-node"], "7");
+    /// # Ok(()) }
+    /// ```
     pub fn response_mut(&mut self) -> &mut http::Response<()> {
         &mut self.response
     }
 
     /// The socket being upgraded.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let (a, b) = tokio::io::duplex(4096); // an in-memory connection
+    /// let client = WebSocket::new();
+    /// let ws = WebSocket::new();
+    /// let serve = async {
+    ///     let pending = ws.upgrade_pending(b).await?;
+    ///     assert_eq!(pending.websocket().id(), ws.id());
+    ///     pending.commit().await
+    /// };
+    /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/", &[]));
+    /// (server?, open?);
+    /// # Ok(()) }
+    /// ```
     pub fn websocket(&self) -> &WebSocket {
         &self.ws
     }
 
     /// The subprotocols the client offered (`Sec-WebSocket-Protocol`), in order.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let (a, b) = tokio::io::duplex(4096); // an in-memory connection
+    /// let client = WebSocket::new();
+    /// let serve = async {
+    ///     let mut pending = WebSocket::new().upgrade_pending(b).await?;
+    ///     assert_eq!(pending.offered_protocols(), ["chat.v2", "chat"]);
+    ///     pending.set_protocol("chat")?;
+    ///     pending.commit().await
+    /// };
+    /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/", &["chat.v2", "chat"]));
+    /// (server?, open?);
+    /// assert_eq!(client.protocol(), "chat");
+    /// # Ok(()) }
+    /// ```
     pub fn offered_protocols(&self) -> Vec<String> {
         offered_protocols(&self.request)
     }
@@ -359,6 +423,19 @@ impl PendingUpgrade {
     ///
     /// # Errors
     /// [`crate::Error::Io`] when the response cannot be written.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let (a, b) = tokio::io::duplex(4096); // an in-memory connection
+    /// let client = WebSocket::new();
+    /// let serve = async { WebSocket::new().upgrade_pending(b).await?.commit().await };
+    /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/", &[]));
+    /// let server = server?;
+    /// open?;
+    /// assert_eq!(server.ready_state(), unisock::ReadyState::Open);
+    /// # Ok(()) }
+    /// ```
     pub async fn commit(self) -> Result<WebSocket> {
         let PendingUpgrade {
             ws,

@@ -24,10 +24,41 @@ pub trait WebSocketExt {
     ///
     /// # Errors
     /// As [`WebSocket::send_text`], and [`crate::Error::Protocol`] for a payload over 125 bytes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// // A server and a client over an in-memory pipe.
+    /// let (a, b) = tokio::io::duplex(4096);
+    /// let (server, client) = (WebSocket::new(), WebSocket::new());
+    /// let (up, open) = tokio::join!(server.upgrade(b), client.open_over(a, "ws://localhost/", &[]));
+    /// (up?, open?);
+    /// client.ping(b"are you there?")?;
+    /// assert!(client.ping(&[0; 126]).is_err()); // a control frame holds at most 125 bytes
+    /// # Ok(()) }
+    /// ```
     fn ping(&self, data: &[u8]) -> Result<()>;
 
     /// Sets the size limits for incoming frames and messages. Takes effect at the next
     /// `open`/`upgrade`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// // A server and a client over an in-memory pipe.
+    /// let (a, b) = tokio::io::duplex(4096);
+    /// let (server, client) = (WebSocket::new(), WebSocket::new());
+    /// server.set_limits(unisock::Limits::default().max_message_size(16));
+    /// let (up, open) = tokio::join!(server.upgrade(b), client.open_over(a, "ws://localhost/", &[]));
+    /// (up?, open?);
+    /// let closed = std::sync::Arc::new(std::sync::Mutex::new(None));
+    /// let seen = closed.clone();
+    /// client.on_close(move |e| *seen.lock().unwrap() = Some(e.code));
+    /// client.send_text("seventeen bytes!!")?;
+    /// tokio::join!(server.read(), client.read());
+    /// assert_eq!(*closed.lock().unwrap(), Some(1009)); // Message Too Big
+    /// # Ok(()) }
+    /// ```
     fn set_limits(&self, limits: Limits);
 
     /// permessage-deflate (RFC 7692) options for this socket: what a client offers, what
@@ -60,10 +91,23 @@ pub trait WebSocketExt {
 
     /// Caps the payload bytes waiting in the send queue (default 64 MiB); a send beyond it
     /// fails with [`crate::Error::Capacity`] instead of growing memory.
+    ///
+    /// ```
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// ws.set_send_queue_cap(1 << 20); // at most 1 MiB of payloads waiting to be written
+    /// ```
     fn set_send_queue_cap(&self, bytes: usize);
 
     /// Closes the connection when nothing arrives from the peer for this long (`None`, the
     /// default for a bare socket, waits forever).
+    ///
+    /// ```
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// ws.set_read_timeout(Some(std::time::Duration::from_secs(300))); // five quiet minutes
+    /// ws.set_read_timeout(None); // wait forever again
+    /// ```
     fn set_read_timeout(&self, timeout: Option<Duration>);
 
     /// Closes the connection (1008, and `Error::Timeout` to `on_error`) when a message
@@ -79,6 +123,16 @@ pub trait WebSocketExt {
 
     /// Keep-alive pings ([`KeepAlive`]); `None` turns them off. By default a server socket
     /// pings after 30 s of quiet and a client does not ping.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use unisock::{KeepAlive, WebSocket, WebSocketExt};
+    /// let client = WebSocket::new();
+    /// client.set_keepalive(Some(KeepAlive::every(Duration::from_secs(20)).timeout(Duration::from_secs(10))));
+    /// assert_eq!(client.keepalive().map(|k| k.timeout), Some(Duration::from_secs(10)));
+    /// let server = WebSocket::new();
+    /// server.set_keepalive(None); // this app finds dead peers another way
+    /// ```
     fn set_keepalive(&self, keepalive: Option<KeepAlive>);
 
     /// The keep-alive in effect: the one set, else the role's default once the socket is
@@ -96,6 +150,12 @@ pub trait WebSocketExt {
     /// Drops the connection when a write makes no progress for this long (default 30 s):
     /// the peer stopped reading. `on_close` then gets 1006 and `on_error`
     /// [`crate::Error::Timeout`]. `None` waits forever (the send queue cap still holds).
+    ///
+    /// ```
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let ws = WebSocket::new();
+    /// ws.set_write_timeout(Some(std::time::Duration::from_secs(5))); // slow readers go sooner
+    /// ```
     fn set_write_timeout(&self, timeout: Option<Duration>);
 
     /// Server side: how long a client may take to send its whole upgrade request before
@@ -259,6 +319,17 @@ pub trait WebSocketExt {
     ///
     /// # Errors
     /// As [`WebSocket::upgrade`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8069").await?;
+    /// let (tcp, _) = listener.accept().await?;
+    /// let mut pending = WebSocket::new().upgrade_pending(tcp).await?;
+    /// pending.response_mut().headers_mut().insert("x-served-by", "node-7".parse().unwrap());
+    /// pending.commit().await?.read().await;
+    /// # Ok(()) }
+    /// ```
     fn upgrade_pending<S: Transport>(
         &self,
         stream: S,
@@ -270,6 +341,16 @@ pub trait WebSocketExt {
     ///
     /// # Errors
     /// As [`WebSocket::upgrade`].
+    ///
+    /// ```no_run
+    /// # async fn run(request: http::Request<()>, stream: tokio::net::TcpStream) -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// // `request` was parsed by the framework; `stream` is positioned after its head.
+    /// let pending = WebSocket::new().upgrade_request(request, stream).await?;
+    /// let ws = pending.commit().await?;
+    /// ws.read().await;
+    /// # Ok(()) }
+    /// ```
     fn upgrade_request<S: Transport>(
         &self,
         request: http::Request<()>,
@@ -281,6 +362,17 @@ pub trait WebSocketExt {
     ///
     /// # Errors
     /// [`crate::Error::AlreadyConnected`] if the socket was already opened or upgraded.
+    ///
+    /// ```no_run
+    /// # async fn run(upgraded: tokio::net::TcpStream, request: http::Request<()>) -> unisock::Result<()> {
+    /// use unisock::{WebSocket, WebSocketExt};
+    /// // The framework sent the 101 (with `Sec-WebSocket-Protocol: chat`) and hands over the stream.
+    /// let ws = WebSocket::new();
+    /// ws.attach_upgraded(upgraded, &request, Some("chat"))?;
+    /// assert_eq!(ws.protocol(), "chat");
+    /// ws.read().await;
+    /// # Ok(()) }
+    /// ```
     fn attach_upgraded<S: Transport>(
         &self,
         stream: S,

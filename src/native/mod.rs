@@ -42,6 +42,18 @@ use crate::{
 
 /// A byte stream a server socket can be upgraded over: natively any Tokio
 /// `AsyncRead + AsyncWrite` (a `TcpStream`, a TLS stream, ...).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> unisock::Result<()> {
+/// use unisock::{WebSocket, WebSocketExt};
+/// // An in-memory pipe is a transport as well as a TcpStream is.
+/// let (a, b) = tokio::io::duplex(4096);
+/// let (server, client) = (WebSocket::new(), WebSocket::new());
+/// let (up, open) = tokio::join!(server.upgrade(b), client.open_over(a, "ws://localhost/", &[]));
+/// (up?, open?);
+/// assert_eq!(server.ready_state(), unisock::ReadyState::Open);
+/// # Ok(()) }
+/// ```
 pub trait Transport: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Transport for T {}
 

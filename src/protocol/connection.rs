@@ -122,12 +122,30 @@ pub struct DirectRead {
 impl DirectRead {
     /// The payload so far: append at most [`DirectRead::want`] bytes (its spare capacity
     /// holds them, so appending does not reallocate).
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut client = Connection::new(Role::Client, unisock::Limits::default());
+    /// client.receive_data(&[0x82, 0x7e, 0x01, 0x00]); // binary, 256 bytes to come
+    /// let mut read = client.begin_direct_read(1).unwrap();
+    /// let room = read.buf().capacity() - read.buf().len();
+    /// read.buf().extend_from_slice(&[1; 16]);
+    /// assert_eq!(read.buf().capacity() - read.buf().len(), room - 16); // no reallocation
+    /// ```
     pub fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
 
     /// How many payload bytes may be read now: the room lent, at most what the current
     /// frame still has to come (see [`Connection::begin_direct_read`] for its bound).
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut client = Connection::new(Role::Client, unisock::Limits::default());
+    /// client.receive_data(&[0x82, 0x7e, 0x01, 0x00, 9, 9]); // 256 bytes announced, 2 arrived
+    /// let read = client.begin_direct_read(1).unwrap();
+    /// assert_eq!(read.want(), 254); // the rest of the frame
+    /// ```
     #[must_use]
     pub fn want(&self) -> usize {
         self.want
@@ -386,12 +404,26 @@ impl Connection {
     }
 
     /// This end's role.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let conn = Connection::new(Role::Client, unisock::Limits::default());
+    /// assert_eq!(conn.role(), Role::Client);
+    /// ```
     #[must_use]
     pub fn role(&self) -> Role {
         self.role
     }
 
     /// Where the closing handshake stands.
+    ///
+    /// ```
+    /// use unisock::protocol::{CloseCode, Connection, ConnectionState, Role};
+    /// let mut conn = Connection::new(Role::Server, unisock::Limits::default());
+    /// assert_eq!(conn.state(), ConnectionState::Open);
+    /// conn.send_close(Some(CloseCode::NORMAL_CLOSURE), "bye").unwrap();
+    /// assert_eq!(conn.state(), ConnectionState::CloseSent);
+    /// ```
     #[must_use]
     pub fn state(&self) -> ConnectionState {
         self.state
@@ -524,6 +556,17 @@ impl Connection {
 
     /// Takes back the message lent by [`Connection::begin_direct_read`], with the payload
     /// bytes read onto it, and takes those bytes in as [`Connection::receive_data`] would.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Event, Role};
+    /// use unisock::{Limits, MsgEvent};
+    /// let mut client = Connection::new(Role::Client, Limits::default());
+    /// client.receive_data(&[0x82, 0x0a]); // binary, 10 bytes to come
+    /// let mut read = client.begin_direct_read(1).unwrap();
+    /// read.buf().extend_from_slice(b"0123456789"); // what a socket read put there
+    /// client.end_direct_read(read);
+    /// assert_eq!(client.next_event(), Some(Event::Message(MsgEvent::Binary(b"0123456789".to_vec()))));
+    /// ```
     pub fn end_direct_read(&mut self, read: DirectRead) {
         let DirectRead {
             mut buf,
@@ -565,6 +608,17 @@ impl Connection {
     /// was split; and
     /// a driver that handles events one by one can still answer the messages that came
     /// before (Autobahn's strict "fail fast" cases), and no answer is lost behind the close.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Event, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// // A masked ping with an empty payload, then a masked empty text message.
+    /// server.receive_data(&[0x89, 0x80, 1, 2, 3, 4, 0x81, 0x80, 1, 2, 3, 4]);
+    /// assert_eq!(server.next_event(), Some(Event::Ping(vec![])));
+    /// assert_eq!(server.data_to_send(), &[0x8a, 0x00]); // its pong, queued as it was taken
+    /// assert!(matches!(server.next_event(), Some(Event::Message(_))));
+    /// assert_eq!(server.next_event(), None);
+    /// ```
     pub fn next_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
         if self.events.is_empty() {
@@ -589,6 +643,13 @@ impl Connection {
     ///
     /// # Errors
     /// [`ProtocolError::SendAfterClose`] once a close frame has been sent.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// server.send_text("hi").unwrap();
+    /// assert_eq!(server.data_to_send(), &[0x81, 0x02, b'h', b'i']);
+    /// ```
     pub fn send_text(&mut self, text: &str) -> Result<(), ProtocolError> {
         self.check_can_send()?;
         self.write_message(Opcode::Text, text.as_bytes());
@@ -599,6 +660,15 @@ impl Connection {
     ///
     /// # Errors
     /// [`ProtocolError::SendAfterClose`] once a close frame has been sent.
+    ///
+    /// ```
+    /// use unisock::protocol::{CloseCode, Connection, ProtocolError, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// server.send_binary(&[1, 2]).unwrap();
+    /// assert_eq!(server.data_to_send(), &[0x82, 0x02, 1, 2]);
+    /// server.send_close(Some(CloseCode::NORMAL_CLOSURE), "").unwrap();
+    /// assert_eq!(server.send_binary(&[3]), Err(ProtocolError::SendAfterClose));
+    /// ```
     pub fn send_binary(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         self.check_can_send()?;
         self.write_message(Opcode::Binary, data);
@@ -667,6 +737,13 @@ impl Connection {
     /// # Errors
     /// [`ProtocolError::SendAfterClose`] once a close frame has been sent;
     /// [`ProtocolError::ControlFrameTooLong`] for more than 125 bytes.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// server.send_pong(b"still here").unwrap();
+    /// assert_eq!(&server.data_to_send()[..2], &[0x8a, 10]);
+    /// ```
     pub fn send_pong(&mut self, data: &[u8]) -> Result<(), ProtocolError> {
         self.send_control(Opcode::Pong, data)
     }
@@ -731,6 +808,15 @@ impl Connection {
     }
 
     /// The encoded frames waiting to be written to the peer.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut client = Connection::new(Role::Client, unisock::Limits::default());
+    /// client.send_text("hi").unwrap();
+    /// let wire = client.data_to_send();
+    /// assert_eq!(&wire[..2], &[0x81, 0x82]); // a client masks: the mask bit, then 4 key bytes
+    /// assert_eq!(wire.len(), 2 + 4 + 2);
+    /// ```
     #[must_use]
     pub fn data_to_send(&self) -> &[u8] {
         self.out.get(self.out_start..).unwrap_or_default()
@@ -777,6 +863,16 @@ impl Connection {
     /// segments after it) as written. A segment written whole gives way to the next one;
     /// one written in part keeps its rest where it is (a big payload is not shifted down at
     /// each partial write).
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// server.send_binary(&[1, 2, 3]).unwrap();
+    /// server.consume(2); // a write took the header only
+    /// assert_eq!(server.data_to_send(), &[1, 2, 3]);
+    /// server.consume(3);
+    /// assert!(!server.has_data_to_send());
+    /// ```
     pub fn consume(&mut self, mut n: usize) {
         while n > 0 && !self.out.is_empty() {
             let left = self.out.len() - self.out_start;
@@ -852,6 +948,15 @@ impl Connection {
     /// Takes all the bytes waiting to be written, leaving the queue empty (handed-over
     /// payloads are joined into one buffer here: a writer that wants them as they are uses
     /// [`Connection::swap_data_to_send`]).
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// server.send_text("a").unwrap();
+    /// server.send_text("b").unwrap();
+    /// assert_eq!(server.take_data_to_send(), [0x81, 1, b'a', 0x81, 1, b'b']);
+    /// assert!(!server.has_data_to_send());
+    /// ```
     pub fn take_data_to_send(&mut self) -> Vec<u8> {
         self.drop_written();
         let mut out = mem::take(&mut self.out);
@@ -997,6 +1102,14 @@ impl Connection {
     }
 
     /// Whether any bytes wait to be written.
+    ///
+    /// ```
+    /// use unisock::protocol::{Connection, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// assert!(!server.has_data_to_send());
+    /// server.send_text("x").unwrap();
+    /// assert!(server.has_data_to_send());
+    /// ```
     #[must_use]
     pub fn has_data_to_send(&self) -> bool {
         !self.out.is_empty() || !self.out_more.is_empty()
@@ -1004,6 +1117,16 @@ impl Connection {
 
     /// Whether the connection is over: both close frames exchanged, or failed. The
     /// driver flushes [`Connection::data_to_send`] and then ends TCP.
+    ///
+    /// ```
+    /// use unisock::protocol::{CloseCode, Connection, Event, Role};
+    /// let mut server = Connection::new(Role::Server, unisock::Limits::default());
+    /// server.send_close(Some(CloseCode::NORMAL_CLOSURE), "").unwrap();
+    /// assert!(!server.is_closed()); // waiting for the peer's close
+    /// server.receive_data(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]); // its close, 1000
+    /// assert!(matches!(server.next_event(), Some(Event::Close { .. })));
+    /// assert!(server.is_closed());
+    /// ```
     #[must_use]
     pub fn is_closed(&self) -> bool {
         matches!(
