@@ -323,7 +323,8 @@ impl PendingUpgrade {
     ///     pending.commit().await
     /// };
     /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/chat", &[]));
-    /// (server?, open?);
+    /// server?;
+    /// open?;
     /// # Ok(()) }
     /// ```
     pub fn request(&self) -> &http::Request<()> {
@@ -343,7 +344,8 @@ impl PendingUpgrade {
     ///     pending.commit().await
     /// };
     /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/", &[]));
-    /// (server?, open?);
+    /// server?;
+    /// open?;
     /// assert_eq!(client.response_headers().unwrap()["x-node"], "7");
     /// # Ok(()) }
     /// ```
@@ -365,7 +367,8 @@ impl PendingUpgrade {
     ///     pending.commit().await
     /// };
     /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/", &[]));
-    /// (server?, open?);
+    /// server?;
+    /// open?;
     /// # Ok(()) }
     /// ```
     pub fn websocket(&self) -> &WebSocket {
@@ -386,7 +389,8 @@ impl PendingUpgrade {
     ///     pending.commit().await
     /// };
     /// let (server, open) = tokio::join!(serve, client.open_over(a, "ws://localhost/", &["chat.v2", "chat"]));
-    /// (server?, open?);
+    /// server?;
+    /// open?;
     /// assert_eq!(client.protocol(), "chat");
     /// # Ok(()) }
     /// ```

@@ -32,7 +32,8 @@ pub trait WebSocketExt {
     /// let (a, b) = tokio::io::duplex(4096);
     /// let (server, client) = (WebSocket::new(), WebSocket::new());
     /// let (up, open) = tokio::join!(server.upgrade(b), client.open_over(a, "ws://localhost/", &[]));
-    /// (up?, open?);
+    /// up?;
+    /// open?;
     /// client.ping(b"are you there?")?;
     /// assert!(client.ping(&[0; 126]).is_err()); // a control frame holds at most 125 bytes
     /// # Ok(()) }
@@ -50,7 +51,8 @@ pub trait WebSocketExt {
     /// let (server, client) = (WebSocket::new(), WebSocket::new());
     /// server.set_limits(unisock::Limits::default().max_message_size(16));
     /// let (up, open) = tokio::join!(server.upgrade(b), client.open_over(a, "ws://localhost/", &[]));
-    /// (up?, open?);
+    /// up?;
+    /// open?;
     /// let closed = std::sync::Arc::new(std::sync::Mutex::new(None));
     /// let seen = closed.clone();
     /// client.on_close(move |e| *seen.lock().unwrap() = Some(e.code));

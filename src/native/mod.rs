@@ -50,7 +50,8 @@ use crate::{
 /// let (a, b) = tokio::io::duplex(4096);
 /// let (server, client) = (WebSocket::new(), WebSocket::new());
 /// let (up, open) = tokio::join!(server.upgrade(b), client.open_over(a, "ws://localhost/", &[]));
-/// (up?, open?);
+/// up?;
+/// open?;
 /// assert_eq!(server.ready_state(), unisock::ReadyState::Open);
 /// # Ok(()) }
 /// ```
